@@ -1,0 +1,42 @@
+# One entry point for people and CI. `make test` and `make demo` work on a
+# fresh Debian machine: they build .venv, install the package with its test
+# extras, and (as root) the system packages the tests run for real.
+
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+APT_PACKAGES := prometheus prometheus-alertmanager chromium
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: test demo lint bench system-deps venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+system-deps:
+	@dpkg -s $(APT_PACKAGES) >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
+	    $(APT_PACKAGES) ; }
+
+lint: venv
+	$(BIN)/ruff check .
+
+test: venv system-deps lint
+	$(BIN)/python -m pytest -q
+
+demo: venv
+	$(BIN)/larpix-monitor demo
+
+bench: venv
+	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_plots.py
+	$(BIN)/python benchmarks/bench_service.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,172 @@
+"""Command line: ``larpix-monitor {serve,once,demo,simulate,plots}`` and the seed's ``run_monitor.py``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from exporter import DEFAULT_PORT, __version__
+from exporter.config import (
+    DEFAULT_HOT_RATE,
+    DEFAULT_RATE_WINDOW,
+    PLOT_EXTENSIONS,
+    MonitorConfig,
+    plugin_dirs_from_env,
+)
+
+
+def _add_plot_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", "--plot-dir", dest="plot_dir", required=True,
+                   help="directory for the figures (PLOT_DIR/<stem>_dqm/<stem>_<Plot><ext>)")
+    p.add_argument("--ext", default=".png", choices=PLOT_EXTENSIONS, help="figure file type")
+    p.add_argument("--plots", nargs="+", metavar="NAME", help="only these plots (default: all)")
+    p.add_argument("--plugin-dir", action="append", metavar="DIR",
+                   help="extra directory of plot modules (repeatable)")
+
+
+def _add_metric_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rate-window", type=float, default=DEFAULT_RATE_WINDOW, metavar="S",
+                   help="seconds of data time behind the *_rate_hz and channel gauges")
+    p.add_argument("--hot-rate", type=float, default=DEFAULT_HOT_RATE, metavar="HZ",
+                   help="a channel above this data rate counts as hot")
+
+
+def _add_serve_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--interval", type=float, default=30.0,
+                   help="seconds between plot refreshes of a changed file")
+    p.add_argument("--flush_interval", "--flush-interval", dest="flush_interval", type=float,
+                   default=1800.0,
+                   help="close a file's figures after this many idle seconds; also the age "
+                        "below which a file without saved state is read from its start")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--glob", default="*.h5", help="file name pattern to watch")
+    p.add_argument("--read-all", action="store_true",
+                   help="at start-up read every matching file from its start, however old")
+    p.add_argument("--poll", action="store_true",
+                   help="poll the directory instead of using file events (network file systems)")
+    p.add_argument("--auth-token", default=os.environ.get("LARPIX_MONITOR_AUTH_TOKEN"),
+                   help="require 'Authorization: Bearer TOKEN' (env LARPIX_MONITOR_AUTH_TOKEN)")
+    p.add_argument("--log-level", default="INFO",
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--no-plots", action="store_true", help="metrics only")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="larpix-monitor",
+        description="Live data-quality monitor for LArPix HDF5 files.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="watch a data directory and serve metrics and plots")
+    serve.add_argument("-i", "--input", dest="data_dir", required=True,
+                       help="data directory to watch")
+    _add_plot_options(serve)
+    _add_serve_options(serve)
+    _add_metric_options(serve)
+
+    once = sub.add_parser("once", help="read whole files once: summary, metrics file, plots")
+    once.add_argument("files", nargs="+", metavar="FILE")
+    _add_plot_options(once)
+    once.add_argument("--metrics-file", metavar="OUT.prom",
+                      help="write the metrics in Prometheus text format")
+    once.add_argument("--no-plots", action="store_true", help="skip the plots")
+    _add_metric_options(once)
+
+    demo = sub.add_parser("demo", help="simulate a live run and serve it")
+    demo.add_argument("--port", type=int, default=DEFAULT_PORT)
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--rate", type=float, default=20_000.0, help="simulated packets/s per file")
+    demo.add_argument("--run-seconds", type=float, default=180.0,
+                      help="seconds before the simulated DAQ starts a new run (new files)")
+    demo.add_argument("--dir", help="directory for the simulated data (default: a temporary one)")
+    demo.add_argument("--interval", type=float, default=5.0, help="plot refresh interval")
+
+    sim = sub.add_parser("simulate", help="write a simulated LArPix file with its ground truth")
+    sim.add_argument("path", metavar="OUT.h5")
+    sim.add_argument("--format", choices=["packet", "raw"], default="packet")
+    sim.add_argument("--packets", type=int, help="write this many packets at once")
+    sim.add_argument("--rate", type=float, help="append live at this many packets/s ...")
+    sim.add_argument("--duration", type=float, help="... for this many seconds")
+    sim.add_argument("--seed", type=int, default=0)
+
+    plots = sub.add_parser("plots", help="list the available plots")
+    plots.add_argument("--plugin-dir", action="append", metavar="DIR")
+    return parser
+
+
+def _serve_config(args: argparse.Namespace) -> MonitorConfig:
+    return MonitorConfig(
+        data_dir=Path(args.data_dir), plot_dir=Path(args.plot_dir), interval=args.interval,
+        flush_interval=args.flush_interval, ext=args.ext, plots=args.plots,
+        plugin_dirs=plugin_dirs_from_env(args.plugin_dir), host=args.host, port=args.port,
+        glob=args.glob, rate_window=args.rate_window, hot_rate=args.hot_rate,
+        read_all=args.read_all, poll=args.poll, auth_token=args.auth_token,
+        log_level=args.log_level, no_plots=args.no_plots)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        from exporter.service import serve
+        return serve(_serve_config(args))
+    if args.command == "once":
+        from exporter.once import run_once
+        return run_once(
+            [Path(f) for f in args.files], plot_dir=Path(args.plot_dir), ext=args.ext,
+            plots=args.plots, plugin_dirs=plugin_dirs_from_env(args.plugin_dir),
+            metrics_file=Path(args.metrics_file) if args.metrics_file else None,
+            no_plots=args.no_plots, rate_window=args.rate_window, hot_rate=args.hot_rate)
+    if args.command == "demo":
+        from exporter.demo import run_demo
+        return run_demo(args)
+    if args.command == "simulate":
+        from exporter.simulate import simulate_command
+        return simulate_command(args)
+    if args.command == "plots":
+        from exporter.plotting import list_plots_command
+        return list_plots_command(plugin_dirs_from_env(args.plugin_dir))
+    raise AssertionError(args.command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(args, "log_level", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return _run(args)
+
+
+def build_seed_parser() -> argparse.ArgumentParser:
+    """The seed's flags, unchanged: ``-i -o --interval --flush_interval --ext --plots --once``."""
+    p = argparse.ArgumentParser(
+        prog="run_monitor.py",
+        description="larpix-monitor, seed-compatible entry point "
+                    "(same as 'larpix-monitor serve' or 'larpix-monitor once').")
+    p.add_argument("-i", "--input", dest="data_dir", help="data directory to monitor")
+    p.add_argument("--once", metavar="FILE", help="generate the plots of one file and exit")
+    _add_plot_options(p)
+    _add_serve_options(p)
+    _add_metric_options(p)
+    return p
+
+
+def run_monitor_main(argv: list[str] | None = None) -> int:
+    parser = build_seed_parser()
+    args = parser.parse_args(argv)
+    if args.once:
+        return main(["once", args.once, "-o", args.plot_dir, "--ext", args.ext]
+                    + (["--plots", *args.plots] if args.plots else [])
+                    + [x for d in (args.plugin_dir or []) for x in ("--plugin-dir", d)])
+    if not args.data_dir:
+        parser.error("one of -i DATA_DIR or --once FILE is required")
+    logging.basicConfig(level=args.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from exporter.service import serve
+    return serve(_serve_config(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
