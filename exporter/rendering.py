@@ -1,0 +1,303 @@
+"""The single-thread plot renderer: buffers new packets per file, calls the plugins, saves figures.
+
+pyplot is not thread-safe, and plugins written for the seed use it, so every
+plugin call, every save and every close happens on one render thread.
+
+Per file and plot the renderer keeps one plugin instance (so plugins may keep
+per-file state in ``self``) and the figure it returned last. A file idle for
+``close_idle``'s threshold loses both; if it grows again, its plots start over
+from the new packets, as in the seed.
+
+Memory: packets wait in a per-file buffer between renders. When a file's
+buffer reaches ``max_buffered_rows``, a render of that file is queued at once
+instead of dropping data; if the previous such render has not finished yet, the
+caller waits for it (back-pressure), so a file never holds more than about two
+caps of rows. Images in memory are kept for the ``max_image_files`` files
+updated most recently.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import io
+import logging
+import os
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from exporter.packets import PACKET_DTYPE
+from exporter.plugins import PlotCatalog
+
+if TYPE_CHECKING:
+    from exporter.metrics import MonitorHealth
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BUFFERED_ROWS = 1 << 21
+DEFAULT_MAX_IMAGE_FILES = 16
+
+
+class PacketFile(Mapping):
+    """What a plugin gets as ``fh``: ``fh['packets']`` is a structured array of PACKET_DTYPE.
+
+    Stands in for the seed's temporary h5py file: ``fh.keys()``, ``'packets' in fh``,
+    ``fh.filename`` and ``fh['packets'][mask]['field']`` all work as they did.
+    """
+
+    def __init__(self, filename: str, packets: np.ndarray) -> None:
+        self.filename = filename
+        self._datasets = {"packets": packets}
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self._datasets[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._datasets)
+
+    def __len__(self) -> int:
+        return len(self._datasets)
+
+
+@dataclass(frozen=True)
+class PlotImage:
+    """The latest image of one plot of one file, ready to serve over HTTP."""
+
+    file: str
+    plot: str
+    png: bytes = field(repr=False)
+    #: Strong ETag of ``png``, already quoted for the header.
+    etag: str
+    updated: float
+    path: Path
+
+
+@dataclass
+class _FileState:
+    instances: dict[str, Any] = field(default_factory=dict)
+    figures: dict[str, Figure] = field(default_factory=dict)
+    reported: set[str] = field(default_factory=set)
+    called: bool = False
+
+
+def output_path(plot_dir: Path, source: Path, plot: str, ext: str) -> Path:
+    """``PLOT_DIR/<stem>_dqm/<stem>_<Plot><ext>``, the seed's layout."""
+    stem = source.stem
+    return plot_dir / f"{stem}_dqm" / f"{stem}_{plot}{ext}"
+
+
+def _write_atomically(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def save_figure(fig: Figure, path: Path, ext: str) -> bytes:
+    """Write ``fig`` to ``path`` atomically in ``ext``'s format; return its PNG bytes."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    png = buffer.getvalue()
+    if ext == ".png":
+        _write_atomically(path, lambda out: out.write(png))
+    else:
+        _write_atomically(path, lambda out: fig.savefig(out, format=ext.lstrip(".")))
+    return png
+
+
+def close_figure(fig: Figure) -> None:
+    """Release a figure, including pyplot's reference if pyplot made it."""
+    # Imported here: exporter.plugins (imported above) has chosen the Agg backend by now.
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    fig.clear()
+
+
+class PlotRenderer:
+    """Feeds new packets of each file to the selected plots, on one render thread."""
+
+    def __init__(self, catalog: PlotCatalog, plot_dir: Path, ext: str = ".png",
+                 selected: list[str] | None = None, health: MonitorHealth | None = None,
+                 max_buffered_rows: int = DEFAULT_MAX_BUFFERED_ROWS,
+                 max_image_files: int = DEFAULT_MAX_IMAGE_FILES) -> None:
+        self.plot_dir = Path(plot_dir)
+        self.ext = ext
+        self.health = health
+        self.max_buffered_rows = max_buffered_rows
+        self.max_image_files = max_image_files
+        wanted = list(catalog.plots) if selected is None else list(selected)
+        self.plots = {name: catalog.plots[name] for name in wanted if name in catalog.plots}
+        #: Names asked for with ``selected`` that no module defines.
+        self.unknown = [name for name in wanted if name not in catalog.plots]
+        for where, reason in catalog.failures.items():
+            log.error("plot module %s skipped: %s", where, reason)
+        if self.unknown:
+            log.error("unknown plot(s): %s (see 'larpix-monitor plots')", " ".join(self.unknown))
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="plot-render")
+        self._render_thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._buffers: dict[Path, list[np.ndarray]] = {}
+        self._buffered_rows: dict[Path, int] = {}
+        self._early: dict[Path, concurrent.futures.Future] = {}
+        self._last_active: dict[Path, float] = {}
+        self._files: dict[Path, _FileState] = {}
+        self._images: dict[tuple[str, str], PlotImage] = {}
+
+    # -- any thread -----------------------------------------------------------------------
+
+    def add_packets(self, source: Path, packets: np.ndarray) -> None:
+        """Buffer new packets of ``source`` for the next render."""
+        if packets.dtype != PACKET_DTYPE:
+            raise ValueError(f"{source}: packets must have PACKET_DTYPE, not {packets.dtype}")
+        source = Path(source)
+        with self._lock:
+            self._last_active[source] = time.monotonic()
+            if len(packets) == 0:
+                return
+            self._buffers.setdefault(source, []).append(packets)
+            rows = self._buffered_rows.get(source, 0) + len(packets)
+            self._buffered_rows[source] = rows
+            if rows < self.max_buffered_rows:
+                return
+            previous = self._early.get(source)
+        if previous is not None and not self._on_render_thread():
+            previous.result()
+        with self._lock:
+            if self._buffered_rows.get(source, 0) >= self.max_buffered_rows:
+                self._early[source] = self.render(source)
+
+    def render(self, source: Path) -> concurrent.futures.Future:
+        """Queue a render of ``source``; the future gives the PlotImages made."""
+        return self._executor.submit(self._render, Path(source))
+
+    def images(self) -> list[PlotImage]:
+        with self._lock:
+            return sorted(self._images.values(), key=lambda i: (i.file, i.plot))
+
+    def image(self, file: str, plot: str) -> PlotImage | None:
+        with self._lock:
+            return self._images.get((file, plot))
+
+    def close_idle(self, idle_seconds: float) -> None:
+        """Close the figures and plugin state of files without new packets for ``idle_seconds``."""
+        self._run_on_render_thread(self._close_idle, idle_seconds)
+
+    def shutdown(self) -> None:
+        """Close every figure and stop the render thread (pending renders finish first)."""
+        self._run_on_render_thread(self._close_idle, -1.0)
+        self._executor.shutdown(wait=True)
+
+    # -- render thread --------------------------------------------------------------------
+
+    def _on_render_thread(self) -> bool:
+        return threading.current_thread() is self._render_thread
+
+    def _run_on_render_thread(self, func: Any, *args: Any) -> Any:
+        if self._on_render_thread():
+            return func(*args)
+        return self._executor.submit(func, *args).result()
+
+    def _take_buffer(self, source: Path) -> np.ndarray:
+        with self._lock:
+            chunks = self._buffers.pop(source, [])
+            self._buffered_rows.pop(source, None)
+            self._last_active[source] = time.monotonic()
+        if len(chunks) == 1:
+            return chunks[0]
+        return np.concatenate(chunks) if chunks else np.zeros(0, PACKET_DTYPE)
+
+    def _render(self, source: Path) -> list[PlotImage]:
+        self._render_thread = threading.current_thread()
+        packets = self._take_buffer(source)
+        state = self._files.setdefault(source, _FileState())
+        if len(packets) == 0 and state.called:
+            return []
+        state.called = True
+        made = []
+        for name in self.plots:
+            image = self._render_plot(source, state, name, packets)
+            if image is not None:
+                made.append(image)
+        return made
+
+    def _render_plot(self, source: Path, state: _FileState, name: str,
+                     packets: np.ndarray) -> PlotImage | None:
+        started = time.perf_counter()
+        previous = state.figures.get(name)
+        try:
+            instance = state.instances.get(name)
+            if instance is None:
+                instance = state.instances[name] = self.plots[name]()
+            fig = instance(str(source), PacketFile(str(source), packets), previous)
+            if fig is None:
+                return None
+            if not isinstance(fig, Figure):
+                raise TypeError(f"returned {type(fig).__name__}, not a matplotlib Figure")
+            if previous is not None and fig is not previous:
+                close_figure(previous)
+            state.figures[name] = fig
+            path = output_path(self.plot_dir, source, name, self.ext)
+            png = save_figure(fig, path, self.ext)
+        except Exception as exc:  # a plugin's failure must not stop the other plots
+            self._report_failure(source, state, name, exc)
+            return None
+        if self.health is not None:
+            self.health.observe_render(name, time.perf_counter() - started)
+        image = PlotImage(file=source.stem, plot=name, png=png,
+                          etag='"' + hashlib.blake2b(png, digest_size=16).hexdigest() + '"',
+                          updated=time.time(), path=path)
+        self._keep(image)
+        return image
+
+    def _report_failure(self, source: Path, state: _FileState, name: str,
+                        exc: Exception) -> None:
+        if self.health is not None:
+            self.health.count_plot_error(name)
+        if name in state.reported:
+            log.debug("plot %s failed again for %s: %s", name, source, exc)
+            return
+        state.reported.add(name)
+        log.error("plot %s failed for %s (last good image kept):\n%s", name, source,
+                  "".join(traceback.format_exception(exc)).rstrip())
+
+    def _keep(self, image: PlotImage) -> None:
+        with self._lock:
+            self._images[(image.file, image.plot)] = image
+            newest: dict[str, float] = {}
+            for (file, _), kept in self._images.items():
+                newest[file] = max(newest.get(file, 0.0), kept.updated)
+            if len(newest) <= self.max_image_files:
+                return
+            keep = set(sorted(newest, key=newest.__getitem__)[-self.max_image_files:])
+            self._images = {k: v for k, v in self._images.items() if k[0] in keep}
+
+    def _close_idle(self, idle_seconds: float) -> None:
+        self._render_thread = threading.current_thread()
+        now = time.monotonic()
+        with self._lock:
+            idle = [s for s in self._files
+                    if now - self._last_active.get(s, now) > idle_seconds]
+        for source in idle:
+            state = self._files.pop(source)
+            for fig in state.figures.values():
+                close_figure(fig)
+            with self._lock:
+                if source not in self._buffers:
+                    self._last_active.pop(source, None)
+                    self._early.pop(source, None)

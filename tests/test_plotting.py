@@ -1,0 +1,353 @@
+"""Plot plugin discovery and the render thread, with seed-style plugins."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import textwrap
+import threading
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from PIL import Image
+
+from exporter.packets import PACKET_DTYPE
+from exporter.plotting import (
+    PacketFile,
+    PlotRenderer,
+    discover_plots,
+    list_plots_command,
+    output_path,
+)
+
+SEED_PLUGINS = Path(__file__).parent / "seed_plugins"
+SEED_PLOTS = {"TemplatePlot", "CumulativeDataPackets", "PairCount_1", "PairCount_2"}
+
+
+class RecordingHealth:
+    """Collects what the renderer reports, as MonitorHealth would count it."""
+
+    def __init__(self) -> None:
+        self.renders: list[tuple[str, float]] = []
+        self.errors: list[str] = []
+
+    def observe_render(self, plot: str, seconds: float) -> None:
+        self.renders.append((plot, seconds))
+
+    def count_plot_error(self, plot: str) -> None:
+        self.errors.append(plot)
+
+
+def packets(n: int, io_group: int = 1, packet_type: int = 0, start: int = 0) -> np.ndarray:
+    rows = np.zeros(n, PACKET_DTYPE)
+    rows["io_group"] = io_group
+    rows["io_channel"] = 1
+    rows["packet_type"] = packet_type
+    rows["timestamp"] = np.arange(start, start + n)
+    return rows
+
+
+def write_module(folder: Path, name: str, source: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.py"
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+RECORDER = """
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    CALLS = []
+
+    class Recorder(object):
+        def __call__(self, filename, fh, fig=None):
+            CALLS.append((filename, len(fh['packets']), fig, sorted(fh.keys())))
+            if fig is None:
+                fig = Figure(figsize=(2, 2))
+                fig.add_subplot(111)
+            fig.axes[0].set_title(str(len(CALLS)))
+            return fig
+"""
+
+
+def recorder_module(catalog):
+    import sys
+    return sys.modules[catalog.plots["Recorder"].__module__]
+
+
+@pytest.fixture
+def seed_catalog():
+    return discover_plots([SEED_PLUGINS])
+
+
+def test_discovery_finds_seed_classes_factory_classes_and_skips_helpers(seed_catalog):
+    assert SEED_PLOTS <= set(seed_catalog.plots)
+    assert "ChannelHelper" not in seed_catalog.plots
+    assert seed_catalog.plots["PairCount_2"].io_group == 2
+    assert not seed_catalog.failures
+
+
+def test_broken_modules_are_reported_in_one_line_and_the_rest_loads(tmp_path):
+    write_module(tmp_path, "bad_syntax", "class Broken(:\n    pass\n")
+    write_module(tmp_path, "bad_import", """
+        import yaml
+        with open('/nonexistent/layout-2.4.0.yaml') as f:
+            GEO = yaml.safe_load(f)
+
+        class NeedsGeometry(object):
+            def __call__(self, filename, fh, fig=None):
+                return fig
+    """)
+    write_module(tmp_path, "fine", RECORDER)
+    catalog = discover_plots([tmp_path, SEED_PLUGINS])
+    assert set(catalog.failures) == {str(tmp_path / "bad_syntax.py"),
+                                     str(tmp_path / "bad_import.py")}
+    assert catalog.failures[str(tmp_path / "bad_syntax.py")].startswith("SyntaxError")
+    assert "FileNotFoundError" in catalog.failures[str(tmp_path / "bad_import.py")]
+    assert "layout-2.4.0.yaml" in catalog.failures[str(tmp_path / "bad_import.py")]
+    assert all("\n" not in reason for reason in catalog.failures.values())
+    assert "NeedsGeometry" not in catalog.plots
+    assert {"Recorder"} | SEED_PLOTS <= set(catalog.plots)
+
+
+def test_missing_plugin_dir_is_a_failure_not_a_crash(tmp_path):
+    catalog = discover_plots([tmp_path / "nope"])
+    assert catalog.failures == {str(tmp_path / "nope"): "plugin directory does not exist"}
+
+
+def test_plots_command_lists_loaded_and_failed(tmp_path, capsys):
+    write_module(tmp_path, "bad_syntax", "def (:\n")
+    status = list_plots_command([SEED_PLUGINS, tmp_path])
+    out = capsys.readouterr().out
+    assert status == 1
+    for name in SEED_PLOTS:
+        assert any(line.split()[0] == name and "line_update.py" in line or
+                   line.split()[0] == name and "template_plot.py" in line
+                   for line in out.splitlines())
+    assert f"FAILED {tmp_path / 'bad_syntax.py'}: SyntaxError" in out
+    assert list_plots_command([SEED_PLUGINS]) == 0
+
+
+def test_packet_file_behaves_like_the_seed_h5py_file():
+    rows = packets(6)
+    rows["packet_type"][::2] = 4
+    fh = PacketFile("run.h5", rows)
+    assert list(fh.keys()) == ["packets"] and "packets" in fh and fh.filename == "run.h5"
+    data = fh["packets"][fh["packets"]["packet_type"] == 0]
+    assert list(data["timestamp"]) == [1, 3, 5]
+    assert list(fh["packets"][1:3]["timestamp"]) == [1, 2]
+    assert fh["packets"][["io_group", "packet_type"]].dtype.names == ("io_group", "packet_type")
+    assert len(fh["packets"]) == 6
+
+
+def test_seed_plugins_write_the_seed_paths(tmp_path, seed_catalog):
+    renderer = PlotRenderer(seed_catalog, tmp_path, selected=sorted(SEED_PLOTS))
+    source = Path("/data/run_2024_01_01.h5")
+    renderer.add_packets(source, packets(10, io_group=1))
+    renderer.add_packets(source, packets(5, io_group=2))
+    made = renderer.render(source).result()
+    renderer.shutdown()
+    assert {image.plot for image in made} == SEED_PLOTS
+    for image in made:
+        path = tmp_path / "run_2024_01_01_dqm" / f"run_2024_01_01_{image.plot}.png"
+        assert image.path == path == output_path(tmp_path, source, image.plot, ".png")
+        assert path.read_bytes() == image.png
+        with Image.open(path) as decoded:
+            assert decoded.format == "PNG"
+            pixels = np.asarray(decoded.convert("L"), dtype=float)
+        assert pixels.var() > 0
+    sizes = {image.plot: Image.open(image.path).size for image in made}
+    assert sizes["PairCount_1"] == (300, 200)
+    assert sizes["CumulativeDataPackets"] == (400, 300)
+    assert sizes["TemplatePlot"] == tuple(int(v) for v in plt.rcParams["figure.figsize"]
+                                          * np.array(plt.rcParams["figure.dpi"]))
+
+
+def test_line_update_plugin_extends_its_line_with_new_packets():
+    plugin_cls = discover_plots([SEED_PLUGINS]).plots["CumulativeDataPackets"]
+    plugin = plugin_cls()
+    fig = None
+    sizes = [7, 0, 12, 3]
+    for n in sizes:
+        rows = np.concatenate([packets(n), packets(4, packet_type=4)])
+        fig = plugin("run.h5", PacketFile("run.h5", rows), fig)
+    x, y = fig.axes[0].get_lines()[0].get_data()
+    assert list(x) == [1, 2, 3, 4]
+    assert list(y) == list(np.cumsum(sizes))
+    plt.close(fig)
+
+
+def test_each_call_gets_only_new_packets_and_its_previous_figure(tmp_path):
+    write_module(tmp_path / "plugins", "recorder", RECORDER)
+    catalog = discover_plots([tmp_path / "plugins"])
+    calls = recorder_module(catalog).CALLS
+    calls.clear()
+    renderer = PlotRenderer(catalog, tmp_path / "out", selected=["Recorder"])
+    a, b = Path("/d/a.h5"), Path("/d/b.h5")
+    renderer.add_packets(a, packets(3))
+    renderer.add_packets(a, packets(4))
+    renderer.add_packets(b, packets(2))
+    renderer.render(a).result()
+    renderer.render(b).result()
+    renderer.render(a).result()  # nothing new: the plugin is not called
+    renderer.add_packets(a, packets(5))
+    renderer.render(a).result()
+    renderer.shutdown()
+    assert [(c[0], c[1]) for c in calls] == [("/d/a.h5", 7), ("/d/b.h5", 2), ("/d/a.h5", 5)]
+    assert calls[0][2] is None and calls[1][2] is None
+    assert calls[2][2] is not None and calls[2][2] is not calls[1][2]
+    assert all(c[3] == ["packets"] for c in calls)
+
+
+def test_full_buffer_renders_early_instead_of_dropping(tmp_path):
+    write_module(tmp_path / "plugins", "recorder", RECORDER)
+    catalog = discover_plots([tmp_path / "plugins"])
+    calls = recorder_module(catalog).CALLS
+    calls.clear()
+    renderer = PlotRenderer(catalog, tmp_path / "out", selected=["Recorder"],
+                            max_buffered_rows=50)
+    source = Path("/d/big.h5")
+    for _ in range(7):
+        renderer.add_packets(source, packets(20))
+    renderer.render(source).result()
+    renderer.shutdown()
+    seen = [c[1] for c in calls]
+    assert sum(seen) == 140
+    # At least one render before the explicit one; never more than about two caps at once.
+    assert len(seen) >= 2 and max(seen) <= 2 * 50 + 20
+
+
+def test_failing_plugin_keeps_last_image_and_others_go_on(tmp_path, caplog):
+    write_module(tmp_path / "plugins", "flaky", """
+        from matplotlib.figure import Figure
+
+        class Flaky(object):
+            calls = 0
+
+            def __call__(self, filename, fh, fig=None):
+                Flaky.calls += 1
+                if Flaky.calls > 1:
+                    raise ZeroDivisionError('bad bin')
+                fig = Figure(figsize=(2, 2))
+                fig.add_subplot(111).plot([0, 1], [0, 1])
+                return fig
+
+        class NotAFigure(object):
+            def __call__(self, filename, fh, fig=None):
+                return 'a picture'
+    """)
+    write_module(tmp_path / "plugins", "recorder", RECORDER)
+    catalog = discover_plots([tmp_path / "plugins"])
+    health = RecordingHealth()
+    renderer = PlotRenderer(catalog, tmp_path / "out", health=health)
+    source = Path("/d/run.h5")
+    caplog.set_level(logging.ERROR)
+    renderer.add_packets(source, packets(3))
+    first = {i.plot: i for i in renderer.render(source).result()}
+    for _ in range(3):
+        renderer.add_packets(source, packets(3))
+        renderer.render(source).result()
+    renderer.shutdown()
+    assert set(first) == {"Flaky", "Recorder"}
+    kept = renderer.image("run", "Flaky")
+    assert kept == first["Flaky"]
+    assert kept.path.read_bytes() == first["Flaky"].png
+    assert renderer.image("run", "Recorder").png != first["Recorder"].png
+    assert renderer.image("run", "NotAFigure") is None
+    assert health.errors.count("Flaky") == 3
+    assert health.errors.count("NotAFigure") == 4
+    assert sum(1 for plot, _ in health.renders if plot == "Recorder") == 4
+    tracebacks = [r for r in caplog.records if "Traceback" in r.getMessage()]
+    assert len(tracebacks) == 2
+    assert any("ZeroDivisionError: bad bin" in r.getMessage() for r in tracebacks)
+    assert any("not a matplotlib Figure" in r.getMessage() for r in tracebacks)
+
+
+@pytest.mark.parametrize("ext,magic", [(".png", b"\x89PNG"), (".pdf", b"%PDF"),
+                                       (".svg", b"<?xml"), (".jpg", b"\xff\xd8\xff")])
+def test_extensions_on_disk_and_png_in_memory(tmp_path, ext, magic):
+    write_module(tmp_path / "plugins", "recorder", RECORDER)
+    catalog = discover_plots([tmp_path / "plugins"])
+    renderer = PlotRenderer(catalog, tmp_path / "out", ext=ext, selected=["Recorder"])
+    source = Path("/d/run_7.h5")
+    renderer.add_packets(source, packets(4))
+    (image,) = renderer.render(source).result()
+    renderer.shutdown()
+    assert image.path == tmp_path / "out" / "run_7_dqm" / f"run_7_Recorder{ext}"
+    assert image.path.read_bytes().startswith(magic)
+    assert image.png.startswith(b"\x89PNG")
+    assert image.etag == '"' + hashlib.blake2b(image.png, digest_size=16).hexdigest() + '"'
+    assert sorted(p.name for p in image.path.parent.iterdir()) == [image.path.name]
+    assert renderer.images() == [image]
+
+
+def test_close_idle_closes_pyplot_figures_and_starts_over(tmp_path, seed_catalog):
+    renderer = PlotRenderer(seed_catalog, tmp_path, selected=["TemplatePlot",
+                                                              "CumulativeDataPackets"])
+    source = Path("/d/run.h5")
+    before = set(plt.get_fignums())
+    renderer.add_packets(source, packets(4))
+    renderer.render(source).result()
+    assert len(set(plt.get_fignums()) - before) == 2
+    renderer.close_idle(3600)
+    assert len(set(plt.get_fignums()) - before) == 2
+    renderer.close_idle(0)
+    assert set(plt.get_fignums()) - before == set()
+    renderer.add_packets(source, packets(4))
+    assert len(renderer.render(source).result()) == 2
+    renderer.shutdown()
+    assert set(plt.get_fignums()) - before == set()
+
+
+def test_plot_calls_run_on_one_thread(tmp_path):
+    write_module(tmp_path / "plugins", "threads", """
+        import threading
+        from matplotlib.figure import Figure
+
+        THREADS = set()
+
+        class ThreadA(object):
+            def __call__(self, filename, fh, fig=None):
+                THREADS.add(threading.get_ident())
+                return fig or Figure(figsize=(1, 1))
+
+        class ThreadB(ThreadA):
+            pass
+    """)
+    catalog = discover_plots([tmp_path / "plugins"])
+    renderer = PlotRenderer(catalog, tmp_path / "out")
+    sources = [Path(f"/d/f{i}.h5") for i in range(4)]
+
+    def feed(source: Path) -> None:
+        for _ in range(5):
+            renderer.add_packets(source, packets(2))
+            renderer.render(source)
+
+    feeders = [threading.Thread(target=feed, args=(s,)) for s in sources]
+    for t in feeders:
+        t.start()
+    for t in feeders:
+        t.join()
+    renderer.shutdown()
+    import sys
+    threads = sys.modules[catalog.plots["ThreadA"].__module__].THREADS
+    assert len(threads) == 1 and threading.get_ident() not in threads
+    assert {i.file for i in renderer.images()} == {"f0", "f1", "f2", "f3"}
+
+
+def test_unknown_selected_plots_are_named(tmp_path, seed_catalog, caplog):
+    renderer = PlotRenderer(seed_catalog, tmp_path, selected=["TemplatePlot", "NoSuchPlot"])
+    renderer.shutdown()
+    assert renderer.unknown == ["NoSuchPlot"]
+    assert list(renderer.plots) == ["TemplatePlot"]
+    assert "NoSuchPlot" in caplog.text
+
+
+def test_wrong_dtype_is_refused(tmp_path, seed_catalog):
+    renderer = PlotRenderer(seed_catalog, tmp_path)
+    with pytest.raises(ValueError, match="PACKET_DTYPE"):
+        renderer.add_packets(Path("/d/x.h5"), np.zeros(3, [("io_group", "u1")]))
+    renderer.shutdown()
