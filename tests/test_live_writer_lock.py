@@ -1,0 +1,208 @@
+"""larpix-control's own writers append in another process while FileReader polls.
+
+The writers must never fail (the DAQ is never disturbed) and the reader must
+end with every row exactly once. The negative cases hold the file open the
+way a careless reader would (HDF5 file locking on) and show that the same
+checks then catch the writer's failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+from larpix.format import hdf5format, pacman_msg_format, rawhdf5format
+
+from exporter.errors import InputError
+from exporter.packets import PACKET_DTYPE
+from exporter.reader import FileReader
+
+#: The packet logger: record() batches, its flush thread appends with to_file.
+LOGGER_WRITER = r"""
+import json, random, sys, threading, time
+from larpix import Packet_v2, SyncPacket, TimestampPacket
+from larpix.logger import HDF5Logger
+
+path, batches, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+failures = []
+threading.excepthook = lambda hook: failures.append(repr(hook.exc_value))
+rng = random.Random(batches * size)
+logger = HDF5Logger(filename=path, buffer_length=10 * size)
+logger.enable()
+logger.flush(block=True)
+print("ready", flush=True)
+recorded = 0
+for i in range(batches):
+    packets = [TimestampPacket(timestamp=1_700_000_000 + i)]
+    for _ in range(size):
+        p = Packet_v2(rng.randbytes(8))
+        p.io_group, p.io_channel = rng.randint(1, 4), rng.randint(1, 32)
+        packets.append(p)
+    packets.append(SyncPacket(sync_type=b"S", clk_source=0, timestamp=i, io_group=1))
+    logger.record(packets)
+    recorded += len(packets)
+    logger.flush(block=False)
+    time.sleep(0.01)
+deadline = time.monotonic() + 60
+while logger._worker_queue.unfinished_tasks and not failures and time.monotonic() < deadline:
+    time.sleep(0.01)
+pending = logger._worker_queue.unfinished_tasks
+print(json.dumps({"recorded": recorded, "failures": failures, "pending": pending}), flush=True)
+sys.exit(1 if failures or pending else 0)
+"""
+
+#: The PACMAN raw writer: to_rawfile in a loop (SWMR mode), as its file worker does.
+RAW_WRITER = r"""
+import json, random, sys, time
+from larpix import Packet_v2, SyncPacket, TriggerPacket
+from larpix.format import pacman_msg_format, rawhdf5format
+
+path, batches, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(batches * size)
+rawhdf5format.to_rawfile(path, msgs=[], msg_headers={"io_groups": []})
+print("ready", flush=True)
+written = 0
+for i in range(batches):
+    msgs, groups = [], []
+    for _ in range(4):
+        words = []
+        for _ in range(rng.randint(0, size)):
+            p = Packet_v2(rng.randbytes(8))
+            p.io_channel, p.receipt_timestamp = rng.randint(1, 32), rng.getrandbits(32)
+            words.append(p)
+        words.append(SyncPacket(sync_type=b"S", clk_source=1, timestamp=i))
+        words.append(TriggerPacket(trigger_type=b"\x02", timestamp=i))
+        msgs.append(pacman_msg_format.format(words, msg_type="DATA"))
+        groups.append(rng.randint(1, 4))
+    rawhdf5format.to_rawfile(path, msgs=msgs, msg_headers={"io_groups": groups})
+    written += len(msgs)
+    time.sleep(0.01)
+print(json.dumps({"written": written}), flush=True)
+"""
+
+#: A reader done wrong: holds the file open with HDF5's default file locking.
+LOCKING_HOLDER = r"""
+import sys, time, h5py
+while True:  # the writer may hold the lock at this moment: wait for a gap
+    try:
+        f = h5py.File(sys.argv[1], "r", swmr=sys.argv[2] == "swmr")
+        break
+    except BlockingIOError:
+        time.sleep(0.001)
+print("holding", flush=True)
+sys.stdin.readline()
+f.close()
+"""
+
+
+def clean_env() -> dict[str, str]:
+    """Our environment without the lock switch that importing rawhdf5format sets."""
+    return {k: v for k, v in os.environ.items() if k != "HDF5_USE_FILE_LOCKING"}
+
+
+def start(script: str, *args: object) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", script, *map(str, args)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=clean_env())
+    first = proc.stdout.readline().strip()
+    assert first in ("ready", "holding"), proc.communicate(timeout=30)
+    return proc
+
+
+def poll_until_done(writer: subprocess.Popen, reader: FileReader) -> tuple[list, int, list]:
+    """Read in a loop while the writer runs; then once more after it exits."""
+    chunks, polls_with_rows, errors = [], 0, []
+    while True:
+        done = writer.poll() is not None
+        try:
+            new = list(reader.read_new())
+        except InputError as error:
+            errors.append(error.reason)
+            new = []
+        chunks += new
+        polls_with_rows += bool(new)
+        if done:
+            return chunks, polls_with_rows, errors
+        time.sleep(0.005)
+
+
+def finish(writer: subprocess.Popen) -> tuple[int, dict]:
+    out, err = writer.communicate(timeout=120)
+    lines = out.strip().splitlines()
+    return writer.returncode, (json.loads(lines[-1]) if lines else {"stderr": err[-2000:]})
+
+
+def all_packets(chunks: list) -> np.ndarray:
+    return np.concatenate([c.packets for c in chunks]) if chunks else np.zeros(0, PACKET_DTYPE)
+
+
+def larpix_conversion(path: Path, workdir: Path) -> np.ndarray:
+    """larpix-control's raw -> packets path applied to the finished file."""
+    raw = rawhdf5format.from_rawfile(str(path))
+    packets = []
+    for io_group, msg in zip(raw["msg_headers"]["io_groups"], raw["msgs"], strict=True):
+        packets.extend(pacman_msg_format.parse(msg, io_group=io_group))
+    out = workdir / "converted.h5"
+    hdf5format.to_file(str(out), packet_list=packets)
+    with h5py.File(out, "r") as f:
+        return f["packets"][:]
+
+
+def test_packet_logger_appends_undisturbed_while_we_read(tmp_path):
+    path = tmp_path / "datalog.h5"
+    writer = start(LOGGER_WRITER, path, 150, 300)
+    reader = FileReader(path, chunk_rows=1000)
+    chunks, polls_with_rows, errors = poll_until_done(writer, reader)
+    code, report = finish(writer)
+    assert code == 0 and report["failures"] == [] and report["pending"] == 0, report
+    assert set(errors) <= {"busy"}, errors
+    with h5py.File(path, "r") as f:
+        final = f["packets"][:]
+    assert len(final) == report["recorded"] == 150 * 302
+    np.testing.assert_array_equal(all_packets(chunks), final)
+    assert reader.cursor.rows == len(final) and reader.resets == 0
+    assert polls_with_rows >= 3, "the reader never saw the file grow"
+
+
+def test_raw_writer_appends_undisturbed_while_we_read(tmp_path):
+    path = tmp_path / "raw.h5"
+    writer = start(RAW_WRITER, path, 150, 12)
+    reader = FileReader(path, chunk_rows=200)
+    chunks, polls_with_rows, errors = poll_until_done(writer, reader)
+    code, report = finish(writer)
+    assert code == 0 and report.get("written") == 600, report
+    assert set(errors) <= {"busy"}, errors
+    assert reader.cursor.rows == 600 and reader.resets == 0
+    assert sum(c.malformed for c in chunks) == 0
+    np.testing.assert_array_equal(all_packets(chunks), larpix_conversion(path, tmp_path))
+    assert polls_with_rows >= 3, "the reader never saw the file grow"
+
+
+def test_locking_reader_kills_the_packet_logger(tmp_path):
+    path = tmp_path / "datalog.h5"
+    writer = start(LOGGER_WRITER, path, 100, 50)
+    holder = start(LOCKING_HOLDER, path, "plain")
+    try:
+        code, report = finish(writer)
+    finally:
+        holder.communicate("done\n", timeout=30)
+    assert code != 0
+    assert any("unable to lock file" in failure for failure in report["failures"]), report
+
+
+def test_locking_swmr_reader_stops_the_raw_writer(tmp_path):
+    path = tmp_path / "raw.h5"
+    writer = start(RAW_WRITER, path, 100, 5)
+    holder = start(LOCKING_HOLDER, path, "swmr")
+    try:
+        out, err = writer.communicate(timeout=120)
+    finally:
+        holder.communicate("done\n", timeout=30)
+    assert writer.returncode != 0
+    assert "unable to lock file" in err
