@@ -29,7 +29,7 @@ from exporter.formats import (
 from exporter.packets import PACKET_DTYPE, Chunk
 
 #: Pauses before the second, third, ... attempt at a file caught mid-write.
-RETRY_DELAYS = (0.02, 0.05, 0.1, 0.2)
+RETRY_DELAYS = (0.01, 0.03, 0.1)
 
 #: First guess of packets per raw message, before a file has shown its own.
 _INITIAL_PACKETS_PER_MESSAGE = 256
