@@ -1,0 +1,94 @@
+"""Data time: which unix second each packet belongs to, carried across chunks per file.
+
+A packet's data time is the unix time of the latest timestamp packet before it
+(itself included) in the same io_group and the same file. Rows come in runs:
+one PACMAN message = one timestamp packet followed by the words of one
+io_group. So the work is done per *segment* (a maximal run of rows that starts
+at a timestamp packet or at a change of io_group, and shares one data time),
+and only the segment table is ever sorted or filled; rows get their second
+back with one ``np.repeat``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: No data time yet (no timestamp packet of that io_group seen in the file).
+NO_TIME = -1
+
+N_GROUPS = 256
+
+
+@dataclass(frozen=True)
+class Segments:
+    """Runs of rows sharing one io_group and one data time."""
+
+    starts: np.ndarray    # first row of each segment
+    lengths: np.ndarray   # rows in each segment
+    group: np.ndarray     # io_group of each segment (uint8)
+    second: np.ndarray    # data time of each segment (int64, NO_TIME if none)
+    is_timestamp: np.ndarray  # whether the segment starts with a timestamp packet
+
+    def per_row(self, values: np.ndarray) -> np.ndarray:
+        """Spread one value per segment over its rows."""
+        return np.repeat(values, self.lengths)
+
+    def of_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Segment index of each of ``rows`` (sorted row indices)."""
+        return np.searchsorted(self.starts, rows, side="right") - 1
+
+
+class DataClock:
+    """Latest timestamp-packet time per io_group, per source file."""
+
+    def __init__(self) -> None:
+        self._latest: dict[str, np.ndarray] = {}
+
+    def forget(self, source: str) -> None:
+        self._latest.pop(source, None)
+
+    def segments(self, source: str, group: np.ndarray, is_timestamp: np.ndarray,
+                 timestamps: np.ndarray) -> Segments:
+        """Split a chunk into segments and give each its data time.
+
+        ``group`` and ``is_timestamp`` are per row; ``timestamps`` is the
+        (possibly strided) ``timestamp`` field, read only at segment starts.
+        """
+        n = len(group)
+        boundary = is_timestamp.copy()
+        boundary[1:] |= group[1:] != group[:-1]
+        boundary[0] = True
+        starts = np.flatnonzero(boundary)
+        lengths = np.diff(starts, append=n)
+        seg_group = np.ascontiguousarray(group[starts])
+        seg_is_ts = is_timestamp[starts]
+        own = np.full(len(starts), NO_TIME, np.int64)
+        own[seg_is_ts] = timestamps[starts[seg_is_ts]]
+        latest = self._latest.setdefault(source, np.full(N_GROUPS, NO_TIME, np.int64))
+        second = _fill_forward_by_group(seg_group, own, latest)
+        return Segments(starts, lengths, seg_group, second, seg_is_ts)
+
+
+def _fill_forward_by_group(group: np.ndarray, own: np.ndarray, carry: np.ndarray) -> np.ndarray:
+    """Each segment's own time, else the previous one of its io_group, else ``carry``.
+
+    Updates ``carry`` (per io_group) to the last time of each group seen.
+    """
+    order = np.argsort(group, kind="stable")   # radix sort: uint8 keys
+    g = group[order]
+    values = own[order]
+    first = np.ones(len(g), bool)
+    np.not_equal(g[1:], g[:-1], out=first[1:])
+    inherit = first & (values == NO_TIME)
+    values[inherit] = carry[g[inherit]]
+    anchor = np.where((values != NO_TIME) | first, np.arange(len(g)), 0)
+    np.maximum.accumulate(anchor, out=anchor)
+    filled = values[anchor]
+    last = np.ones(len(g), bool)
+    last[:-1] = first[1:]
+    carry[g[last]] = filled[last]
+    second = np.empty_like(filled)
+    second[order] = filled
+    return second

@@ -1,0 +1,162 @@
+"""What happened in the last seconds of data time: rates, active and hot channels, sync gaps.
+
+Windows are in the DAQ's own clock (data time), so replayed or old files give
+the same gauges as a live run. ``T`` is the latest data second of an
+io_group; the window is the complete seconds ``T - W <= s < T``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from exporter.metrics_clock import N_GROUPS, NO_TIME, Segments
+
+#: channel_id is a 6-bit field of the LArPix v2 word.
+CHANNELS_PER_CHIP = 64
+
+
+@dataclass(frozen=True)
+class WindowView:
+    """The window gauges of every io_group, as of one moment."""
+
+    rate_hz: np.ndarray     # (io_group, packet type code) packets per second
+    active: np.ndarray      # (io_group,) channels with data in the window
+    hot: np.ndarray         # (io_group,) channels above the hot rate
+    has_window: np.ndarray  # (io_group,) whether the io_group has a data second
+
+
+class SlidingWindow:
+    """Per-second packet counts (by type) and data counts (by channel) of recent seconds.
+
+    A ring of ``floor(W) + 1`` slots per io_group holds the window's seconds
+    plus the current, incomplete one. Channel columns are chip slots
+    (see ``ChipSlots``) times 64 channels, so memory follows the detector's size.
+    """
+
+    def __init__(self, width: float, n_types: int, hot_rate: float) -> None:
+        if not width >= 1:
+            raise ValueError(f"rate window must be at least one second, got {width}")
+        self.width = width
+        self.hot_rate = hot_rate
+        self.n_types = n_types
+        self.span = math.floor(width)
+        self.n_slots = self.span + 1
+        self.latest = np.full(N_GROUPS, NO_TIME, np.int64)
+        self.slot_second = np.full((self.n_slots, N_GROUPS), NO_TIME, np.int64)
+        self.types = np.zeros((self.n_slots, N_GROUPS, n_types), np.int64)
+        self.channels = np.zeros((self.n_slots, 1, CHANNELS_PER_CHIP), np.int64)
+
+    def add(self, seg: Segments, group: np.ndarray, kind: np.ndarray, is_data: np.ndarray,
+            chip_slot: np.ndarray, channel: np.ndarray, chip_group: np.ndarray) -> None:
+        """Count one chunk: per-row io_group, type code, data flag, chip slot, channel_id.
+
+        ``chip_group`` is the io_group of every chip slot (its length is the
+        chip-slot capacity).
+        """
+        timed = seg.second != NO_TIME
+        np.maximum.at(self.latest, seg.group[timed], seg.second[timed])
+        inside = timed & (seg.second >= self.latest[seg.group] - self.span)
+        if not inside.any():
+            return
+        ring = np.where(inside, seg.second % self.n_slots, self.n_slots)
+        self._claim(ring[inside], seg.group[inside], seg.second[inside], chip_group)
+        used = np.unique(ring[inside])
+        compact = np.full(self.n_slots + 1, len(used), np.intp)
+        compact[used] = np.arange(len(used))
+        row_slot = seg.per_row(compact[ring])
+        blocks = len(used) + 1
+
+        key = row_slot * N_GROUPS
+        key += group
+        key *= self.n_types
+        key += kind
+        counts = np.bincount(key, minlength=blocks * N_GROUPS * self.n_types)
+        self.types[used] += counts.reshape(blocks, N_GROUPS, self.n_types)[:-1]
+
+        capacity = len(chip_group)
+        key = np.where(is_data, row_slot, blocks - 1)
+        key *= capacity
+        key += chip_slot
+        key *= CHANNELS_PER_CHIP
+        key += channel & (CHANNELS_PER_CHIP - 1)
+        counts = np.bincount(key, minlength=blocks * capacity * CHANNELS_PER_CHIP)
+        self.channels[used] += counts.reshape(blocks, capacity, CHANNELS_PER_CHIP)[:-1]
+
+    def grow(self, capacity: int) -> None:
+        """Make room for chip slots ``0 .. capacity-1``."""
+        old = self.channels.shape[1]
+        if capacity > old:
+            extra = np.zeros((self.n_slots, capacity - old, CHANNELS_PER_CHIP), np.int64)
+            self.channels = np.concatenate([self.channels, extra], axis=1)
+
+    def _claim(self, ring: np.ndarray, group: np.ndarray, second: np.ndarray,
+               chip_group: np.ndarray) -> None:
+        """Point ring slots at their new seconds, clearing what an older second left there."""
+        wanted = np.full_like(self.slot_second, NO_TIME)
+        wanted[ring, group] = second
+        changed = (wanted != NO_TIME) & (wanted != self.slot_second)
+        if changed.any():
+            self.types[changed] = 0
+            self.channels[changed[:, chip_group]] = 0
+            self.slot_second[changed] = wanted[changed]
+
+    def view(self, chip_group: np.ndarray) -> WindowView:
+        has_window = self.latest != NO_TIME
+        in_window = ((self.slot_second != NO_TIME)
+                     & (self.slot_second >= self.latest - self.width)
+                     & (self.slot_second < self.latest))
+        rate = np.einsum("rgt,rg->gt", self.types, in_window) / self.width
+        per_channel = np.einsum("rsc,rs->sc", self.channels, in_window[:, chip_group])
+        n_groups = N_GROUPS
+        active = np.bincount(chip_group, weights=(per_channel > 0).sum(axis=1),
+                             minlength=n_groups).astype(np.int64)
+        hot_channels = (per_channel / self.width > self.hot_rate).sum(axis=1)
+        hot = np.bincount(chip_group, weights=hot_channels, minlength=n_groups).astype(np.int64)
+        return WindowView(rate, active, hot, has_window)
+
+
+class SyncGaps:
+    """Data seconds of each io_group that ended without an 'S' sync packet.
+
+    A second is final once a later second has been seen for its io_group; only
+    the latest second is ever pending, so the state is one second and one flag
+    per io_group. Seconds older than the latest are late and already final.
+    """
+
+    def __init__(self) -> None:
+        self.pending = np.full(N_GROUPS, NO_TIME, np.int64)
+        self.pending_synced = np.zeros(N_GROUPS, bool)
+        self.gaps = np.zeros(N_GROUPS, np.int64)
+
+    def add(self, data_seconds: tuple[np.ndarray, np.ndarray],
+            synced_seconds: tuple[np.ndarray, np.ndarray]) -> None:
+        """Count one chunk: (io_group, second) of its timestamp packets and of its 'S' syncs."""
+        keys = _fresh_keys(*data_seconds, self.pending)
+        synced = _fresh_keys(*synced_seconds, self.pending)
+        waiting = np.flatnonzero(self.pending != NO_TIME)
+        old = _key(waiting, self.pending[waiting])
+        keys = np.union1d(keys, old)
+        if len(keys) == 0:
+            return
+        group, second = keys >> 40, keys & ((1 << 40) - 1)
+        has_sync = np.isin(keys, synced) | np.isin(keys, old[self.pending_synced[waiting]])
+        latest = self.pending.copy()
+        np.maximum.at(latest, group, second)
+        final = second < latest[group]
+        self.gaps += np.bincount(group[final & ~has_sync], minlength=N_GROUPS)
+        current = ~final
+        self.pending = latest
+        self.pending_synced[group[current]] = has_sync[current]
+
+
+def _key(group: np.ndarray, second: np.ndarray) -> np.ndarray:
+    return group.astype(np.int64) << 40 | second
+
+
+def _fresh_keys(group: np.ndarray, second: np.ndarray, pending: np.ndarray) -> np.ndarray:
+    """Unique (io_group, second) keys that are not older than the pending second."""
+    timed = (second != NO_TIME) & (second >= pending[group])
+    return np.unique(_key(group[timed], second[timed]))
