@@ -24,7 +24,13 @@ from exporter.simulate_encode import (
     repack_for_version,
 )
 from exporter.simulate_files import PacketFile, RawFile
-from exporter.simulate_gen import HEADER, RECORD_DTYPE, SecondGenerator, SimConfig
+from exporter.simulate_gen import (
+    HEADER,
+    RECORD_DTYPE,
+    SecondGenerator,
+    SimConfig,
+    concat_rows,
+)
 from exporter.simulate_truth import TruthTally, truth_path, write_truth
 
 __all__ = ["LiveSimulation", "SimConfig", "simulate_command", "simulate_file", "truth_path"]
@@ -56,29 +62,37 @@ class _Run:
                                 has_receipt_timestamp=fmt == "raw" or version >= "2.3")
         self.writer = PacketFile(self.path, version) if fmt == "packet" else RawFile(self.path)
         self.path.unlink(missing_ok=True)
+        truth_path(self.path).unlink(missing_ok=True)
 
     def generate(self, n_seconds: int) -> np.ndarray:
         parts = [self.generator.second(self.next_second + i) for i in range(n_seconds)]
         self.next_second += n_seconds
-        return np.concatenate(parts) if parts else np.zeros(0, RECORD_DTYPE)
+        return concat_rows(parts) if parts else np.zeros(0, RECORD_DTYPE)
 
-    def write(self, records: np.ndarray, f=None, final: bool = False) -> None:
-        """Encode, append as one flush, and count one batch of records."""
+    def write(self, records: np.ndarray, f=None, final: bool = False,
+              flush_rows: int | None = None) -> None:
+        """Encode and count a batch of records; append it in flushes of ~``flush_rows`` rows."""
         rows = packet_rows(records, self.version if self.fmt == "packet" else "2.4")
         seconds = self._data_seconds(records, rows)
+        cuts = _flush_cuts(records, flush_rows) if flush_rows else np.zeros(0, np.int64)
         if self.fmt == "raw":
             messages, io_groups = raw_messages(records)
-            self.writer.append(messages, io_groups, f)
+            message_cuts = np.searchsorted(np.flatnonzero(records["kind"] == HEADER), cuts)
+            for lo, hi in _pairs(message_cuts, len(messages)):
+                self.writer.append(messages[lo:hi], io_groups[lo:hi], f)
             self.tally.add(rows, seconds, len(messages))
             return
         head = [] if self.started else [(RUN_START_MESSAGE, self.config.start_time)]
         tail = [(RUN_END_MESSAGE, self.config.start_time + self.next_second)] if final else []
-        if head or tail:
-            rows = np.concatenate([message_rows([t for _, t in head]), rows,
-                                   message_rows([t for _, t in tail])])
-            seconds = np.concatenate([np.full(len(head), -1), seconds, np.full(len(tail), -1)])
+        rows = concat_rows([message_rows([t for _, t in head]), rows,
+                            message_rows([t for _, t in tail])])
+        seconds = np.concatenate([np.full(len(head), -1), seconds, np.full(len(tail), -1)])
         self.started = True
-        self.writer.append(repack_for_version(rows, self.version), head + tail, f)
+        stored = repack_for_version(rows, self.version)
+        pairs = _pairs(cuts + len(head), len(rows))
+        for i, (lo, hi) in enumerate(pairs):
+            notes = (head if i == 0 else []) + (tail if i == len(pairs) - 1 else [])
+            self.writer.append(stored[lo:hi], notes, f)
         self.tally.add(rows, seconds, len(rows))
 
     def _data_seconds(self, records: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -93,6 +107,12 @@ class _Run:
         truth = self.tally.snapshot()
         write_truth(self.path, truth)
         return truth
+
+
+def _pairs(cuts: np.ndarray, n: int) -> list[tuple[int, int]]:
+    """(start, stop) of the pieces ``cuts`` splits ``range(n)`` into."""
+    bounds = [0, *cuts.tolist(), n]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 def _flush_cuts(records: np.ndarray, flush_rows: int) -> np.ndarray:
@@ -136,14 +156,11 @@ def simulate_file(path: str | Path, fmt: str = "packet", *, n_packets: int | Non
                 size += len(batch[-1])
                 if budget is not None:
                     done = written + size >= budget
-            records = np.concatenate(batch)
+            records = concat_rows(batch)
             if budget is not None:
                 records = records[:budget - written]
             written += len(records)
-            cuts = _flush_cuts(records, flush_rows)
-            pieces = np.split(records, cuts)
-            for i, piece in enumerate(pieces):
-                run.write(piece, f, final=done and i == len(pieces) - 1)
+            run.write(records, f, final=done, flush_rows=flush_rows)
             if done:
                 break
     return run.save_truth()

@@ -32,26 +32,39 @@ def _bits(words: np.ndarray, shift: int, width: int) -> np.ndarray:
     return (words >> np.uint64(shift)) & np.uint64((1 << width) - 1)
 
 
+#: packet_type of each record kind other than LArPix words (which carry their own).
+_TYPE_OF_KIND = np.zeros(4, np.uint8)
+_TYPE_OF_KIND[[HEADER, SYNC_WORD, TRIGGER_WORD]] = (TIMESTAMP, SYNC, TRIGGER)
+
+
 def packet_rows(records: np.ndarray, version: str = "2.4") -> np.ndarray:
-    """``packets`` rows of ``records`` as the given hdf5format version fills them (2.4 dtype)."""
-    rows = np.zeros(len(records), PACKET_DTYPE)
+    """``packets`` rows of ``records`` as the given hdf5format version fills them (2.4 dtype).
+
+    LArPix words give every field from their bits whatever their packet type,
+    as ``Packet_v2`` attributes do; other records have a zero word.
+    """
     kind = records["kind"]
-    rows["io_group"] = records["io_group"]
-    rows["timestamp"] = records["stamp"]
-
-    rows["packet_type"][kind == HEADER] = TIMESTAMP
-
-    sync = kind == SYNC_WORD
-    rows["packet_type"][sync] = SYNC
-    rows["trigger_type"][sync] = records["code"][sync]
-    rows["dataword"][sync] = records["clk_source"][sync] & 1
-
-    trigger = kind == TRIGGER_WORD
-    rows["packet_type"][trigger] = TRIGGER
-    rows["trigger_type"][trigger] = records["code"][trigger]
-
+    word = records["word"]
     larpix = kind == LARPIX
-    rows[larpix] = _larpix_rows(records[larpix])
+    sync = kind == SYNC_WORD
+    rows = np.zeros(len(records), PACKET_DTYPE)
+    rows["io_group"] = records["io_group"]
+    rows["io_channel"] = records["io_channel"]
+    rows["packet_type"] = np.where(larpix, _bits(word, 0, 2), _TYPE_OF_KIND[kind])
+    rows["chip_id"] = _bits(word, 2, 8)
+    rows["channel_id"] = _bits(word, 10, 6)
+    rows["timestamp"] = np.where(larpix, _bits(word, 16, 31), records["stamp"])
+    rows["first_packet"] = _bits(word, 47, 1)
+    rows["dataword"] = np.where(sync, records["clk_source"] & 1, _bits(word, 48, 8))
+    rows["trigger_type"] = np.where(larpix, _bits(word, 56, 2), records["code"])
+    rows["local_fifo"] = _bits(word, 58, 2)
+    rows["shared_fifo"] = _bits(word, 60, 2)
+    rows["downstream_marker"] = _bits(word, 62, 1)
+    rows["parity"] = _bits(word, 63, 1)
+    rows["register_address"] = _bits(word, 10, 8)
+    rows["register_data"] = _bits(word, 18, 8)
+    rows["valid_parity"] = larpix & (np.bitwise_count(word) & 1 == 1)
+    rows["receipt_timestamp"] = np.where(larpix, records["stamp"], 0)
     if version not in ("2.3", "2.4"):
         _as_old_version(rows)
     return rows
@@ -62,30 +75,6 @@ def repack_for_version(rows: np.ndarray, version: str) -> np.ndarray:
     if PACKET_DTYPES[version] == PACKET_DTYPE:
         return rows
     return repack_fields(rows[list(PACKET_DTYPES[version].names)])
-
-
-def _larpix_rows(records: np.ndarray) -> np.ndarray:
-    """Every field of a LArPix v2 word, read from its bits whatever the packet type (2.3+)."""
-    word = records["word"]
-    rows = np.zeros(len(records), PACKET_DTYPE)
-    rows["io_group"] = records["io_group"]
-    rows["io_channel"] = records["io_channel"]
-    rows["packet_type"] = _bits(word, 0, 2)
-    rows["chip_id"] = _bits(word, 2, 8)
-    rows["channel_id"] = _bits(word, 10, 6)
-    rows["timestamp"] = _bits(word, 16, 31)
-    rows["first_packet"] = _bits(word, 47, 1)
-    rows["dataword"] = _bits(word, 48, 8)
-    rows["trigger_type"] = _bits(word, 56, 2)
-    rows["local_fifo"] = _bits(word, 58, 2)
-    rows["shared_fifo"] = _bits(word, 60, 2)
-    rows["downstream_marker"] = _bits(word, 62, 1)
-    rows["parity"] = _bits(word, 63, 1)
-    rows["register_address"] = _bits(word, 10, 8)
-    rows["register_data"] = _bits(word, 18, 8)
-    rows["valid_parity"] = np.bitwise_count(word) & 1
-    rows["receipt_timestamp"] = records["stamp"]
-    return rows
 
 
 def _as_old_version(rows: np.ndarray) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from h5py import h5s
 
 from exporter.simulate_encode import PACKET_DTYPES
 
@@ -150,7 +151,18 @@ class RawFile:
         table = np.zeros(len(messages), RAW_HEADERS_DTYPE)
         table["io_groups"] = io_groups
         if len(messages):
-            msgs[start:] = stored
+            _write_vlen(msgs, start, stored)
             headers[start:] = table
         msgs.flush()
         headers.flush()
+
+
+def _write_vlen(dset: h5py.Dataset, start: int, values: np.ndarray) -> None:
+    """Write an object array of byte arrays at ``start``.
+
+    Through the low-level call: h5py's ``dset[a:b] = values`` turns messages that
+    all have the same length into a 2-D array and refuses to write it.
+    """
+    file_space = dset.id.get_space()
+    file_space.select_hyperslab((start,), (len(values),))
+    dset.id.write(h5s.create_simple((len(values),)), file_space, values)

@@ -132,6 +132,30 @@ def with_parity(words: np.ndarray) -> np.ndarray:
     return body | (parity << np.uint64(_PARITY_SHIFT))
 
 
+def _void(rows: np.ndarray) -> np.ndarray:
+    return rows.view(np.dtype((np.void, rows.dtype.itemsize)))
+
+
+def take_rows(rows: np.ndarray, index) -> np.ndarray:
+    """``rows[index]`` for structured arrays, copying whole records at once.
+
+    numpy copies structured records field by field; through a void view it is
+    about ten times faster.
+    """
+    return _void(rows)[index].view(rows.dtype)
+
+
+def concat_rows(parts: list[np.ndarray]) -> np.ndarray:
+    """``np.concatenate`` of structured arrays of one dtype, record-wise (see ``take_rows``)."""
+    return np.concatenate([_void(p) for p in parts]).view(parts[0].dtype)
+
+
+def _draw(rng: np.random.Generator, probabilities: tuple[float, ...], n: int) -> np.ndarray:
+    """``n`` values 0, 1, ... drawn with the given probabilities (faster than ``choice``)."""
+    edges = np.cumsum(probabilities)[:-1] / np.sum(probabilities)
+    return np.searchsorted(edges, rng.random(n), side="right")
+
+
 def _pack(*fields: tuple[np.ndarray | int, int]) -> np.ndarray:
     word = np.uint64(0)
     for value, shift in fields:
@@ -179,10 +203,10 @@ class SecondGenerator:
             parts.append(self._config_reads(rng, io_group, second_index))
         parts.append(self._trigger_words(rng, io_group))
         parts.append(self._sync_words(rng, io_group, second_index))
-        words = np.concatenate([p[0] for p in parts])
+        words = concat_rows([p[0] for p in parts])
         clock = np.concatenate([p[1] for p in parts])
         order = np.argsort(clock, kind="stable")
-        return words[order], clock[order]
+        return take_rows(words, order), clock[order]
 
     def _data_words(self, rng: np.random.Generator, io_group: int,
                     second_index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -201,9 +225,9 @@ class SecondGenerator:
         signal = rng.random(n) < cfg.signal_fraction
         adc = pedestal + signal * rng.exponential(cfg.signal_scale, size=n)
         adc = np.clip(np.rint(adc), 0, 255)
-        local = rng.choice(4, size=n, p=cfg.local_fifo_probabilities)
-        shared = rng.choice(4, size=n, p=cfg.shared_fifo_probabilities)
-        trigger = rng.choice(4, size=n, p=(0.97, 0.01, 0.01, 0.01))
+        local = _draw(rng, cfg.local_fifo_probabilities, n)
+        shared = _draw(rng, cfg.shared_fifo_probabilities, n)
+        trigger = _draw(rng, (0.97, 0.01, 0.01, 0.01), n)
         words = _pack(
             (chans.chip_id[index], _CHIP_SHIFT),
             (chans.channel_id[index], _CHANNEL_SHIFT),
@@ -277,7 +301,7 @@ class SecondGenerator:
 
     def sync_offset(self, io_group: int, second_index: int) -> int:
         """PACMAN clock ticks past 10^7 at the 'S' sync: small, drifting slowly."""
-        return 2 + io_group + (second_index // 30) % 8
+        return 2 + io_group + (second_index // 5) % 8
 
     def _into_messages(self, groups: list[tuple[np.ndarray, np.ndarray]],
                        second_index: int) -> np.ndarray:
@@ -307,16 +331,14 @@ class SecondGenerator:
         # Row of each message's header once the messages are in that order.
         header_row = np.empty(len(sizes), np.int64)
         header_row[order] = np.concatenate([[0], np.cumsum(sizes[order] + 1)[:-1]])
-        all_words = np.concatenate(words)
+        all_words = concat_rows(words)
         msg_of_word = np.concatenate(msg_key)
         first_word_of_msg = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         position = np.arange(len(all_words)) - first_word_of_msg[msg_of_word]
         records = np.zeros(len(all_words) + len(sizes), RECORD_DTYPE)
-        records[header_row[msg_of_word] + 1 + position] = all_words
-        headers = records[header_row]
-        headers["kind"] = HEADER
-        headers["io_group"] = groups_of_msg
-        headers["stamp"] = second
-        records[header_row] = headers
+        _void(records)[header_row[msg_of_word] + 1 + position] = _void(all_words)
+        records["kind"][header_row] = HEADER
+        records["io_group"][header_row] = groups_of_msg
+        records["stamp"][header_row] = second
         records["second"] = second
         return records

@@ -28,6 +28,8 @@ from exporter.packets import (
 )
 
 _S = ord("S")
+#: Key ranges up to this size are counted with ``bincount`` rather than a sort.
+_BINCOUNT_RANGE = 1 << 20
 
 
 def truth_path(path: str | Path) -> Path:
@@ -36,7 +38,17 @@ def truth_path(path: str | Path) -> Path:
 
 
 def _count(counter: Counter, keys: np.ndarray) -> None:
-    values, counts = np.unique(keys, return_counts=True)
+    """Add the occurrences of each integer key to ``counter``."""
+    if len(keys) == 0:
+        return
+    keys = keys.astype(np.int64)
+    low = int(keys.min())
+    if int(keys.max()) - low < _BINCOUNT_RANGE:
+        counts = np.bincount(keys - low)
+        values = np.flatnonzero(counts)
+        values, counts = values + low, counts[values]
+    else:
+        values, counts = np.unique(keys, return_counts=True)
     for value, count in zip(values.tolist(), counts.tolist(), strict=True):
         counter[value] += count
 
@@ -75,56 +87,63 @@ class TruthTally:
         group = rows["io_group"].astype(np.int64)
         channel = rows["io_channel"].astype(np.int64)
         kind = rows["packet_type"].astype(np.int64)
-        _count(self._packets, group << 16 | channel << 8 | kind)
+        group_channel = group << 8 | channel
+        _count(self._packets, group_channel << 8 | kind)
 
         data = kind == DATA
-        _count(self._data, (group << 16 | channel << 8 | rows["chip_id"])[data])
+        _count(self._data, (group_channel << 8 | rows["chip_id"])[data])
         parity_error = np.isin(kind, PARITY_TYPES) & (rows["valid_parity"] == 0)
-        _count(self._parity, (group << 8 | channel)[parity_error])
+        _count(self._parity, group_channel[parity_error])
         for fifo in ("local", "shared"):
-            flags = rows[f"{fifo}_fifo"]
+            flags = rows[f"{fifo}_fifo"][data]
             for level, bit in (("half", 1), ("full", 2)):
-                _count(self._fifo[fifo, level], (group << 8 | channel)[data & (flags & bit > 0)])
-        for g in np.unique(group[data]).tolist():
-            mine = data & (group == g)
-            adc = np.bincount(rows["dataword"][mine], minlength=256)
-            self._adc[g] = self._adc.get(g, np.zeros(256, np.int64)) + adc
-            if self.has_receipt_timestamp:
-                delay = (rows["receipt_timestamp"][mine].astype(np.int64) % (1 << 31)
-                         - rows["timestamp"][mine].astype(np.int64))
-                _count(self._delay[g], delay)
-
+                _count(self._fifo[fifo, level], group_channel[data][flags & bit > 0])
         sync = kind == SYNC
         _count(self._sync, (group << 8 | rows["trigger_type"])[sync])
         _count(self._trigger, (group << 8 | rows["trigger_type"])[kind == TRIGGER])
         s_sync = sync & (rows["trigger_type"] == _S)
-        stamp = rows["timestamp"].astype(np.int64)
         for g in np.unique(group).tolist():
-            mine = group == g
-            ts = mine & (kind == TIMESTAMP)
-            if ts.any():
-                self._latest_time[g] = max(self._latest_time.get(g, 0), int(stamp[ts].max()))
-            if (mine & s_sync).any():
-                self._sync_offset[g] = int(stamp[mine & s_sync][-1]) - SYNC_PERIOD_TICKS
-            self._data_seconds[g].update(seconds[ts & (seconds >= 0)].tolist())
-            self._synced_seconds[g].update(seconds[mine & s_sync & (seconds >= 0)].tolist())
-            self._add_window(g, rows[mine], seconds[mine], kind[mine])
+            self._add_group(g, rows, np.flatnonzero(group == g), kind, seconds, s_sync)
 
-    def _add_window(self, g: int, rows: np.ndarray, seconds: np.ndarray,
-                    kind: np.ndarray) -> None:
+    def _add_group(self, g: int, rows: np.ndarray, mine: np.ndarray, kind: np.ndarray,
+                   seconds: np.ndarray, s_sync: np.ndarray) -> None:
+        """Per-io_group parts of ``add``; ``mine`` indexes the io_group's rows."""
+        kind, seconds = kind[mine], seconds[mine]
+        data = mine[kind == DATA]
+        if len(data):
+            adc = np.bincount(rows["dataword"][data], minlength=256)
+            self._adc[g] = self._adc.get(g, np.zeros(256, np.int64)) + adc
+            if self.has_receipt_timestamp:
+                delay = (rows["receipt_timestamp"][data].astype(np.int64) % (1 << 31)
+                         - rows["timestamp"][data].astype(np.int64))
+                _count(self._delay[g], delay)
+        timestamps = kind == TIMESTAMP
+        if timestamps.any():
+            latest = int(rows["timestamp"][mine[timestamps]].max())
+            self._latest_time[g] = max(self._latest_time.get(g, 0), latest)
+        synced = s_sync[mine]
+        if synced.any():
+            last = int(rows["timestamp"][mine[synced][-1]])
+            self._sync_offset[g] = last - SYNC_PERIOD_TICKS
+        timed = seconds >= 0
+        self._data_seconds[g].update(np.unique(seconds[timestamps & timed]).tolist())
+        self._synced_seconds[g].update(np.unique(seconds[synced & timed]).tolist())
+        self._add_window(g, rows, mine[timed], kind[timed], seconds[timed])
+
+    def _add_window(self, g: int, rows: np.ndarray, index: np.ndarray, kind: np.ndarray,
+                    seconds: np.ndarray) -> None:
         """Per-second counts of the seconds that can still fall in the window.
 
-        The simulator emits data seconds in increasing order, so the timed rows
-        of an io_group are sorted by second.
+        ``index`` gives the io_group's rows that have a data time. The simulator
+        emits data seconds in increasing order, so they are sorted by second.
         """
-        timed = seconds >= 0
-        if not timed.any():
+        if len(seconds) == 0:
             return
-        seconds, kind, rows = seconds[timed], kind[timed], rows[timed]
         begin = np.searchsorted(seconds, seconds[-1] - self.rate_window - 1)
-        seconds, kind, rows = seconds[begin:], kind[begin:], rows[begin:]
-        channel_key = (rows["io_channel"].astype(np.int64) << 16
-                       | rows["chip_id"].astype(np.int64) << 8 | rows["channel_id"])
+        index, kind, seconds = index[begin:], kind[begin:], seconds[begin:]
+        channel_key = (rows["io_channel"][index].astype(np.int64) << 16
+                       | rows["chip_id"][index].astype(np.int64) << 8
+                       | rows["channel_id"][index])
         window = self._window[g]
         present = np.unique(seconds)
         bounds = np.searchsorted(seconds, np.append(present, present[-1] + 1))
@@ -222,6 +241,6 @@ def write_truth(path: str | Path, truth: dict) -> Path:
     """Write the truth beside the file atomically (temporary file, then rename)."""
     target = truth_path(path)
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(truth, indent=1))
+    tmp.write_text(json.dumps(truth))
     os.replace(tmp, target)
     return target
