@@ -167,11 +167,21 @@ def write_alertmanager_test_config(directory: Path) -> Path:
     return path
 
 
-def alertmanager_start_script() -> str:
-    """The shell script compose runs as Alertmanager's entrypoint, with compose's $$ undone."""
+def alertmanager_start_script(config: Path, rendered: Path, binary: str) -> str:
+    """The shell script compose runs as Alertmanager's entrypoint, for this machine.
+
+    Compose's ``$$`` escapes are undone and the container paths (configuration
+    mount, rendered copy, Alertmanager binary) replaced in one pass.
+    """
     entrypoint = compose_model()["services"]["alertmanager"]["entrypoint"]
     assert entrypoint[:2] == ["/bin/sh", "-c"], entrypoint
-    return entrypoint[2].replace("$$", "$")
+    local = {"/etc/alertmanager/alertmanager.yml": str(config),
+             "/alertmanager/alertmanager.yml": str(rendered), "/bin/alertmanager": binary}
+    script = entrypoint[2].replace("$$", "$")
+    for container_path in local:
+        assert container_path in script, f"{container_path} not in the entrypoint script"
+    pattern = "|".join(re.escape(p) for p in sorted(local, key=len, reverse=True))
+    return re.sub(pattern, lambda m: local[m.group(0)], script)
 
 
 # -- processes --------------------------------------------------------------------------
@@ -229,11 +239,8 @@ def start_alertmanager(config: Path, storage: Path, port: int, webhook_url: str,
 
     Only the script's container paths are pointed at the test's files and binary.
     """
-    rendered = storage / "alertmanager.yml"
-    script = (alertmanager_start_script()
-              .replace("/etc/alertmanager/alertmanager.yml", str(config))
-              .replace("/alertmanager/alertmanager.yml", str(rendered))
-              .replace("/bin/alertmanager", require_tool("prometheus-alertmanager")))
+    script = alertmanager_start_script(config, storage / "alertmanager.yml",
+                                       require_tool("prometheus-alertmanager"))
     process = ManagedProcess("alertmanager", [
         "/bin/sh", "-c", script, "alertmanager", f"--storage.path={storage}",
         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
