@@ -34,20 +34,48 @@ WORD_LEN = 16
 MSG_TYPE_DATA = ord("D")
 WORD_DATA, WORD_SYNC, WORD_TRIGGER = ord("D"), ord("S"), ord("T")
 
-#: 16 bytes seen from any byte offset: a message header (first 8 bytes) or a word.
-_RECORD = np.dtype(
+#: One row of the decoding stream, 16 bytes: a word, or a message header padded with zeros.
+_ROW = np.dtype(
     {
-        "names": ["kind", "byte1", "byte2", "receipt", "time", "packet",
-                  "header_time", "word_count"],
-        "formats": ["u1", "u1", "u1", "<u4", "<u4", "<u8", "<u4", "<u2"],
-        "offsets": [0, 1, 2, 2, 4, 8, 1, 6],
+        "names": ["kind", "byte1", "byte2", "head", "receipt", "time", "header_time",
+                  "word_count", "low", "high"],
+        "formats": ["u1", "u1", "u1", "<u4", "<u4", "<u4", "<u4", "<u2", "<u4", "<u4"],
+        "offsets": [0, 1, 2, 0, 2, 4, 1, 6, 8, 12],
         "itemsize": WORD_LEN,
     }
 )
 
-#: Odd/even parity of every byte value.
-_BYTE_PARITY = (np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1) & 1
-                ).astype(np.uint8)
+#: Header rows get kind 0 in the stream: they are told apart from data words by it.
+_HEADER_KIND = 0
+_KNOWN_KINDS = np.zeros(256, bool)
+_KNOWN_KINDS[[_HEADER_KIND, WORD_DATA, WORD_SYNC, WORD_TRIGGER]] = True
+#: A data row's fields: ``field |= ((source >> right) & mask) << left``. ``low`` and
+#: ``high`` are bits 0-31 and 32-63 of the LArPix packet (packet_v2's bit layout),
+#: ``head`` the word's first 4 bytes ('D', io_channel, receipt timestamp...).
+_DATA_FIELDS = (
+    ("packet_type", "low", 0, 0x3, 0),
+    ("chip_id", "low", 2, 0xFF, 0),
+    ("channel_id", "low", 10, 0x3F, 0),
+    ("register_address", "low", 10, 0xFF, 0),
+    ("register_data", "low", 18, 0xFF, 0),
+    ("timestamp", "low", 16, 0xFFFF, 0),
+    ("timestamp", "high", 0, 0x7FFF, 16),
+    ("first_packet", "high", 15, 0x1, 0),
+    ("dataword", "high", 16, 0xFF, 0),
+    ("trigger_type", "high", 24, 0x3, 0),
+    ("local_fifo", "high", 26, 0x3, 0),
+    ("shared_fifo", "high", 28, 0x3, 0),
+    ("downstream_marker", "high", 30, 0x1, 0),
+    ("parity", "high", 31, 0x1, 0),
+    ("valid_parity", "odd", 0, 0x1, 0),
+    ("io_channel", "head", 8, 0xFF, 0),
+    ("receipt_timestamp", "receipt", 0, 0xFFFFFFFF, 0),
+    ("io_group", "group", 0, 0xFF, 0),
+)
+
+#: packet_type of a header, sync or trigger row by its kind.
+_MARKER_TYPE = np.zeros(256, np.uint8)
+_MARKER_TYPE[[_HEADER_KIND, WORD_SYNC, WORD_TRIGGER]] = [TIMESTAMP, SYNC, TRIGGER]
 
 
 @dataclass(frozen=True)
@@ -163,101 +191,114 @@ def decode_messages(msgs: np.ndarray, io_groups: np.ndarray) -> tuple[np.ndarray
     that holds a word other than data/sync/trigger is skipped whole.
     """
     n_msgs = len(msgs)
-    if n_msgs == 0:
-        return np.zeros(0, PACKET_DTYPE), 0
     lengths = np.fromiter((m.size for m in msgs), dtype=np.int64, count=n_msgs)
-    flat = np.concatenate([*msgs, np.zeros(WORD_LEN, np.uint8)])
-    starts = np.zeros(n_msgs, np.int64)
-    np.cumsum(lengths[:-1], out=starts[1:])
-    records = np.ndarray((flat.size - WORD_LEN + 1,), _RECORD, flat, 0, (1,))
-
-    good = _well_formed(records, starts, lengths)
-    good_idx = np.flatnonzero(good)
-    n_words = (lengths[good_idx] - HEADER_LEN) // WORD_LEN
-    good_idx, n_words = _without_unknown_words(flat, starts, good_idx, n_words)
-    packets = _decode_rows(records, starts[good_idx], n_words, io_groups[good_idx])
-    return packets, n_msgs - good_idx.size
+    keep = (lengths >= HEADER_LEN) & ((lengths - HEADER_LEN) % WORD_LEN == 0)
+    while True:
+        stream = _Stream(msgs if keep.all() else msgs[keep], lengths[keep])
+        bad = stream.malformed()
+        if not bad.any():
+            break
+        keep[np.flatnonzero(keep)[bad]] = False
+    return stream.packets(io_groups[keep]), n_msgs - int(keep.sum())
 
 
-def _well_formed(records: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Messages whose header is a DATA header announcing exactly the words that follow."""
-    has_header = lengths >= HEADER_LEN
-    headers = records[np.where(has_header, starts, 0)]
-    return (has_header
-            & (headers["kind"] == MSG_TYPE_DATA)
-            & ((lengths - HEADER_LEN) % WORD_LEN == 0)
-            & (headers["word_count"] == (lengths - HEADER_LEN) // WORD_LEN))
+class _Stream:
+    """Messages laid out as 16-byte rows in packet order: each header, then its words.
+
+    Every message is 8 + 16 k bytes, so the concatenated bytes are whole 8-byte
+    units; one zero unit inserted after each header aligns every row.
+    """
+
+    def __init__(self, msgs: np.ndarray, lengths: np.ndarray) -> None:
+        self.n_words = (lengths - HEADER_LEN) // WORD_LEN
+        self.rows_per_msg = self.n_words + 1
+        self.header_row = np.zeros(len(lengths), np.int64)
+        np.cumsum(self.rows_per_msg[:-1], out=self.header_row[1:])
+        n_rows = int(self.rows_per_msg.sum())
+        units = np.zeros(2 * n_rows, np.uint64)
+        if n_rows:
+            filled = np.ones(units.size, bool)
+            filled[2 * self.header_row + 1] = False
+            units[filled] = np.concatenate(list(msgs)).view("<u8")
+        self.rows = units.view(_ROW)
+
+    def malformed(self) -> np.ndarray:
+        """Per message: not a DATA header with the right word count, or an unknown word."""
+        headers = self.rows[self.header_row]
+        bad = (headers["kind"] != MSG_TYPE_DATA) | (headers["word_count"] != self.n_words)
+        kinds = self.rows["kind"]
+        kinds[self.header_row] = _HEADER_KIND
+        unknown = np.flatnonzero(~_KNOWN_KINDS[kinds])
+        if unknown.size:
+            bad[np.searchsorted(self.header_row, unknown, side="right") - 1] = True
+        return bad
+
+    def packets(self, io_groups: np.ndarray) -> np.ndarray:
+        """PACKET_DTYPE rows (call ``malformed`` first: it marks the header rows).
+
+        Every row is decoded as a data word; then the few header, sync and
+        trigger rows are overwritten.
+        """
+        rows = self.rows
+        low = np.ascontiguousarray(rows["low"])
+        high = np.ascontiguousarray(rows["high"])
+        group = np.repeat(io_groups.astype(np.uint32), self.rows_per_msg)
+        sources = {
+            "low": low,
+            "high": high,
+            "head": np.ascontiguousarray(rows["head"]),
+            "receipt": np.ascontiguousarray(rows["receipt"]),
+            "group": group,
+            "odd": _odd_parity(low ^ high),
+        }
+        out = _pack(len(rows), sources)
+        markers = np.flatnonzero(rows["kind"] != WORD_DATA)
+        if markers.size:
+            out[markers] = _marker_packets(rows[markers], group[markers])
+        return out
 
 
-def _without_unknown_words(flat: np.ndarray, starts: np.ndarray, good_idx: np.ndarray,
-                           n_words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drop messages holding any word whose type is not data, sync or trigger."""
-    word_pos = _word_positions(starts[good_idx], n_words)
-    kinds = flat[word_pos]
-    unknown = (kinds != WORD_DATA) & (kinds != WORD_SYNC) & (kinds != WORD_TRIGGER)
-    if not unknown.any():
-        return good_idx, n_words
-    owner = np.repeat(np.arange(good_idx.size), n_words)
-    keep = np.bincount(owner[unknown], minlength=good_idx.size) == 0
-    return good_idx[keep], n_words[keep]
+def _marker_packets(rows: np.ndarray, io_groups: np.ndarray) -> np.ndarray:
+    """Timestamp (message header), sync and trigger rows: no io_channel, no parity."""
+    kind = rows["kind"]
+    out = np.zeros(len(rows), PACKET_DTYPE)
+    out["io_group"] = io_groups
+    out["packet_type"] = _MARKER_TYPE[kind]
+    is_header = kind == _HEADER_KIND
+    out["timestamp"] = np.where(is_header, rows["header_time"], rows["time"])
+    out["trigger_type"] = np.where(is_header, 0, rows["byte1"])
+    out["dataword"] = np.where(kind == WORD_SYNC, rows["byte2"] & 1, 0)
+    return out
 
 
-def _word_positions(starts: np.ndarray, n_words: np.ndarray) -> np.ndarray:
-    """Byte offset of every word of the given messages, in order."""
-    first_word = np.zeros(n_words.size, np.int64)
-    np.cumsum(n_words[:-1], out=first_word[1:])
-    rank = np.arange(int(n_words.sum()), dtype=np.int64) - np.repeat(first_word, n_words)
-    return np.repeat(starts + HEADER_LEN, n_words) + WORD_LEN * rank
+def _pack(n: int, sources: dict[str, np.ndarray]) -> np.ndarray:
+    """Rows of PACKET_DTYPE built from 32-bit columns by ``_DATA_FIELDS``.
 
-
-def _decode_rows(records: np.ndarray, starts: np.ndarray, n_words: np.ndarray,
-                 io_groups: np.ndarray) -> np.ndarray:
-    """One timestamp row per message, then its words, all fields filled column by column."""
-    rows_per_msg = n_words + 1
-    n_rows = int(rows_per_msg.sum())
-    header_row = np.zeros(starts.size, np.int64)
-    np.cumsum(rows_per_msg[:-1], out=header_row[1:])
-    rank = np.arange(n_rows, dtype=np.int64) - np.repeat(header_row, rows_per_msg)
-    source = np.repeat(starts, rows_per_msg) + np.where(rank > 0, WORD_LEN * rank - HEADER_LEN, 0)
-    rec = records[source]
-
-    is_header = rank == 0
-    kind = rec["kind"]
-    is_data = (kind == WORD_DATA) & ~is_header
-    is_sync = kind == WORD_SYNC
-    is_trigger = kind == WORD_TRIGGER
-    is_marker = is_sync | is_trigger
-    word = np.where(is_data, rec["packet"], np.uint64(0))
-
-    out = np.zeros(n_rows, PACKET_DTYPE)
-    out["io_group"] = np.repeat(io_groups, rows_per_msg)
-    packet_type = (word & 3).astype(np.uint8)
-    packet_type[is_header] = TIMESTAMP
-    packet_type[is_sync] = SYNC
-    packet_type[is_trigger] = TRIGGER
-    out["packet_type"] = packet_type
-    out["io_channel"] = np.where(is_data, rec["byte1"], 0)
-    out["receipt_timestamp"] = np.where(is_data, rec["receipt"], 0)
-    out["chip_id"] = word >> 2
-    out["channel_id"] = (word >> 10) & 0x3F
-    out["register_address"] = word >> 10
-    out["register_data"] = word >> 18
-    out["first_packet"] = (word >> 47) & 1
-    out["dataword"] = np.where(is_sync, rec["byte2"] & 1, word >> 48)
-    out["trigger_type"] = np.where(is_marker, rec["byte1"], (word >> 56) & 3)
-    out["local_fifo"] = (word >> 58) & 3
-    out["shared_fifo"] = (word >> 60) & 3
-    out["downstream_marker"] = (word >> 62) & 1
-    out["parity"] = word >> 63
-    out["valid_parity"] = _odd_parity(word)
-    out["timestamp"] = np.where(is_header, rec["header_time"],
-                                np.where(is_data, (word >> 16) & 0x7FFFFFFF, rec["time"]))
+    Fields sharing a 32-bit word of the record are OR-ed together first, so the
+    36-byte records get one strided write per word, not one per field; every
+    step reuses its buffers, since fresh memory costs a page fault per 4 kB.
+    """
+    out = np.zeros(n, PACKET_DTYPE)
+    words: dict[int, np.ndarray] = {}
+    part = np.empty(n, np.uint32)
+    for name, source, right, mask, left in _DATA_FIELDS:
+        index, byte = divmod(PACKET_DTYPE.fields[name][1], 4)
+        np.right_shift(sources[source], right, out=part)
+        np.bitwise_and(part, mask, out=part)
+        np.left_shift(part, 8 * byte + left, out=part)
+        if index in words:
+            np.bitwise_or(words[index], part, out=words[index])
+        else:
+            words[index], part = part, np.empty(n, np.uint32)
+    columns = out.view("<u4").reshape(n, PACKET_DTYPE.itemsize // 4)
+    for index, word in words.items():
+        columns[:, index] = word
     return out
 
 
 def _odd_parity(words: np.ndarray) -> np.ndarray:
-    """1 where a 64-bit word has an odd number of set bits (a LArPix packet's valid parity)."""
-    folded = words ^ (words >> 32)
-    folded ^= folded >> 16
-    folded ^= folded >> 8
-    return _BYTE_PARITY[(folded & 0xFF).astype(np.uint8)]
+    """Bit 0 set where a 32-bit word has an odd number of set bits (other bits: noise)."""
+    folded = words ^ (words >> 16)
+    for shift in (8, 4, 2, 1):
+        folded ^= folded >> shift
+    return folded
