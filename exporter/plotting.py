@@ -36,7 +36,8 @@ def list_plots_command(plugin_dirs: list[Path]) -> int:
     width = max((len(name) for name in catalog.plots), default=0)
     for name, cls in sorted(catalog.plots.items()):
         doc = (inspect.cleandoc(vars(cls).get("__doc__") or "")).split("\n")[0]
-        print(f"{name:<{width}}  {_origin(cls)}" + (f"  {doc}" if doc else ""))
+        on_request = "" if getattr(cls, "default", True) else "  (only with --plots)"
+        print(f"{name:<{width}}  {_origin(cls)}{on_request}" + (f"  {doc}" if doc else ""))
     for where, reason in sorted(catalog.failures.items()):
         print(f"FAILED {where}: {reason}")
     return 1 if catalog.failures else 0

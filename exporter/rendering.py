@@ -140,7 +140,8 @@ class PlotRenderer:
         self.health = health
         self.max_buffered_rows = max_buffered_rows
         self.max_image_files = max_image_files
-        wanted = list(catalog.plots) if selected is None else list(selected)
+        wanted = (list(selected) if selected is not None else
+                  [name for name, cls in catalog.plots.items() if getattr(cls, "default", True)])
         self.plots = {name: catalog.plots[name] for name in wanted if name in catalog.plots}
         #: Names asked for with ``selected`` that no module defines.
         self.unknown = [name for name in wanted if name not in catalog.plots]

@@ -242,7 +242,8 @@ def test_failing_plugin_keeps_last_image_and_others_go_on(tmp_path, caplog):
     write_module(tmp_path / "plugins", "recorder", RECORDER)
     catalog = discover_plots([tmp_path / "plugins"])
     health = RecordingHealth()
-    renderer = PlotRenderer(catalog, tmp_path / "out", health=health)
+    renderer = PlotRenderer(catalog, tmp_path / "out", health=health,
+                            selected=["Flaky", "NotAFigure", "Recorder"])
     source = Path("/d/run.h5")
     caplog.set_level(logging.ERROR)
     renderer.add_packets(source, packets(3))
@@ -318,7 +319,7 @@ def test_plot_calls_run_on_one_thread(tmp_path):
             pass
     """)
     catalog = discover_plots([tmp_path / "plugins"])
-    renderer = PlotRenderer(catalog, tmp_path / "out")
+    renderer = PlotRenderer(catalog, tmp_path / "out", selected=["ThreadA", "ThreadB"])
     sources = [Path(f"/d/f{i}.h5") for i in range(4)]
 
     def feed(source: Path) -> None:
@@ -351,3 +352,16 @@ def test_wrong_dtype_is_refused(tmp_path, seed_catalog):
     with pytest.raises(ValueError, match="PACKET_DTYPE"):
         renderer.add_packets(Path("/d/x.h5"), np.zeros(3, [("io_group", "u1")]))
     renderer.shutdown()
+
+
+def test_plots_marked_not_default_run_only_when_named(tmp_path):
+    catalog = discover_plots([])
+    by_default = PlotRenderer(catalog, tmp_path)
+    named = PlotRenderer(catalog, tmp_path, selected=["PixelMap_1_3", "HotPixels"])
+    by_default.shutdown()
+    named.shutdown()
+    per_tile = {f"PixelMap_{g}_{t}" for g in (1, 2) for t in range(1, 9)}
+    assert per_tile <= set(catalog.plots)
+    assert not per_tile & set(by_default.plots)
+    assert {"PixelMaps", "ChannelHealth", "PacketRate"} <= set(by_default.plots)
+    assert list(named.plots) == ["PixelMap_1_3", "HotPixels"]

@@ -1,5 +1,5 @@
-# A seed-style plugin that extends a line with set_xdata/set_ydata and plt.draw(),
 # ruff: noqa: UP004, UP032 - written in the seed's Python 2-era style on purpose
+# A seed-style plugin that extends a line with set_xdata/set_ydata and plt.draw(),
 # as the seed README shows: the cumulative number of data packets vs calls.
 import matplotlib.pyplot as plt
 import numpy as np

@@ -1,0 +1,325 @@
+"""Building blocks of the built-in plots: data time, time bins, keyed totals, axes.
+
+Not a plot module (its name starts with ``_``): discovery does not scan it.
+Everything here is vectorised: loops run over io_groups or keys, never packets.
+"""
+
+from __future__ import annotations
+
+from datetime import timezone
+from pathlib import Path
+
+import matplotlib.dates as mdates
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.axis import Axis
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
+
+from exporter.packets import DATA, TIMESTAMP, tile_of
+
+SECONDS_PER_DAY = 86400.0
+
+
+def latest_before(packets: np.ndarray, is_mark: np.ndarray, last: dict[int, float]) -> np.ndarray:
+    """``timestamp`` of the latest marked packet at or before each packet, same io_group.
+
+    ``last`` carries the latest marked timestamp per io_group from one call to the
+    next and is updated; packets with no mark before them get NaN.
+    """
+    values = np.full(len(packets), np.nan)
+    groups = packets["io_group"]
+    for group in np.unique(groups):
+        rows = np.flatnonzero(groups == group)
+        marks = np.where(is_mark[rows], np.arange(len(rows)), -1)
+        np.maximum.accumulate(marks, out=marks)
+        stamps = packets["timestamp"][rows[np.maximum(marks, 0)]].astype(np.float64)
+        values[rows] = np.where(marks >= 0, stamps, last.get(int(group), np.nan))
+        if marks[-1] >= 0:
+            last[int(group)] = float(stamps[-1])
+    return values
+
+
+def data_times(packets: np.ndarray, last_timestamp: dict[int, float]) -> np.ndarray:
+    """Unix data time of each packet: the latest timestamp packet (type 4) up to it, same io_group.
+
+    A timestamp packet carries its own time; message packets (io_group 0) have none.
+    """
+    return latest_before(packets, packets["packet_type"] == TIMESTAMP, last_timestamp)
+
+
+class TimeBins:
+    """Counts per data-time bin and integer key, with bins that widen to stay bounded.
+
+    Bins are aligned to multiples of ``width`` seconds since the epoch, and
+    ``width`` doubles whenever the run spans more than ``max_bins`` bins, so the
+    result does not depend on how the packets were split between calls.
+    """
+
+    def __init__(self, max_bins: int = 2048) -> None:
+        self.max_bins = max_bins
+        self.width = 1
+        self.first = 0  # absolute index of the first bin
+        self.keys = np.zeros(0, dtype=np.int64)
+        self.counts = np.zeros((0, 0))
+
+    def add(self, seconds: np.ndarray, keys: np.ndarray, weights: np.ndarray | None = None) -> None:
+        known = np.isfinite(seconds)
+        seconds, keys = seconds[known].astype(np.int64), keys[known].astype(np.int64)
+        weights = None if weights is None else weights[known]
+        if len(seconds) == 0:
+            return
+        self._add_keys(np.unique(keys))
+        lo, hi = int(seconds.min()), int(seconds.max())
+        if len(self.counts):
+            lo = min(lo, self.first * self.width)
+            hi = max(hi, (self.first + len(self.counts)) * self.width - 1)
+        while hi // self.width - lo // self.width + 1 > self.max_bins:
+            self._widen()
+        self._extend(lo // self.width, hi // self.width)
+        rows = seconds // self.width - self.first
+        cols = np.searchsorted(self.keys, keys)
+        n_cols = len(self.keys)
+        flat = np.bincount(rows * n_cols + cols, weights=weights,
+                           minlength=self.counts.size)
+        self.counts += flat.reshape(self.counts.shape)
+
+    def _add_keys(self, new: np.ndarray) -> None:
+        merged = np.union1d(self.keys, new)
+        if len(merged) == len(self.keys):
+            return
+        counts = np.zeros((len(self.counts), len(merged)))
+        counts[:, np.searchsorted(merged, self.keys)] = self.counts
+        self.keys, self.counts = merged, counts
+
+    def _widen(self) -> None:
+        if len(self.counts):
+            start = self.first // 2
+            stop = (self.first + len(self.counts) - 1) // 2
+            merged = np.zeros((stop - start + 1, self.counts.shape[1]))
+            np.add.at(merged, np.arange(self.first, self.first + len(self.counts)) // 2 - start,
+                      self.counts)
+            self.first, self.counts = start, merged
+        else:
+            self.first //= 2
+        self.width *= 2
+
+    def _extend(self, lo: int, hi: int) -> None:
+        if not len(self.counts):
+            self.first, self.counts = lo, np.zeros((hi - lo + 1, len(self.keys)))
+            return
+        start, stop = min(lo, self.first), max(hi, self.first + len(self.counts) - 1)
+        if start == self.first and stop == self.first + len(self.counts) - 1:
+            return
+        grown = np.zeros((stop - start + 1, len(self.keys)))
+        grown[self.first - start:self.first - start + len(self.counts)] = self.counts
+        self.first, self.counts = start, grown
+
+    @property
+    def starts(self) -> np.ndarray:
+        """Unix time of the start of each bin."""
+        return (self.first + np.arange(len(self.counts))) * float(self.width)
+
+    def column(self, key: int) -> np.ndarray:
+        index = np.searchsorted(self.keys, key)
+        if index < len(self.keys) and self.keys[index] == key:
+            return self.counts[:, index]
+        return np.zeros(len(self.counts))
+
+
+class Histograms:
+    """Fixed-edge histograms per io_group, with the values outside the edges counted."""
+
+    def __init__(self, edges: np.ndarray) -> None:
+        self.edges = edges
+        self.counts: dict[int, np.ndarray] = {}
+        self.outside: dict[int, int] = {}
+
+    def add(self, groups: np.ndarray, values: np.ndarray) -> None:
+        for group in np.unique(groups):
+            mine = values[groups == group]
+            counts, _ = np.histogram(mine, self.edges)
+            key = int(group)
+            self.counts[key] = self.counts.get(key, 0) + counts
+            self.outside[key] = self.outside.get(key, 0) + len(mine) - int(counts.sum())
+
+    def draw(self, ax: Axes, logarithmic_x: bool = False) -> None:
+        centres = np.sqrt(self.edges[1:] * self.edges[:-1]) if logarithmic_x else (
+            self.edges[1:] + self.edges[:-1]) / 2
+        for group, counts in sorted(self.counts.items()):
+            ax.plot(centres, counts, drawstyle="steps-mid", lw=1,
+                    label=f"io_group {group} ({self.outside[group]:,} outside)")
+        log_y(ax)
+        if logarithmic_x:
+            log_x(ax)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="small")
+
+
+class KeyedTotals:
+    """Running sums of several quantities per integer key (channel, chip, ...)."""
+
+    def __init__(self, n_values: int = 1) -> None:
+        self.keys = np.zeros(0, dtype=np.int64)
+        self.values = np.zeros((0, n_values))
+
+    def add(self, keys: np.ndarray, *columns: np.ndarray) -> None:
+        if len(keys) == 0:
+            return
+        unique, inverse = np.unique(keys.astype(np.int64), return_inverse=True)
+        sums = np.stack([np.bincount(inverse, weights=c, minlength=len(unique))
+                         for c in columns], axis=1)
+        merged = np.union1d(self.keys, unique)
+        values = np.zeros((len(merged), self.values.shape[1]))
+        values[np.searchsorted(merged, self.keys)] += self.values
+        values[np.searchsorted(merged, unique)] += sums
+        self.keys, self.values = merged, values
+
+    def add_counts(self, keys: np.ndarray, *columns: np.ndarray) -> None:
+        """Count each key once, plus sums of ``columns``: values are (count, sums...)."""
+        self.add(keys, np.ones(len(keys)), *columns)
+
+
+def channel_key(packets: np.ndarray) -> np.ndarray:
+    """io_group, io_channel, chip_id, channel_id packed in one integer, sortable in that order."""
+    return ((packets["io_group"].astype(np.int64) << 24)
+            | (packets["io_channel"].astype(np.int64) << 16)
+            | (packets["chip_id"].astype(np.int64) << 8)
+            | packets["channel_id"].astype(np.int64))
+
+
+def channel_label(key: int) -> str:
+    """``io_group-io_channel-chip-channel`` of a ``channel_key``."""
+    return f"{key >> 24}-{(key >> 16) & 255}-{(key >> 8) & 255}-{key & 255}"
+
+
+def tile_key(packets: np.ndarray) -> np.ndarray:
+    """io_group * 1000 + tile of data packets."""
+    return packets["io_group"].astype(np.int64) * 1000 + tile_of(packets["io_channel"])
+
+
+def to_datenum(unix_seconds: np.ndarray) -> np.ndarray:
+    """Matplotlib date numbers (days since 1970-01-01) of unix times."""
+    return np.asarray(unix_seconds, dtype=np.float64) / SECONDS_PER_DAY
+
+
+def utc_time_axis(ax: Axes) -> None:
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=timezone.utc))
+    ax.set_xlabel("data time (UTC)")
+
+
+def plain_log(axis: Axis) -> None:
+    """Label a log axis 0.01, 1, 1e+04 in plain text: quicker to draw than mathtext powers."""
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def log_y(ax: Axes) -> None:
+    ax.set_yscale("log", nonpositive="mask")
+    plain_log(ax.yaxis)
+
+
+def log_x(ax: Axes) -> None:
+    ax.set_xscale("log", nonpositive="mask")
+    plain_log(ax.xaxis)
+
+
+def new_figure(fig: Figure | None, figsize: tuple[float, float]) -> Figure:
+    """A blank figure: the previous one cleared (reused), or a new one off pyplot."""
+    if fig is None:
+        return Figure(figsize=figsize)
+    fig.clear()
+    return fig
+
+
+def title(fig: Figure, what: str, filename: str) -> None:
+    fig.suptitle(f"{what} - {Path(filename).name}")
+
+
+def no_data_note(ax: Axes, text: str = "no data yet") -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="grey")
+
+
+class BuiltinPlot:
+    """Accumulate new packets, then redraw the figure from the accumulated state.
+
+    Subclasses set ``what`` (the title) and ``figsize`` and implement ``update``,
+    ``ready`` and ``draw``. Until ``ready()`` the plot returns no figure.
+    """
+
+    what = ""
+    figsize: tuple[float, float] = (10.0, 6.0)
+
+    def __call__(self, filename: str, fh, fig: Figure | None = None) -> Figure | None:
+        self.update(fh["packets"])
+        if not self.ready():
+            return fig
+        fig = new_figure(fig, self.figsize)
+        self.draw(fig)
+        title(fig, self.what, filename)
+        return fig
+
+    def update(self, packets: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def draw(self, fig: Figure) -> None:
+        raise NotImplementedError
+
+
+class ChannelStats:
+    """Hits, ADC sum and ADC sum of squares per channel of each (io_group, tile), and live time.
+
+    Live time of an io_group: from its first to its last timestamp packet, plus one
+    second (the span of whole data seconds seen).
+    """
+
+    def __init__(self) -> None:
+        # Key ((io_group * 1000 + tile) * 256 + chip_id) * 64 + channel_id.
+        self.totals = KeyedTotals(3)
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+
+    def update(self, packets: np.ndarray) -> None:
+        stamps = packets[packets["packet_type"] == TIMESTAMP]
+        for group in np.unique(stamps["io_group"]):
+            seconds = stamps["timestamp"][stamps["io_group"] == group]
+            key = int(group)
+            self.first[key] = min(self.first.get(key, np.inf), float(seconds.min()))
+            self.last[key] = max(self.last.get(key, -np.inf), float(seconds.max()))
+        data = packets[packets["packet_type"] == DATA]
+        keys = (tile_key(data) * 256 + data["chip_id"]) * 64 + data["channel_id"]
+        adc = data["dataword"].astype(np.float64)
+        self.totals.add_counts(keys, adc, adc * adc)
+
+    def livetime(self, io_group: int) -> float:
+        if io_group not in self.first:
+            return np.nan
+        return self.last[io_group] - self.first[io_group] + 1.0
+
+    def tiles(self) -> list[tuple[int, int]]:
+        """(io_group, tile) pairs with data, sorted."""
+        return [(int(k) // 1000, int(k) % 1000) for k in np.unique(self.totals.keys // 16384)]
+
+    def tile_arrays(self, io_group: int, tile: int) -> dict[str, np.ndarray]:
+        """Per-channel ``hits``, ``mean``, ``std`` and ``rate`` as [chip_id, channel_id] arrays.
+
+        ``mean``, ``std`` and ``rate`` are NaN where a channel has no hits.
+        """
+        mine = self.totals.keys // 16384 == io_group * 1000 + tile
+        chips = (self.totals.keys[mine] // 64) % 256
+        channels = self.totals.keys[mine] % 64
+        count, total, squares = self.totals.values[mine].T
+        hits = np.zeros((256, 64))
+        hits[chips, channels] = count
+        mean = np.full((256, 64), np.nan)
+        mean[chips, channels] = total / count
+        std = np.full((256, 64), np.nan)
+        std[chips, channels] = np.sqrt(np.maximum(squares / count - (total / count) ** 2, 0.0))
+        with np.errstate(invalid="ignore"):
+            rate = np.where(hits > 0, hits / self.livetime(io_group), np.nan)
+        return {"hits": hits, "mean": mean, "std": std, "rate": rate}

@@ -1,0 +1,74 @@
+"""The whole anode: hit rate of every pixel where it sits, from a multi-tile layout."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+
+from exporter.geometry import shared_geometry
+from plotters._support import BuiltinPlot, ChannelStats, plain_log
+
+log = logging.getLogger(__name__)
+
+
+class AnodeMap(BuiltinPlot):
+    """Hit rate per pixel on each io_group's anode, tiles placed and oriented as the layout says.
+
+    Needs a multi-tile layout (PIXEL_GEOMETRY_PATH); with a single-tile layout it draws nothing.
+    """
+
+    what = "Anode hit rate"
+    _told = False
+
+    def __init__(self) -> None:
+        self.stats = ChannelStats()
+        geometry = shared_geometry()
+        self.anode = geometry.anode if geometry is not None else None
+        if geometry is not None and self.anode is None and not AnodeMap._told:
+            AnodeMap._told = True
+            log.warning("AnodeMap off: %s is not a multi-tile layout", geometry.path)
+
+    def update(self, packets: np.ndarray) -> None:
+        if self.anode is not None:
+            self.stats.update(packets)
+
+    def ready(self) -> bool:
+        return self.anode is not None and bool(self.stats.tiles())
+
+    def pixels(self, io_group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """Anode (z, y) in mm and hit rate of the io_group's pixels with hits, and hits left out."""
+        keys = self.stats.totals.keys
+        mine = keys // (16384 * 1000) == io_group
+        tiles = (keys[mine] // 16384) % 1000
+        chips = (keys[mine] // 64) % 256
+        channels = keys[mine] % 64
+        hits = self.stats.totals.values[mine, 0]
+        # A data tile is io_channels 4t-3..4t; the layout names the tile of each io_channel.
+        io_channels = (tiles - 1)[:, None] * 4 + np.arange(1, 5)
+        layout_tile = self.anode.tile_of_io[io_group, io_channels].max(axis=1)
+        z = np.where(layout_tile >= 0, self.anode.z[np.maximum(layout_tile, 0), chips, channels],
+                     np.nan)
+        y = np.where(layout_tile >= 0, self.anode.y[np.maximum(layout_tile, 0), chips, channels],
+                     np.nan)
+        placed = np.isfinite(z)
+        rate = hits / self.stats.livetime(io_group)
+        return z[placed], y[placed], rate[placed], int(hits[~placed].sum())
+
+    def draw(self, fig: Figure) -> None:
+        groups = sorted({group for group, _ in self.stats.tiles()})
+        fig.set_size_inches(6.0 * len(groups), 9.0)
+        axes = np.atleast_1d(fig.subplots(1, len(groups), squeeze=False)[0])
+        for ax, group in zip(axes, groups, strict=True):
+            z, y, rate, left_out = self.pixels(group)
+            if len(rate):
+                shown = ax.scatter(z, y, c=rate, marker="s", s=2, linewidths=0,
+                                   norm=LogNorm(rate.min(), rate.max()), cmap="viridis")
+                plain_log(fig.colorbar(shown, ax=ax, label="hit rate [Hz]", shrink=0.8).ax.yaxis)
+            ax.set_title(f"io_group {group}: {left_out:,} hits not in the layout",
+                         fontsize="medium")
+            ax.set_xlabel("z [mm]")
+            ax.set_ylabel("y [mm]")
+            ax.set_aspect("equal")

@@ -1,0 +1,75 @@
+"""Channel health: which pixels are dead, noisy or normal."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from exporter.config import DEFAULT_HOT_RATE
+from exporter.geometry import shared_geometry
+from plotters._support import BuiltinPlot, ChannelStats
+
+DEAD, NORMAL, NOISY = 0, 1, 2
+STATE_NAMES = ("dead", "normal", "noisy")
+STATE_COLOURS = ("black", "tab:green", "tab:red")
+
+
+class ChannelHealth(BuiltinPlot):
+    """Every pixel of each tile with data: dead (no hit), noisy (above ``noisy_rate`` Hz), normal.
+
+    The pixels are those the layout connects, so a chip that sends nothing shows
+    up as a block of dead pixels.
+    """
+
+    what = "Channel health"
+    columns = 4
+    noisy_rate = DEFAULT_HOT_RATE
+
+    def __init__(self) -> None:
+        self.stats = ChannelStats()
+        self.geometry = shared_geometry()
+
+    def update(self, packets: np.ndarray) -> None:
+        self.stats.update(packets)
+
+    def ready(self) -> bool:
+        return self.geometry is not None and bool(self.stats.tiles())
+
+    def states(self, io_group: int, tile: int) -> np.ndarray:
+        """State of each channel, [chip_id, channel_id]; -1 where the layout has no pixel."""
+        arrays = self.stats.tile_arrays(io_group, tile)
+        state = np.where(arrays["hits"] == 0, DEAD,
+                         np.where(np.nan_to_num(arrays["rate"]) > self.noisy_rate, NOISY, NORMAL))
+        return np.where(self.geometry.tile.connected, state, -1)
+
+    def draw(self, fig: Figure) -> None:
+        tiles = self.stats.tiles()
+        columns = min(self.columns, len(tiles))
+        rows = -(-len(tiles) // columns)
+        fig.set_size_inches(2.6 * columns, 2.6 * rows + 1.0)
+        fig.subplots_adjust(left=0.02, right=0.98, bottom=0.7 / (2.6 * rows + 1.0),
+                            top=1 - 0.5 / (2.6 * rows + 1.0), wspace=0.05, hspace=0.2)
+        axes = fig.subplots(rows, columns, squeeze=False).ravel()
+        layout = self.geometry.tile
+        totals = np.zeros(3, dtype=np.int64)
+        for ax, (group, tile) in zip(axes, tiles, strict=False):
+            state = self.states(group, tile)
+            counts = np.bincount(state[state >= 0], minlength=3)
+            totals += counts
+            ax.imshow(layout.grid(state.astype(np.float64)), origin="lower",
+                      extent=layout.extent, interpolation="nearest",
+                      cmap=ListedColormap(STATE_COLOURS), vmin=-0.5, vmax=2.5)
+            ax.set_title(f"{group}-{tile}: {counts[DEAD]} dead, {counts[NOISY]} noisy",
+                         fontsize="small")
+        for ax in axes:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        for ax in axes[len(tiles):]:
+            ax.set_axis_off()
+        fig.legend(handles=[Patch(color=c, label=f"{n}: {totals[i]:,}") for i, (n, c)
+                            in enumerate(zip(STATE_NAMES, STATE_COLOURS, strict=True))],
+                   loc="lower center", ncols=3)
+        fig.text(0.01, 0.01, f"io_group-tile; noisy: above {self.noisy_rate:g} Hz",
+                 fontsize="small")

@@ -1,0 +1,49 @@
+"""The busiest channels: where the data comes from."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from exporter.packets import DATA
+from plotters._support import BuiltinPlot, KeyedTotals, channel_key, channel_label, log_x
+
+
+class HotPixels(BuiltinPlot):
+    """The 100 channels with the largest share of data packets (ties: lowest channel first)."""
+
+    what = "Hot pixels"
+    figsize = (8.0, 14.0)
+    top = 100
+
+    def __init__(self) -> None:
+        self.counts = KeyedTotals()
+
+    def update(self, packets: np.ndarray) -> None:
+        data = packets[packets["packet_type"] == DATA]
+        self.counts.add_counts(channel_key(data))
+
+    def ready(self) -> bool:
+        return len(self.counts.keys) > 0
+
+    def busiest(self) -> tuple[np.ndarray, np.ndarray]:
+        """Keys and packet counts of the top channels, busiest first."""
+        counts = self.counts.values[:, 0]
+        order = np.lexsort((self.counts.keys, -counts))[:self.top]
+        return self.counts.keys[order], counts[order]
+
+    def draw(self, fig: Figure) -> None:
+        ax = fig.add_subplot()
+        keys, counts = self.busiest()
+        total = self.counts.values[:, 0].sum()
+        shares = 100.0 * counts / total
+        positions = np.arange(len(keys))
+        ax.barh(positions, shares, color="tab:red")
+        ax.set_yticks(positions, [channel_label(int(k)) for k in keys], fontsize=6)
+        ax.invert_yaxis()
+        log_x(ax)
+        ax.set_xlabel("share of data packets [%]")
+        ax.set_ylabel("io_group-io_channel-chip-channel")
+        ax.set_title(f"top {len(keys)} of {len(self.counts.keys):,} channels, "
+                     f"{int(total):,} data packets", fontsize="medium")
+        ax.grid(True, axis="x", which="both", alpha=0.3)

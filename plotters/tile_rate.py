@@ -1,0 +1,51 @@
+"""Data rate of each anode tile, one panel per io_group."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from exporter.packets import DATA
+from plotters._support import (
+    BuiltinPlot,
+    TimeBins,
+    data_times,
+    log_y,
+    tile_key,
+    to_datenum,
+    utc_time_axis,
+)
+
+
+class TileRate(BuiltinPlot):
+    """Data packets per second on each tile (io_channel 4t-3 .. 4t) vs data time."""
+
+    what = "Data rate per tile"
+
+    def __init__(self) -> None:
+        self.last_timestamp: dict[int, float] = {}
+        self.bins = TimeBins()  # key: io_group * 1000 + tile
+
+    def update(self, packets: np.ndarray) -> None:
+        seconds = data_times(packets, self.last_timestamp)
+        data = packets["packet_type"] == DATA
+        self.bins.add(seconds[data], tile_key(packets[data]))
+
+    def ready(self) -> bool:
+        return len(self.bins.counts) > 0
+
+    def draw(self, fig: Figure) -> None:
+        groups = np.unique(self.bins.keys // 1000)
+        fig.set_size_inches(10.0, 3.0 + 2.5 * len(groups))
+        axes = np.atleast_1d(fig.subplots(len(groups), 1, sharex=True, squeeze=False)[:, 0])
+        x = to_datenum(self.bins.starts)
+        for ax, group in zip(axes, groups, strict=True):
+            for key in self.bins.keys[self.bins.keys // 1000 == group]:
+                ax.plot(x, self.bins.column(key) / self.bins.width, ".-", ms=3, lw=1,
+                        label=f"tile {key % 1000}")
+            log_y(ax)
+            ax.set_ylabel(f"io_group {group}\ndata rate [Hz]")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(loc="upper left", fontsize="small", ncols=8)
+        axes[0].set_title(f"{self.bins.width} s bins", fontsize="medium")
+        utc_time_axis(axes[-1])

@@ -1,0 +1,107 @@
+"""PACMAN and LArPix clocks: data timestamps, readout delays, and sync offsets."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from exporter.packets import DATA, SYNC, SYNC_PERIOD_TICKS
+from plotters._support import BuiltinPlot, Histograms, data_times, to_datenum, utc_time_axis
+
+#: Bins of data-packet timestamps: 0 to 1.2 s of the 10 MHz clock in 10 ms bins.
+TIMESTAMP_EDGES = np.linspace(0, 1.2 * SYNC_PERIOD_TICKS, 121)
+#: Bins of readout delays: 1 tick to 2^31 ticks, 10 per decade.
+DELAY_EDGES = np.logspace(0, np.log10(2.0**31), 94)
+RECEIPT_MODULUS = 1 << 31
+SYNC_CODE = ord("S")
+
+
+class TimestampHist(BuiltinPlot):
+    """Distribution of the LArPix timestamp of data packets (ticks of the 10 MHz clock)."""
+
+    what = "Data packet timestamps"
+    figsize = (9.0, 5.0)
+
+    def __init__(self) -> None:
+        self.histograms = Histograms(TIMESTAMP_EDGES)
+
+    def update(self, packets: np.ndarray) -> None:
+        data = packets[packets["packet_type"] == DATA]
+        self.histograms.add(data["io_group"], data["timestamp"].astype(np.float64))
+
+    def ready(self) -> bool:
+        return bool(self.histograms.counts)
+
+    def draw(self, fig: Figure) -> None:
+        ax = fig.add_subplot()
+        self.histograms.draw(ax)
+        ax.set_xlabel("timestamp [ticks of 100 ns]")
+        ax.set_ylabel("data packets per 10 ms bin")
+
+
+class ReadoutDelay(BuiltinPlot):
+    """PACMAN receipt time (mod 2^31) minus LArPix timestamp of data packets, per io_group.
+
+    Only packets that carry a receipt time (raw files, packet files >= 2.3) count.
+    """
+
+    what = "Readout delay"
+    figsize = (9.0, 5.0)
+
+    def __init__(self) -> None:
+        self.histograms = Histograms(DELAY_EDGES)
+
+    def update(self, packets: np.ndarray) -> None:
+        data = packets[(packets["packet_type"] == DATA) & (packets["receipt_timestamp"] != 0)]
+        delay = (data["receipt_timestamp"].astype(np.int64) % RECEIPT_MODULUS
+                 - data["timestamp"].astype(np.int64))
+        self.histograms.add(data["io_group"], delay.astype(np.float64))
+
+    def ready(self) -> bool:
+        return bool(self.histograms.counts)
+
+    def draw(self, fig: Figure) -> None:
+        ax = fig.add_subplot()
+        self.histograms.draw(ax, logarithmic_x=True)
+        ax.set_xlabel("receipt time - timestamp [ticks of 100 ns]")
+        ax.set_ylabel("data packets per bin")
+
+
+class SyncOffset(BuiltinPlot):
+    """Timestamp of each PACMAN 'S' sync minus 10,000,000 ticks, per io_group vs data time.
+
+    Keeps the latest ``keep`` syncs per io_group (a day at one sync a second).
+    """
+
+    what = "PACMAN sync offset"
+    figsize = (10.0, 5.0)
+    keep = 86_400
+
+    def __init__(self) -> None:
+        self.last_timestamp: dict[int, float] = {}
+        self.points: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def update(self, packets: np.ndarray) -> None:
+        seconds = data_times(packets, self.last_timestamp)
+        syncs = (packets["packet_type"] == SYNC) & (packets["trigger_type"] == SYNC_CODE)
+        groups = packets["io_group"][syncs]
+        offsets = packets["timestamp"][syncs].astype(np.float64) - SYNC_PERIOD_TICKS
+        seconds = seconds[syncs]
+        for group in np.unique(groups):
+            mine = groups == group
+            old_t, old_offset = self.points.get(int(group), (np.zeros(0), np.zeros(0)))
+            self.points[int(group)] = (np.concatenate([old_t, seconds[mine]])[-self.keep:],
+                                       np.concatenate([old_offset, offsets[mine]])[-self.keep:])
+
+    def ready(self) -> bool:
+        return bool(self.points)
+
+    def draw(self, fig: Figure) -> None:
+        ax = fig.add_subplot()
+        for group, (seconds, offsets) in sorted(self.points.items()):
+            ax.plot(to_datenum(seconds), offsets, ".", ms=4,
+                    label=f"io_group {group} ({len(offsets):,} syncs)")
+        ax.set_ylabel("sync timestamp - 10,000,000 [ticks]")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+        utc_time_axis(ax)

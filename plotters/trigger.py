@@ -1,0 +1,58 @@
+"""External triggers: when data arrives relative to them, and how often they come."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from exporter.packets import DATA, TRIGGER
+from plotters._support import BuiltinPlot, Histograms, latest_before
+from plotters.timing import DELAY_EDGES
+
+#: Data timestamp minus the latest trigger's: -0.2 ms to +2 ms in 10 us bins.
+AFTER_TRIGGER_EDGES = np.arange(-2_000, 20_001, 100, dtype=np.float64)
+
+
+class TriggerCorrelation(BuiltinPlot):
+    """Data timestamps relative to the latest external trigger, and trigger spacing.
+
+    Both in ticks of the 10 MHz PACMAN clock, per io_group, in packet order. A
+    spacing across a clock reset (sync) is negative and counted as outside.
+    """
+
+    what = "Trigger correlation"
+    figsize = (10.0, 8.0)
+
+    def __init__(self) -> None:
+        self.last_trigger: dict[int, float] = {}
+        self.after = Histograms(AFTER_TRIGGER_EDGES)
+        self.spacing = Histograms(DELAY_EDGES)
+
+    def update(self, packets: np.ndarray) -> None:
+        triggers = packets["packet_type"] == TRIGGER
+        previous = dict(self.last_trigger)
+        latest = latest_before(packets, triggers, self.last_trigger)
+        data = (packets["packet_type"] == DATA) & np.isfinite(latest)
+        self.after.add(packets["io_group"][data],
+                       packets["timestamp"][data].astype(np.float64) - latest[data])
+        self._add_spacing(packets[triggers], previous)
+
+    def _add_spacing(self, triggers: np.ndarray, previous: dict[int, float]) -> None:
+        for group in np.unique(triggers["io_group"]):
+            stamps = triggers["timestamp"][triggers["io_group"] == group].astype(np.float64)
+            before = previous.get(int(group))
+            if before is not None:
+                stamps = np.concatenate([[before], stamps])
+            self.spacing.add(np.full(len(stamps) - 1, group), np.diff(stamps))
+
+    def ready(self) -> bool:
+        return bool(self.after.counts) or bool(self.spacing.counts)
+
+    def draw(self, fig: Figure) -> None:
+        after_ax, spacing_ax = fig.subplots(2, 1)
+        self.after.draw(after_ax)
+        after_ax.set_xlabel("data timestamp - latest trigger timestamp [ticks of 100 ns]")
+        after_ax.set_ylabel("data packets per 10 us")
+        self.spacing.draw(spacing_ax, logarithmic_x=True)
+        spacing_ax.set_xlabel("time between consecutive triggers [ticks of 100 ns]")
+        spacing_ax.set_ylabel("triggers per bin")
