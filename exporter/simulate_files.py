@@ -49,6 +49,27 @@ RAW_VERSION = "0.0"
 PACMAN_IO_VERSION = "0.0"
 
 
+#: How long a write waits for a reader of the same process to close the file.
+OPEN_TIMEOUT_SECONDS = 10.0
+
+
+def _open_for_writing(path: Path, **kwargs) -> h5py.File:
+    """``h5py.File(path, 'a')``, retried while the file is open read-only in this process.
+
+    HDF5 keeps one handle per file per process: a reader thread holding the file
+    open makes the writer's open fail until it closes. A reader in another
+    process (``locking=False``) never does, so the DAQ itself need not retry.
+    """
+    deadline = time.monotonic() + OPEN_TIMEOUT_SECONDS
+    while True:
+        try:
+            return h5py.File(path, "a", **kwargs)
+        except OSError as error:
+            if "already open" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.002)
+
+
 class PacketFile:
     """A LArPix+HDF5 packet file of one format version, appended flush by flush."""
 
@@ -60,7 +81,7 @@ class PacketFile:
 
     @contextmanager
     def opened(self) -> Iterator[h5py.File]:
-        with h5py.File(self.path, "a") as f:
+        with _open_for_writing(self.path) as f:
             yield f
 
     def append(self, rows: np.ndarray, messages: list[tuple[str, int]] = (),
@@ -113,7 +134,7 @@ class RawFile:
 
     @contextmanager
     def opened(self) -> Iterator[h5py.File]:
-        with h5py.File(self.path, "a", libver="latest") as f:
+        with _open_for_writing(self.path, libver="latest") as f:
             yield f
 
     def append(self, messages: list[np.ndarray], io_groups: np.ndarray,
