@@ -20,14 +20,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from exporter.metrics_detector import (
-    ADC_VALUES,
-    DELAY_EDGES,
-    TYPE_LABELS,
-    DetectorMetrics,
-    DetectorSnapshot,
-)
+from exporter.metrics_detector import ADC_VALUES, TYPE_LABELS, DetectorMetrics, DetectorSnapshot
 from exporter.metrics_health import RENDER_BUCKETS, HealthSnapshot, MonitorHealth
+from exporter.metrics_rows import DELAY_EDGES
 from exporter.packets import DATA, PARITY_TYPES, sync_type_label
 
 __all__ = ["DetectorMetrics", "MonitorHealth", "MetricsCollector", "build_registry",

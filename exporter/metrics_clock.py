@@ -35,6 +35,14 @@ class Segments:
         """Spread one value per segment over its rows."""
         return np.repeat(values, self.lengths)
 
+    def within(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Segment starts relative to row ``start`` and io_groups, of rows ``start:stop``."""
+        first = np.searchsorted(self.starts, start, side="right") - 1
+        last = np.searchsorted(self.starts, stop, side="left")
+        starts = self.starts[first:last] - start
+        starts[0] = 0
+        return starts, self.group[first:last]
+
     def of_rows(self, rows: np.ndarray) -> np.ndarray:
         """Segment index of each of ``rows`` (sorted row indices)."""
         return np.searchsorted(self.starts, rows, side="right") - 1
@@ -49,23 +57,21 @@ class DataClock:
     def forget(self, source: str) -> None:
         self._latest.pop(source, None)
 
-    def segments(self, source: str, group: np.ndarray, is_timestamp: np.ndarray,
+    def segments(self, source: str, group: np.ndarray, timestamp_rows: np.ndarray,
                  timestamps: np.ndarray) -> Segments:
         """Split a chunk into segments and give each its data time.
 
-        ``group`` and ``is_timestamp`` are per row; ``timestamps`` is the
-        (possibly strided) ``timestamp`` field, read only at segment starts.
+        ``group`` is per row, ``timestamp_rows`` the (sorted) rows of timestamp
+        packets and ``timestamps`` their unix times.
         """
         n = len(group)
-        boundary = is_timestamp.copy()
-        boundary[1:] |= group[1:] != group[:-1]
-        boundary[0] = True
-        starts = np.flatnonzero(boundary)
+        changes = np.flatnonzero(group[1:] != group[:-1]) + 1
+        starts = np.union1d(np.union1d(changes, timestamp_rows), [0])
         lengths = np.diff(starts, append=n)
         seg_group = np.ascontiguousarray(group[starts])
-        seg_is_ts = is_timestamp[starts]
+        seg_is_ts = np.isin(starts, timestamp_rows, assume_unique=True)
         own = np.full(len(starts), NO_TIME, np.int64)
-        own[seg_is_ts] = timestamps[starts[seg_is_ts]]
+        own[seg_is_ts] = timestamps
         latest = self._latest.setdefault(source, np.full(N_GROUPS, NO_TIME, np.int64))
         second = _fill_forward_by_group(seg_group, own, latest)
         return Segments(starts, lengths, seg_group, second, seg_is_ts)

@@ -1,10 +1,11 @@
 """The detector's metric model: every ``larpix_*`` series, accumulated chunk by chunk.
 
-``update`` is the hot path. It reads each needed byte of a chunk once (two
-strided copies of the packed 2.4 rows), builds fused integer keys and counts
-them with ``np.bincount`` into dense arrays; label sets only appear at scrape
-time. Per-chip detail is kept under compact *chip slots* so memory follows the
-detector actually seen, not the 2^24 possible (io_group, io_channel, chip_id).
+``update`` is the hot path. A chunk is taken in blocks small enough that
+every intermediate array stays in cache; each block is read once (see
+``metrics_rows``), turned into fused integer keys, and counted with
+``np.add.at`` into dense int32 arrays that live for the whole run. Label
+sets only appear at scrape time. Per-chip detail is kept under compact
+*chip slots*, so memory follows the detector actually seen.
 """
 
 from __future__ import annotations
@@ -15,8 +16,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from exporter.metrics_clock import N_GROUPS, DataClock, Segments
-from exporter.metrics_window import SlidingWindow, SyncGaps, WindowView
+from exporter.metrics_rows import (
+    DELAY_BUCKETS,
+    FIFO_BITS,
+    ChipSlots,
+    Rows,
+    Tally,
+    delay_bucket,
+    grow_axis,
+)
+from exporter.metrics_window import CHANNELS_PER_CHIP, SlidingWindow, SyncGaps, WindowView
 from exporter.packets import (
+    CONFIG_READ,
     DATA,
     PACKET_DTYPE,
     PACKET_TYPE_NAMES,
@@ -34,72 +45,14 @@ N_TYPES = len(TYPE_LABELS)
 
 #: ADC histogram: one bin per dataword value (buckets are summed at scrape time).
 ADC_VALUES = 256
-
-#: Readout-delay buckets: ``le = 4**j - 1`` ticks for j = 0..12 (0 .. 1.7 s), then +Inf.
-DELAY_BUCKETS = 14
-DELAY_EDGES = tuple(4**j - 1 for j in range(DELAY_BUCKETS - 1))
+#: Delay index of data packets from files without receipt times (not observed).
+_NO_DELAY = DELAY_BUCKETS
 
 _S_SYNC = ord("S")
-_CHIP_KEY_MASK = 0xFFFFFF   # io_group | io_channel << 8 | chip_id << 16 (bytes 0-2)
-_RECEIPT_MASK = (1 << 31) - 1
-
-
-def _check_layout() -> None:
-    """The byte offsets ``update`` reads rely on the 2.4 dtype's packed layout."""
-    offsets = {name: PACKET_DTYPE.fields[name][1] for name in PACKET_DTYPE.names}
-    expected = {"io_group": 0, "io_channel": 1, "chip_id": 2, "packet_type": 3,
-                "valid_parity": 6, "channel_id": 7, "timestamp": 8, "dataword": 16,
-                "trigger_type": 17, "local_fifo": 18, "shared_fifo": 19,
-                "receipt_timestamp": 32}
-    if any(offsets[name] != at for name, at in expected.items()):
-        raise ImportError("PACKET_DTYPE layout changed; update exporter.metrics_detector")
-
-
-_check_layout()
-
-
-def _column(packets: np.ndarray, offset: int, dtype: str) -> np.ndarray:
-    """A strided view of ``dtype`` at byte ``offset`` of every row (no copy)."""
-    return np.ndarray((len(packets),), dtype, buffer=packets, offset=offset,
-                      strides=(packets.itemsize,))
-
-
-class ChipSlots:
-    """Compact numbering (1, 2, ...) of the (io_group, io_channel, chip_id) seen so far.
-
-    Slot 0 is never a chip: keys send rows that must not count there.
-    """
-
-    def __init__(self) -> None:
-        # Zero pages are only materialised where keys occur (a few MB at 2x2 scale).
-        self._slot_of = np.zeros(_CHIP_KEY_MASK + 1, np.int32)
-        self.keys = np.zeros(1, np.int64)
-
-    @property
-    def capacity(self) -> int:
-        return len(self.keys)
-
-    def lookup(self, keys: np.ndarray) -> np.ndarray:
-        slots = self._slot_of.take(keys)
-        if not slots.all():
-            missing = slots == 0
-            new = np.unique(keys[missing])
-            self._slot_of[new] = np.arange(len(self.keys), len(self.keys) + len(new))
-            self.keys = np.concatenate([self.keys, new])
-            slots[missing] = self._slot_of.take(keys[missing])
-        return slots
-
-    @property
-    def group(self) -> np.ndarray:
-        return self.keys & 0xFF
-
-    @property
-    def channel(self) -> np.ndarray:
-        return self.keys >> 8 & 0xFF
-
-    @property
-    def chip(self) -> np.ndarray:
-        return self.keys >> 16
+#: Rows per block: intermediates (a few arrays of 8 bytes a row) stay in cache.
+BLOCK_ROWS = 1 << 16
+#: int32 counts are folded into int64 before this many rows could overflow them.
+_FOLD_ROWS = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -137,10 +90,11 @@ class DetectorMetrics:
         self._chips = ChipSlots()
         self._window = SlidingWindow(rate_window, N_TYPES, hot_rate)
         self._gaps = SyncGaps()
-        self._packets = np.zeros((1, N_TYPES, 2), np.int64)
+        self._unfolded_rows = 0
+        self._parity = np.zeros((1, N_TYPES), np.int64)
         self._fifo = np.zeros((1, 16), np.int64)
-        self._adc = np.zeros((N_GROUPS, ADC_VALUES), np.int64)
-        self._delay = np.zeros((N_GROUPS, DELAY_BUCKETS), np.int64)
+        # (io_group + a row for non-data packets, delay bucket + "none", dataword)
+        self._adc_delay = Tally((N_GROUPS + 1, DELAY_BUCKETS + 1, ADC_VALUES))
         self._delay_sum = np.zeros(N_GROUPS, np.int64)
         self._sync = np.zeros((N_GROUPS, 256), np.int64)
         self._trigger = np.zeros((N_GROUPS, 256), np.int64)
@@ -161,139 +115,128 @@ class DetectorMetrics:
         packets = chunk.packets
         if packets.dtype != PACKET_DTYPE:
             raise TypeError(f"packets must have PACKET_DTYPE, got {packets.dtype}")
-        if len(packets) == 0:
-            return
-        packets = np.ascontiguousarray(packets)
+        rows = Rows(np.ascontiguousarray(packets), chunk.has_receipt_timestamp, BLOCK_ROWS)
         with self._lock:
-            self._update(packets, source, chunk.has_receipt_timestamp)
+            if len(packets):
+                self._update(rows, source)
             self._version += 1
 
-    def _update(self, packets: np.ndarray, source: str, has_receipt: bool) -> None:
-        n = len(packets)
-        head = _column(packets, 0, "<u8").copy()     # io_group .. channel_id
-        head_bytes = head.view(np.uint8).reshape(n, 8)
-        group, valid_parity, channel_id = head_bytes[:, 0], head_bytes[:, 6], head_bytes[:, 7]
-        word = _column(packets, 16, "<u4").copy()    # dataword, trigger_type, fifos
-        word_bytes = word.view(np.uint8).reshape(n, 4)
-        kind = np.minimum(head_bytes[:, 3], UNKNOWN_TYPE)
+    def _update(self, rows: Rows, source: str) -> None:
+        kind = np.minimum(rows.packet_type, UNKNOWN_TYPE)
         is_data = kind == DATA
-
-        slot = self._chips.lookup(head.view(np.int64) & _CHIP_KEY_MASK)
+        special = np.flatnonzero(kind > CONFIG_READ)  # timestamp, message, sync, trigger
+        slot = self._chips.lookup(rows.chip_keys())
         self._grow(self._chips.capacity)
-        capacity = self._chips.capacity
-        self._count_packets(slot, kind, valid_parity, capacity)
-        data_slot = np.where(is_data, slot, 0)
-        self._count_fifo(data_slot, word_bytes, capacity)
-        data_group = np.where(is_data, group, np.intp(N_GROUPS))
-        self._count_adc(data_group, word_bytes[:, 0])
-        if has_receipt:
-            self._count_delay(packets, data_group)
+        stamps = special[kind[special] == TIMESTAMP]
+        seg = self._clock.segments(source, rows.group, stamps, rows.timestamp(stamps))
+        ring = seg.per_row(self._window.ring_slots(seg, self._chips.group))
+        for start in range(0, len(kind), BLOCK_ROWS):
+            block = slice(start, start + BLOCK_ROWS)
+            ring_slot = ring[block] * self._chips.capacity  # (ring slot, chip slot)
+            ring_slot += slot[block]
+            self._count_types(ring_slot, kind[block])
+            self._count_channels(ring_slot, is_data[block], rows.channel_id[block])
+            self._count_adc_and_delay(rows, block, is_data[block], seg)
+            self._count_parity_errors(slot[block], kind[block], rows.valid_parity[block])
+            self._count_fifo(slot[block], is_data[block], rows, block)
+        self._count_sync_and_triggers(rows, special, kind, seg)
 
-        timestamps = _column(packets, 8, "<u8")
-        seg = self._clock.segments(source, group, kind == TIMESTAMP, timestamps)
-        self._window.add(seg, group, kind, is_data, data_slot, channel_id, self._chips.group)
-        self._count_sync_and_triggers(kind, group, word_bytes[:, 1], timestamps, seg)
+        self._unfolded_rows += len(kind)
+        if self._unfolded_rows > _FOLD_ROWS:
+            self._adc_delay.fold()
+            self._window.fold_outside()
+            self._unfolded_rows = 0
 
     def _grow(self, capacity: int) -> None:
-        old = len(self._packets)
-        if capacity > old:
-            self._packets = np.concatenate(
-                [self._packets, np.zeros((capacity - old, N_TYPES, 2), np.int64)])
-            self._fifo = np.concatenate([self._fifo, np.zeros((capacity - old, 16), np.int64)])
+        if capacity > len(self._parity):
+            self._parity = grow_axis(self._parity, 0, capacity)
+            self._fifo = grow_axis(self._fifo, 0, capacity)
             self._window.grow(capacity)
 
-    def _count_packets(self, slot: np.ndarray, kind: np.ndarray, valid_parity: np.ndarray,
-                       capacity: int) -> None:
-        code = kind * np.uint8(2)
-        code += valid_parity == 0
-        key = np.multiply(slot, N_TYPES * 2, dtype=np.intp)
-        key += code
-        self._packets += np.bincount(key, minlength=capacity * N_TYPES * 2).reshape(
-            capacity, N_TYPES, 2)
+    def _count_types(self, ring_slot: np.ndarray, kind: np.ndarray) -> None:
+        key = ring_slot * N_TYPES
+        key += kind
+        self._window.count_types(key)
 
-    def _count_fifo(self, data_slot: np.ndarray, word_bytes: np.ndarray, capacity: int) -> None:
-        flags = word_bytes[:, 3] & np.uint8(3)
-        flags <<= 2
-        flags |= word_bytes[:, 2] & np.uint8(3)
-        key = np.multiply(data_slot, 16, dtype=np.intp)
-        key += flags
-        self._fifo += np.bincount(key, minlength=capacity * 16).reshape(capacity, 16)
+    def _count_channels(self, ring_slot: np.ndarray, is_data: np.ndarray,
+                        channel_id: np.ndarray) -> None:
+        """Data packets by (ring slot, chip slot, channel_id); other rows go outside."""
+        key = np.where(is_data, ring_slot, self._window.outside * self._chips.capacity)
+        key *= CHANNELS_PER_CHIP
+        key += channel_id & np.uint8(CHANNELS_PER_CHIP - 1)
+        self._window.count_channels(key)
 
-    def _count_adc(self, data_group: np.ndarray, dataword: np.ndarray) -> None:
-        key = data_group * ADC_VALUES
-        key += dataword
-        counts = np.bincount(key, minlength=(N_GROUPS + 1) * ADC_VALUES)
-        self._adc += counts.reshape(N_GROUPS + 1, ADC_VALUES)[:N_GROUPS]
+    def _count_parity_errors(self, slot: np.ndarray, kind: np.ndarray,
+                             valid_parity: np.ndarray) -> None:
+        """Rows with valid_parity == 0 (rare: counted on their own)."""
+        rows = np.flatnonzero(valid_parity == 0)
+        np.add.at(self._parity, (slot[rows], kind[rows]), 1)
 
-    def _count_delay(self, packets: np.ndarray, data_group: np.ndarray) -> None:
-        receipt = _column(packets, 32, "<u4") & np.uint32(_RECEIPT_MASK)
-        delay = np.subtract(receipt, _column(packets, 8, "<u8"), dtype=np.int64,
-                            casting="unsafe")
-        bucket = _delay_bucket(delay)
-        key = data_group * DELAY_BUCKETS
-        key += bucket
-        counts = np.bincount(key, minlength=(N_GROUPS + 1) * DELAY_BUCKETS)
-        self._delay += counts.reshape(N_GROUPS + 1, DELAY_BUCKETS)[:N_GROUPS]
-        sums = np.bincount(data_group, weights=delay, minlength=N_GROUPS + 1)
-        self._delay_sum += np.rint(sums[:N_GROUPS]).astype(np.int64)
+    def _count_fifo(self, slot: np.ndarray, is_data: np.ndarray, rows: Rows,
+                    block: slice) -> None:
+        """Data rows with a FIFO flag (rare: counted on their own), by 4-bit flag code."""
+        flagged = np.flatnonzero((rows.word[block] & np.uint32(FIFO_BITS) != 0) & is_data)
+        code = rows.local_fifo[block][flagged] & np.uint8(3)
+        code |= (rows.shared_fifo[block][flagged] & np.uint8(3)) << np.uint8(2)
+        np.add.at(self._fifo, (slot[flagged], code), 1)
 
-    def _count_sync_and_triggers(self, kind: np.ndarray, group: np.ndarray,
-                                 trigger_type: np.ndarray, timestamps: np.ndarray,
+    def _count_adc_and_delay(self, rows: Rows, block: slice, is_data: np.ndarray,
+                             seg: Segments) -> None:
+        """Data rows by (io_group, delay bucket, dataword): both histograms in one count."""
+        key = np.where(is_data, rows.group[block], np.intp(N_GROUPS))
+        key *= DELAY_BUCKETS + 1
+        delay = rows.readout_delay(block)
+        if delay is None:
+            key += _NO_DELAY
+        else:
+            key += delay_bucket(delay)
+            delay *= is_data
+            starts, groups = seg.within(block.start, block.start + len(delay))
+            np.add.at(self._delay_sum, groups, np.add.reduceat(delay, starts))
+        key *= ADC_VALUES
+        key += rows.dataword[block]
+        self._adc_delay.add(key)
+
+    def _count_sync_and_triggers(self, rows: Rows, special: np.ndarray, kind: np.ndarray,
                                  seg: Segments) -> None:
-        ts_segments = seg.is_timestamp
-        data_seconds = (seg.group[ts_segments], seg.second[ts_segments])
-        rows = np.flatnonzero(kind == SYNC)
-        sync_group = group[rows].astype(np.intp)
-        sync_type = trigger_type[rows]
+        sync = special[kind[special] == SYNC]
+        sync_group = rows.group[sync].astype(np.intp)
+        sync_type = rows.trigger_type[sync]
         np.add.at(self._sync, (sync_group, sync_type), 1)
-        s_rows = rows[sync_type == _S_SYNC]
+        s_sync = sync[sync_type == _S_SYNC]
         s_group = sync_group[sync_type == _S_SYNC]
-        if len(s_rows):
-            last = len(s_rows) - 1 - np.unique(s_group[::-1], return_index=True)[1]
-            stamps = timestamps[s_rows[last]].astype(np.int64)
+        if len(s_sync):
+            last = len(s_sync) - 1 - np.unique(s_group[::-1], return_index=True)[1]
+            stamps = rows.timestamp(s_sync[last]).astype(np.int64)
             self._sync_offset[s_group[last]] = stamps - SYNC_PERIOD_TICKS
             self._has_sync_offset[s_group[last]] = True
-        synced_seconds = (s_group, seg.second[seg.of_rows(s_rows)])
-        self._gaps.add(data_seconds, synced_seconds)
+        self._gaps.add((seg.group[seg.is_timestamp], seg.second[seg.is_timestamp]),
+                       (s_group, seg.second[seg.of_rows(s_sync)]))
 
-        rows = np.flatnonzero(kind == TRIGGER)
-        np.add.at(self._trigger, (group[rows].astype(np.intp), trigger_type[rows]), 1)
+        trigger = special[kind[special] == TRIGGER]
+        np.add.at(self._trigger, (rows.group[trigger].astype(np.intp),
+                                  rows.trigger_type[trigger]), 1)
 
     def snapshot(self) -> DetectorSnapshot:
         """A consistent copy of every metric (cached until the next update)."""
         with self._lock:
             cached = self._snapshot
-            if cached is not None and cached[0] == self._version:
-                return cached[1]
-            snap = self._take_snapshot()
-            self._snapshot = (self._version, snap)
-            return snap
+            if cached is None or cached[0] != self._version:
+                cached = (self._version, self._take_snapshot())
+                self._snapshot = cached
+            return cached[1]
 
     def _take_snapshot(self) -> DetectorSnapshot:
         chips = self._chips
-        latest = self._window.latest
+        adc_delay = self._adc_delay.total()[:N_GROUPS]
         return DetectorSnapshot(
             chip_group=chips.group, chip_channel=chips.channel, chip_id=chips.chip,
-            packets=self._packets.sum(axis=2),
-            parity_errors=self._packets[:, :, 1].copy(),
+            packets=self._window.type_totals(), parity_errors=self._parity.copy(),
             fifo=self._fifo.copy(),
-            adc=self._adc.copy(), delay=self._delay.copy(), delay_sum=self._delay_sum.copy(),
+            adc=adc_delay.sum(axis=1), delay=adc_delay[:, :DELAY_BUCKETS].sum(axis=2),
+            delay_sum=self._delay_sum.copy(),
             sync=self._sync.copy(), trigger=self._trigger.copy(),
             sync_offset=self._sync_offset.copy(), has_sync_offset=self._has_sync_offset.copy(),
-            sync_gaps=self._gaps.gaps.copy(),
-            data_timestamp=latest.copy(),
+            sync_gaps=self._gaps.gaps.copy(), data_timestamp=self._window.latest.copy(),
             window=self._window.view(chips.group),
         )
-
-
-def _delay_bucket(delay: np.ndarray) -> np.ndarray:
-    """Bucket j of each delay, ``4**(j-1) <= delay <= 4**j - 1`` (j = 0 for delay <= 0).
-
-    The bit length of a positive integer is the exponent of its float64 (exact
-    below 2**53); bucket j holds bit lengths 2j-1 and 2j.
-    """
-    exponent = np.maximum(delay, 0).astype(np.float64).view(np.int64) >> 52
-    exponent -= 1022                      # bit length for delay >= 1; -1022 for 0
-    exponent += 1
-    exponent >>= 1
-    return np.clip(exponent, 0, DELAY_BUCKETS - 1)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from exporter.metrics_clock import N_GROUPS, NO_TIME, Segments
+from exporter.metrics_rows import grow_axis
 
 #: channel_id is a 6-bit field of the LArPix v2 word.
 CHANNELS_PER_CHIP = 64
@@ -32,8 +33,13 @@ class SlidingWindow:
     """Per-second packet counts (by type) and data counts (by channel) of recent seconds.
 
     A ring of ``floor(W) + 1`` slots per io_group holds the window's seconds
-    plus the current, incomplete one. Channel columns are chip slots
-    (see ``ChipSlots``) times 64 channels, so memory follows the detector's size.
+    plus the current, incomplete one; one more slot (``outside``), never read
+    as a second, takes the rows that fall outside, so keys need no filtering.
+    Columns are chip slots (see ``ChipSlots``), times 64 channels for the
+    channel counts: memory follows the detector actually seen. Counts are
+    int32 so the ring stays cache-sized at 2x2 scale; type counts leave the
+    ring into ``retired`` (int64) when their slot is reused, so the ring also
+    yields the packet totals.
     """
 
     def __init__(self, width: float, n_types: int, hot_rate: float) -> None:
@@ -41,80 +47,79 @@ class SlidingWindow:
             raise ValueError(f"rate window must be at least one second, got {width}")
         self.width = width
         self.hot_rate = hot_rate
-        self.n_types = n_types
         self.span = math.floor(width)
         self.n_slots = self.span + 1
+        self.outside = self.n_slots
         self.latest = np.full(N_GROUPS, NO_TIME, np.int64)
         self.slot_second = np.full((self.n_slots, N_GROUPS), NO_TIME, np.int64)
-        self.types = np.zeros((self.n_slots, N_GROUPS, n_types), np.int64)
-        self.channels = np.zeros((self.n_slots, 1, CHANNELS_PER_CHIP), np.int64)
+        self.types = np.zeros((self.n_slots + 1, 1, n_types), np.int32)
+        self.retired = np.zeros((1, n_types), np.int64)
+        self.channels = np.zeros((self.n_slots + 1, 1, CHANNELS_PER_CHIP), np.int32)
 
-    def add(self, seg: Segments, group: np.ndarray, kind: np.ndarray, is_data: np.ndarray,
-            chip_slot: np.ndarray, channel: np.ndarray, chip_group: np.ndarray) -> None:
-        """Count one chunk: per-row io_group, type code, data flag, chip slot, channel_id.
+    def grow(self, capacity: int) -> None:
+        """Make room for chip slots ``0 .. capacity-1``."""
+        self.types = grow_axis(self.types, 1, capacity)
+        self.retired = grow_axis(self.retired, 0, capacity)
+        self.channels = grow_axis(self.channels, 1, capacity)
 
-        ``chip_group`` is the io_group of every chip slot (its length is the
-        chip-slot capacity).
+    def ring_slots(self, seg: Segments, chip_group: np.ndarray) -> np.ndarray:
+        """Advance the latest seconds; return the ring slot of each segment.
+
+        Segments outside the window (or without data time) get ``outside``.
         """
         timed = seg.second != NO_TIME
         np.maximum.at(self.latest, seg.group[timed], seg.second[timed])
         inside = timed & (seg.second >= self.latest[seg.group] - self.span)
-        if not inside.any():
-            return
-        ring = np.where(inside, seg.second % self.n_slots, self.n_slots)
+        ring = np.where(inside, seg.second % self.n_slots, self.outside)
         self._claim(ring[inside], seg.group[inside], seg.second[inside], chip_group)
-        used = np.unique(ring[inside])
-        compact = np.full(self.n_slots + 1, len(used), np.intp)
-        compact[used] = np.arange(len(used))
-        row_slot = seg.per_row(compact[ring])
-        blocks = len(used) + 1
+        return ring
 
-        key = row_slot * N_GROUPS
-        key += group
-        key *= self.n_types
-        key += kind
-        counts = np.bincount(key, minlength=blocks * N_GROUPS * self.n_types)
-        self.types[used] += counts.reshape(blocks, N_GROUPS, self.n_types)[:-1]
+    def count_types(self, keys: np.ndarray) -> None:
+        """Count rows at flat (ring slot, chip slot, type) keys."""
+        np.add.at(self.types.reshape(-1), keys, np.int32(1))
 
-        capacity = len(chip_group)
-        key = np.where(is_data, row_slot, blocks - 1)
-        key *= capacity
-        key += chip_slot
-        key *= CHANNELS_PER_CHIP
-        key += channel & (CHANNELS_PER_CHIP - 1)
-        counts = np.bincount(key, minlength=blocks * capacity * CHANNELS_PER_CHIP)
-        self.channels[used] += counts.reshape(blocks, capacity, CHANNELS_PER_CHIP)[:-1]
+    def count_channels(self, keys: np.ndarray) -> None:
+        """Count data packets at flat (ring slot, chip slot, channel_id) keys."""
+        np.add.at(self.channels.reshape(-1), keys, np.int32(1))
 
-    def grow(self, capacity: int) -> None:
-        """Make room for chip slots ``0 .. capacity-1``."""
-        old = self.channels.shape[1]
-        if capacity > old:
-            extra = np.zeros((self.n_slots, capacity - old, CHANNELS_PER_CHIP), np.int64)
-            self.channels = np.concatenate([self.channels, extra], axis=1)
+    def type_totals(self) -> np.ndarray:
+        """Rows ever counted, by (chip slot, type)."""
+        return self.retired + self.types.sum(axis=0)
+
+    def fold_outside(self) -> None:
+        """Empty the outside slot before its int32 counts could overflow."""
+        self.retired += self.types[self.outside]
+        self.types[self.outside] = 0
+        self.channels[self.outside] = 0
 
     def _claim(self, ring: np.ndarray, group: np.ndarray, second: np.ndarray,
                chip_group: np.ndarray) -> None:
-        """Point ring slots at their new seconds, clearing what an older second left there."""
+        """Point ring slots at their new seconds, retiring what an older second left there."""
         wanted = np.full_like(self.slot_second, NO_TIME)
         wanted[ring, group] = second
         changed = (wanted != NO_TIME) & (wanted != self.slot_second)
-        if changed.any():
-            self.types[changed] = 0
-            self.channels[changed[:, chip_group]] = 0
-            self.slot_second[changed] = wanted[changed]
+        for slot in np.flatnonzero(changed.any(axis=1)).tolist():
+            stale = changed[slot, chip_group]
+            self.retired[stale] += self.types[slot, stale]
+            self.types[slot, stale] = 0
+            self.channels[slot, stale] = 0
+        self.slot_second[changed] = wanted[changed]
 
     def view(self, chip_group: np.ndarray) -> WindowView:
         has_window = self.latest != NO_TIME
         in_window = ((self.slot_second != NO_TIME)
                      & (self.slot_second >= self.latest - self.width)
-                     & (self.slot_second < self.latest))
-        rate = np.einsum("rgt,rg->gt", self.types, in_window) / self.width
-        per_channel = np.einsum("rsc,rs->sc", self.channels, in_window[:, chip_group])
-        n_groups = N_GROUPS
+                     & (self.slot_second < self.latest))[:, chip_group]
+        ring = slice(0, self.n_slots)
+        per_slot = np.einsum("rst,rs->st", self.types[ring], in_window, dtype=np.int64)
+        rate = np.zeros((N_GROUPS, per_slot.shape[1]))
+        np.add.at(rate, chip_group, per_slot)
+        rate /= self.width
+        per_channel = np.einsum("rsc,rs->sc", self.channels[ring], in_window, dtype=np.int64)
         active = np.bincount(chip_group, weights=(per_channel > 0).sum(axis=1),
-                             minlength=n_groups).astype(np.int64)
+                             minlength=N_GROUPS).astype(np.int64)
         hot_channels = (per_channel / self.width > self.hot_rate).sum(axis=1)
-        hot = np.bincount(chip_group, weights=hot_channels, minlength=n_groups).astype(np.int64)
+        hot = np.bincount(chip_group, weights=hot_channels, minlength=N_GROUPS).astype(np.int64)
         return WindowView(rate, active, hot, has_window)
 
 

@@ -1,0 +1,181 @@
+"""From packed packet rows to the integers the metric model counts.
+
+The 2.4 dtype is packed (36 bytes a row, 4-byte aligned), so the fields the
+metrics need sit in six 32-bit words: bytes 0-3 (io_group, io_channel,
+chip_id, packet_type), 4-7 (downstream_marker, parity, valid_parity,
+channel_id), 8-15 (timestamp), 16-19 (dataword, trigger_type, local_fifo,
+shared_fifo) and 32-35 (receipt_timestamp). Copying those words out block by
+block reads every row once; copying one field at a time would stream the
+whole chunk from memory once per field.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from exporter.packets import PACKET_DTYPE
+
+#: io_group | io_channel << 8 | chip_id << 16: bytes 0-2 of a row.
+CHIP_KEY_MASK = 0xFFFFFF
+#: Bits 0-1 of local_fifo (byte 2) and of shared_fifo (byte 3) of the dataword word.
+FIFO_BITS = 0x0303_0000
+#: Readout-delay buckets: ``le = 4**j - 1`` ticks for j = 0..12 (0 .. 1.7 s), then +Inf.
+DELAY_BUCKETS = 14
+DELAY_EDGES = tuple(4**j - 1 for j in range(DELAY_BUCKETS - 1))
+_RECEIPT_MASK = (1 << 31) - 1
+#: The 32-bit words of a row that hold what the metrics read, by word index.
+_WORDS = {"ids": 0, "flags": 1, "stamp_low": 2, "stamp_high": 3, "word": 4, "receipt": 8}
+
+
+def _check_layout() -> None:
+    offsets = {name: PACKET_DTYPE.fields[name][1] for name in PACKET_DTYPE.names}
+    expected = {"io_group": 0, "io_channel": 1, "chip_id": 2, "packet_type": 3,
+                "valid_parity": 6, "channel_id": 7, "timestamp": 8, "dataword": 16,
+                "trigger_type": 17, "local_fifo": 18, "shared_fifo": 19,
+                "receipt_timestamp": 32}
+    if PACKET_DTYPE.itemsize != 36 or any(offsets[k] != v for k, v in expected.items()):
+        raise ImportError("PACKET_DTYPE layout changed: update exporter.metrics_rows")
+
+
+_check_layout()
+
+
+class Rows:
+    """The words of a chunk's rows, copied out contiguous; fields are views into them."""
+
+    def __init__(self, packets: np.ndarray, has_receipt: bool, block_rows: int) -> None:
+        n = len(packets)
+        names = [name for name in _WORDS if has_receipt or name != "receipt"]
+        words = {name: np.empty(n, np.uint32) for name in names}
+        table = packets.view(np.uint32).reshape(n, PACKET_DTYPE.itemsize // 4)
+        for start in range(0, n, block_rows):
+            block = table[start:start + block_rows]
+            for name in names:
+                words[name][start:start + len(block)] = block[:, _WORDS[name]]
+        self.ids = words["ids"]
+        self.word = words["word"]
+        self._stamp_low = words["stamp_low"]
+        self._stamp_high = words["stamp_high"]
+        self._receipt = words.get("receipt")
+        ids = self.ids.view(np.uint8).reshape(n, 4)
+        flags = words["flags"].view(np.uint8).reshape(n, 4)
+        word = self.word.view(np.uint8).reshape(n, 4)
+        self.group = ids[:, 0]
+        self.packet_type = ids[:, 3]
+        self.valid_parity = flags[:, 2]
+        self.channel_id = flags[:, 3]
+        self.dataword = word[:, 0]
+        self.trigger_type = word[:, 1]
+        self.local_fifo = word[:, 2]
+        self.shared_fifo = word[:, 3]
+
+    def chip_keys(self) -> np.ndarray:
+        """io_group | io_channel << 8 | chip_id << 16 of every row."""
+        return np.bitwise_and(self.ids, CHIP_KEY_MASK, dtype=np.intp)
+
+    def timestamp(self, rows: np.ndarray) -> np.ndarray:
+        """Full 64-bit ``timestamp`` of some rows."""
+        return self._stamp_low[rows] | self._stamp_high[rows].astype(np.uint64) << np.uint64(32)
+
+    def readout_delay(self, rows: slice) -> np.ndarray | None:
+        """``receipt_timestamp mod 2**31 - timestamp``, or None if the file has no receipts."""
+        if self._receipt is None:
+            return None
+        delay = (self._receipt[rows] & np.uint32(_RECEIPT_MASK)).astype(np.int64)
+        delay -= self._stamp_low[rows]
+        high = self._stamp_high[rows]
+        if high.any():
+            delay -= high.astype(np.int64) << 32
+        return delay
+
+
+def delay_bucket(delay: np.ndarray) -> np.ndarray:
+    """Bucket j of each delay: ``4**(j-1) <= delay <= 4**j - 1``; 0 for delay <= 0.
+
+    The bit length of a positive integer is read from the exponent of its
+    float32 (exact: float32 holds every integer up to 2**24, and above that
+    rounding cannot leave the overflow bucket); bucket j holds bit lengths
+    2j-1 and 2j. Negative delays have the sign bit set and land in bucket 0.
+    """
+    exponent = delay.astype(np.float32).view(np.int32)
+    exponent >>= 23                      # biased exponent: bit length + 126, 0 for 0
+    exponent -= 125
+    exponent >>= 1
+    np.maximum(exponent, 0, out=exponent)
+    np.minimum(exponent, DELAY_BUCKETS - 1, out=exponent)
+    return exponent
+
+
+class ChipSlots:
+    """Compact numbering (1, 2, ...) of the (io_group, io_channel, chip_id) seen so far.
+
+    Slot 0 is never a chip: keys send rows that must not count there.
+    """
+
+    def __init__(self) -> None:
+        # np.zeros maps pages lazily: only those keys touch are materialised.
+        self._slot_of = np.zeros(CHIP_KEY_MASK + 1, np.int32)
+        self.keys = np.zeros(1, np.int64)
+
+    @property
+    def capacity(self) -> int:
+        return len(self.keys)
+
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        slots = self._slot_of.take(keys)
+        if not slots.all():
+            missing = slots == 0
+            new = np.unique(keys[missing])
+            self._slot_of[new] = np.arange(len(self.keys), len(self.keys) + len(new))
+            self.keys = np.concatenate([self.keys, new])
+            slots[missing] = self._slot_of.take(keys[missing])
+        return slots
+
+    @property
+    def group(self) -> np.ndarray:
+        return self.keys & 0xFF
+
+    @property
+    def channel(self) -> np.ndarray:
+        return self.keys >> 8 & 0xFF
+
+    @property
+    def chip(self) -> np.ndarray:
+        return self.keys >> 16
+
+
+class Tally:
+    """Counts at flat keys: int32 (cache-sized) while counting, folded into int64 totals.
+
+    ``np.add.at`` with intp keys into an int32 array is as fast as
+    ``np.bincount`` and needs no temporary the size of the key space.
+    """
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.recent = np.zeros(shape, np.int32)
+        self.folded = np.zeros(shape, np.int64)
+
+    def add(self, keys: np.ndarray) -> None:
+        np.add.at(self.recent.reshape(-1), keys, np.int32(1))
+
+    def fold(self) -> None:
+        self.folded += self.recent
+        self.recent[...] = 0
+
+    def total(self) -> np.ndarray:
+        return self.folded + self.recent
+
+    def grow(self, size: int) -> None:
+        """Extend the first axis to ``size``."""
+        self.recent = grow_axis(self.recent, 0, size)
+        self.folded = grow_axis(self.folded, 0, size)
+
+
+def grow_axis(array: np.ndarray, axis: int, size: int) -> np.ndarray:
+    """``array`` zero-padded along ``axis`` to ``size``."""
+    missing = size - array.shape[axis]
+    if missing <= 0:
+        return array
+    pad = [(0, 0)] * array.ndim
+    pad[axis] = (0, missing)
+    return np.pad(array, pad)
