@@ -164,10 +164,10 @@ def _raw_layout(f: h5py.File, path: str) -> Layout:
     msgs, headers = f.get("msgs"), f.get("msg_headers")
     if not isinstance(headers, h5py.Dataset):
         raise InputError(path, "no_packet_dataset", "raw file has 'msgs' but no 'msg_headers'")
-    if not isinstance(msgs, h5py.Dataset) or h5py.check_vlen_dtype(msgs.dtype) != np.uint8:
-        raise InputError(path, "bad_fields",
-                         f"'msgs' is not variable-length bytes ({getattr(msgs, 'dtype', msgs)})")
-    if headers.dtype.names is None or "io_groups" not in headers.dtype.names:
+    if (not isinstance(msgs, h5py.Dataset) or msgs.ndim != 1
+            or h5py.check_vlen_dtype(msgs.dtype) != np.uint8):
+        raise InputError(path, "bad_fields", "'msgs' is not a list of variable-length bytes")
+    if headers.ndim != 1 or headers.dtype.names is None or "io_groups" not in headers.dtype.names:
         raise InputError(path, "bad_fields", "'msg_headers' has no 'io_groups' field")
     return Layout(RAW_FORMAT, version, None, True)
 

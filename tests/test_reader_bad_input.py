@@ -58,6 +58,27 @@ def test_truncated_hdf5(tmp_path):
     assert f"eof = {len(data) // 2}" in error.detail and f"stored_eof = {len(data)}" in error.detail
 
 
+def test_damaged_hdf5_metadata(tmp_path):
+    path = tmp_path / "damaged.h5"
+    hdf5format.to_file(str(path), packet_list=[TimestampPacket(n) for n in range(100)])
+    data = bytearray(path.read_bytes())
+    data[96:160] = b"\xa5" * 64  # the root group's object header, after the 96-byte superblock
+    path.write_bytes(bytes(data))
+    error = read_error(path)
+    assert error.reason == "truncated"
+    assert error.detail.startswith("damaged or truncated HDF5 file (")
+
+
+def test_raw_messages_not_bytes(tmp_path):
+    path = tmp_path / "raw.h5"
+    with h5py.File(path, "w") as f:
+        f.create_group("meta").attrs["version"] = "0.0"
+        f.create_dataset("msgs", shape=(2,), dtype="f8")
+        f.create_dataset("msg_headers", shape=(2,), dtype=[("io_groups", "u1")])
+    error = read_error(path)
+    assert error.reason == "bad_fields" and "'msgs'" in error.detail
+
+
 def test_hdf5_without_larpix_datasets(tmp_path):
     path = tmp_path / "other.h5"
     with h5py.File(path, "w") as f:

@@ -1,0 +1,244 @@
+"""Ingest throughput: our reader (and metrics) against a plain h5py read and larpix-control.
+
+    .venv/bin/python benchmarks/bench_ingest.py [--packets 10000000] [--raw-packets 2000000]
+
+Files are simulated once in larpix-control's layouts (packet file: its tiny
+HDF5 chunks; raw file: gzip, ~225-word PACMAN messages) and cached under
+benchmarks/data/. Every phase runs in a fresh process of this script, so its
+peak RSS (``ru_maxrss``) is its own, and reports the best of ``--repeat`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from exporter.reader import FileReader  # noqa: E402
+
+DATA = ROOT / "benchmarks" / "data"
+CHUNK_ROWS = 1 << 20
+RAW_FLOOR_MESSAGES = 4096
+LARPIX_MESSAGES = 200
+RSS_LIMIT_MB = 400
+
+SIMULATE = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from exporter.simulate import simulate_file
+partial, final = Path(sys.argv[2]), Path(sys.argv[3])
+simulate_file(partial, sys.argv[4], n_packets=int(sys.argv[5]), seed=1)
+partial.rename(final)
+Path(str(partial) + ".truth.json").rename(str(final) + ".truth.json")
+"""
+
+
+def data_file(fmt: str, n_packets: int) -> Path:
+    """The cached benchmark file, simulated in a child process (a child's peak RSS
+    starts from its parent's, so the parent stays small)."""
+    path = DATA / f"bench_{fmt}_{n_packets}.h5"
+    if not path.exists():
+        DATA.mkdir(parents=True, exist_ok=True)
+        print(f"simulating {path.name} ({n_packets:,} packets) ...", flush=True)
+        subprocess.run([sys.executable, "-c", SIMULATE, str(ROOT), f"{path}.partial",
+                        str(path), fmt, str(n_packets)], check=True)
+    return path
+
+
+def warm(path: Path) -> None:
+    """Read the file once so that every phase measures CPU, not the disk."""
+    with open(path, "rb") as f:
+        while f.read(1 << 24):
+            pass
+
+
+# --- phases: each returns the number of packets it delivered ------------------------
+
+def phase_reader(path: Path) -> int:
+    return sum(len(chunk.packets) for chunk in FileReader(path, chunk_rows=CHUNK_ROWS).read_new())
+
+
+def phase_reader_metrics(path: Path) -> int:
+    from exporter.metrics import DetectorMetrics
+
+    metrics = DetectorMetrics()
+    n = 0
+    for chunk in FileReader(path, chunk_rows=CHUNK_ROWS).read_new():
+        metrics.update(chunk, str(path))
+        n += len(chunk.packets)
+    return n
+
+
+def phase_plain_packets(path: Path) -> int:
+    """The floor: h5py slices of the same rows, in the same chunks, nothing else."""
+    n = 0
+    with h5py.File(path, "r", locking=False) as f:
+        dset = f["packets"]
+        for start in range(0, dset.shape[0], CHUNK_ROWS):
+            n += len(dset[start:start + CHUNK_ROWS])
+    return n
+
+
+def phase_plain_raw(path: Path) -> int:
+    """The floor for raw files: message bytes and headers read, not decoded.
+
+    Returns the packets those messages hold (one per word, one per header), so
+    its rate compares with the reader's."""
+    n = 0
+    with h5py.File(path, "r", locking=False) as f:
+        msgs, headers = f["msgs"], f["msg_headers"]
+        for start in range(0, msgs.shape[0], RAW_FLOOR_MESSAGES):
+            batch = msgs[start:start + RAW_FLOOR_MESSAGES]
+            headers[start:start + RAW_FLOOR_MESSAGES]
+            n += sum((m.size - 8) // 16 + 1 for m in batch)
+    return n
+
+
+def phase_larpix(path: Path) -> int:
+    """larpix-control's object path (from_rawfile + parse + to_file) on the first messages."""
+    from larpix.format import hdf5format, pacman_msg_format, rawhdf5format
+
+    out = DATA / "larpix_converted.h5"
+    out.unlink(missing_ok=True)
+    raw = rawhdf5format.from_rawfile(str(path), start=0, end=LARPIX_MESSAGES)
+    packets = []
+    for io_group, msg in zip(raw["msg_headers"]["io_groups"], raw["msgs"], strict=True):
+        packets.extend(pacman_msg_format.parse(msg, io_group=io_group))
+    hdf5format.to_file(str(out), packet_list=packets, workers=1)
+    out.unlink()
+    return len(packets)
+
+
+PHASES = {
+    "reader": phase_reader,
+    "reader+metrics": phase_reader_metrics,
+    "plain-h5py": phase_plain_packets,
+    "plain-h5py-raw": phase_plain_raw,
+    "larpix-control": phase_larpix,
+}
+
+
+def measure(name: str, path: Path, repeat: int) -> dict:
+    """In this process: best time of ``repeat`` runs of one phase, and the peak RSS."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        n = PHASES[name](path)
+        best = min(best, time.perf_counter() - start)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"n": n, "seconds": best, "rss_mb": peak_mb}
+
+
+def run_phase(name: str, path: Path, repeat: int) -> dict:
+    """``measure`` in a fresh process of this script."""
+    out = subprocess.run([sys.executable, __file__, "--phase", name, "--file", str(path),
+                          "--repeat", str(repeat)], capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or ["no output"])[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def metrics_available() -> bool:
+    try:
+        from exporter.metrics import DetectorMetrics  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def show(label: str, result: dict) -> float:
+    """Print one phase; return its packets per second (0 if it failed)."""
+    if "error" in result:
+        print(f"  {label:<38} failed: {result['error']}")
+        return 0.0
+    rate = result["n"] / result["seconds"]
+    print(f"  {label:<38} {rate / 1e6:8.2f} M packets/s  {result['seconds']:7.3f} s  "
+          f"peak RSS {result['rss_mb']:5.0f} MB")
+    return rate
+
+
+def machine() -> str:
+    model = platform.processor() or "unknown cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"numpy {np.__version__}, h5py {h5py.__version__} "
+            f"(HDF5 {h5py.version.hdf5_version})")
+
+
+def bench_packets(path: Path, repeat: int, with_metrics: bool) -> bool:
+    print(f"\npacket file: {path.name} ({path.stat().st_size / 1e6:.0f} MB)")
+    reader = show("(a) reader", run_phase("reader", path, repeat))
+    floor = show("(c) plain h5py read, same chunks", run_phase("plain-h5py", path, repeat))
+    ok = True
+    if with_metrics:
+        result = run_phase("reader+metrics", path, repeat)
+        full = show("(b) reader + DetectorMetrics.update", result)
+        ok = full >= 0.5 * floor and result.get("rss_mb", 1e9) <= RSS_LIMIT_MB
+        print(f"  reader + metrics / plain read: {full / floor:.0%} (target >= 50%), "
+              f"peak RSS {result.get('rss_mb', 0):.0f} MB (limit {RSS_LIMIT_MB} MB)")
+    else:
+        print("  (b) reader + metrics: skipped, exporter.metrics is not there yet")
+    print(f"  reader alone / plain read: {reader / floor:.0%}")
+    return ok
+
+
+def bench_raw(path: Path, repeat: int, with_metrics: bool) -> bool:
+    with h5py.File(path, "r") as f:
+        n_msgs = f["msgs"].shape[0]
+    print(f"\nraw file: {path.name} ({path.stat().st_size / 1e6:.0f} MB, {n_msgs:,} messages)")
+    reader = show("(a) reader", run_phase("reader", path, repeat))
+    if with_metrics:
+        show("(b) reader + DetectorMetrics.update", run_phase("reader+metrics", path, repeat))
+    show("(c) plain h5py read of msgs (no decoding)", run_phase("plain-h5py-raw", path, repeat))
+    larpix = show(f"(d) larpix-control, {LARPIX_MESSAGES} messages",
+                  run_phase("larpix-control", path, 1))
+    if not larpix:
+        return False
+    print(f"  reader / larpix-control: {reader / larpix:.0f}x (target >= 200x)")
+    return reader >= 200 * larpix
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--packets", type=int, default=10_000_000)
+    parser.add_argument("--raw-packets", type=int, default=2_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
+    parser.add_argument("--file", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        print(json.dumps(measure(args.phase, args.file, args.repeat)))
+        return 0
+
+    packet_file = data_file("packet", args.packets)
+    raw_file = data_file("raw", args.raw_packets)
+    for path in (packet_file, raw_file):
+        warm(path)
+    print(machine())
+    with_metrics = metrics_available()
+    ok = bench_packets(packet_file, args.repeat, with_metrics)
+    ok &= bench_raw(raw_file, args.repeat, with_metrics)
+    print("\nall targets met" if ok else "\nsome targets missed")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
