@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
+import dockerfile
 import httpx
 import yaml
 
@@ -129,6 +130,18 @@ def alert_rules() -> list[dict]:
 
 def compose_model() -> dict:
     return load_yaml(COMPOSE_FILE)
+
+
+def instructions(cmd: str) -> list[dockerfile.Command]:
+    """The Dockerfile's instructions of one kind, as BuildKit's parser reads them."""
+    return [c for c in dockerfile.parse_file(str(DOCKERFILE)) if c.cmd == cmd.upper()]
+
+
+def healthcheck_command() -> list[str]:
+    """The exec-form command of the image's HEALTHCHECK."""
+    (check,) = instructions("healthcheck")
+    assert check.value[0] == "CMD"
+    return json.loads(check.original[check.original.index("["):])
 
 
 # -- test copies of the configuration -------------------------------------------------

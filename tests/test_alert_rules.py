@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -97,3 +98,9 @@ def test_unit_tests_catch_a_rule_that_always_fires(tmp_path: Path, alert: str) -
     result = run_unit_tests_with(tmp_path, alert, "vector(1)")
     assert result.returncode != 0
     assert f"alertname: {alert}" in result.stdout + result.stderr
+
+
+def test_deployment_doc_lists_every_alert_with_its_severity() -> None:
+    doc = (ALERT_RULES.parent.parent / "docs" / "deployment.md").read_text()
+    listed = dict(re.findall(r"^\| (LArPix\w+) \| (\w+) \|", doc, flags=re.MULTILINE))
+    assert listed == {rule["alert"]: rule["labels"]["severity"] for rule in alert_rules()}

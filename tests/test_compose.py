@@ -17,17 +17,17 @@ import zipfile
 from pathlib import Path
 
 import compose
-import dockerfile
 import pytest
 import yaml
 from stack_support import (
     ALERTMANAGER_CONFIG,
     COMPOSE_FILE,
-    DOCKERFILE,
     PROMETHEUS_CONFIG,
     ROOT,
     alertmanager_start_script,
     compose_model,
+    healthcheck_command,
+    instructions,
     load_yaml,
     require_tool,
 )
@@ -229,17 +229,6 @@ def test_start_script_writes_the_webhook_url_from_the_environment(tmp_path: Path
 # -- Dockerfile ----------------------------------------------------------------------------
 
 
-def instructions(cmd: str) -> list[dockerfile.Command]:
-    return [c for c in dockerfile.parse_file(str(DOCKERFILE)) if c.cmd == cmd.upper()]
-
-
-def healthcheck_command() -> list[str]:
-    """The exec-form command of the image's HEALTHCHECK."""
-    (check,) = instructions("healthcheck")
-    assert check.value[0] == "CMD"
-    return json.loads(check.original[check.original.index("["):])
-
-
 def test_image_is_slim_python_running_as_an_unprivileged_user() -> None:
     (base,) = instructions("from")
     assert base.value[0].startswith("python:") and "-slim" in base.value[0]
@@ -291,3 +280,12 @@ def test_dockerignore_keeps_the_context_small_but_complete() -> None:
     assert {".git", ".venv", "tests", "benchmarks"} <= ignored
     copied = {source for copy in instructions("copy") for source in copy.value[:-1]}
     assert copied.isdisjoint(ignored)
+
+
+def test_deployment_doc_names_the_pinned_versions_and_port(compose_env: dict[str, str]) -> None:
+    doc = (ROOT / "docs" / "deployment.md").read_text()
+    images = {name: s["image"] for name, s in normalised_model(compose_env)["services"].items()}
+    grafana_version = images["grafana"].split(":")[1]
+    assert f"Grafana {grafana_version}" in doc and f"`{images['grafana']}`" in doc
+    assert f"`{images['prometheus']}`" in doc and f"`{images['alertmanager']}`" in doc
+    assert f"http://localhost:{DEFAULT_PORT}/" in doc
