@@ -109,18 +109,28 @@ class SlidingWindow:
         has_window = self.latest != NO_TIME
         in_window = ((self.slot_second != NO_TIME)
                      & (self.slot_second >= self.latest - self.width)
-                     & (self.slot_second < self.latest))[:, chip_group]
-        ring = slice(0, self.n_slots)
-        per_slot = np.einsum("rst,rs->st", self.types[ring], in_window, dtype=np.int64)
-        rate = np.zeros((N_GROUPS, per_slot.shape[1]))
-        np.add.at(rate, chip_group, per_slot)
-        rate /= self.width
-        per_channel = np.einsum("rsc,rs->sc", self.channels[ring], in_window, dtype=np.int64)
+                     & (self.slot_second < self.latest))
+        per_slot = self._window_sum(self.types, in_window, chip_group)
+        rate = np.stack([np.bincount(chip_group, weights=column, minlength=N_GROUPS)
+                         for column in per_slot.T], axis=1) / self.width
+        per_channel = self._window_sum(self.channels, in_window, chip_group)
         active = np.bincount(chip_group, weights=(per_channel > 0).sum(axis=1),
                              minlength=N_GROUPS).astype(np.int64)
         hot_channels = (per_channel / self.width > self.hot_rate).sum(axis=1)
         hot = np.bincount(chip_group, weights=hot_channels, minlength=N_GROUPS).astype(np.int64)
         return WindowView(rate, active, hot, has_window)
+
+    def _window_sum(self, ring: np.ndarray, in_window: np.ndarray,
+                    chip_group: np.ndarray) -> np.ndarray:
+        """Sum over the ring slots in each chip slot's window: (chip slot, column)."""
+        total = np.zeros(ring.shape[1:], np.int64)
+        for slot in np.flatnonzero(in_window.any(axis=1)).tolist():
+            columns = in_window[slot, chip_group]
+            if columns.all():
+                total += ring[slot]
+            else:
+                total[columns] += ring[slot, columns]
+        return total
 
 
 class SyncGaps:
