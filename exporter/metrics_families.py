@@ -136,8 +136,10 @@ class _ChipLabels:
 
 def sum_rows_by(values: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
     """``out[i] = sum of values[j] with index[j] == i``, for a 2-D array of counts."""
-    columns = [np.bincount(index, weights=column, minlength=n) for column in values.T]
-    return np.rint(np.stack(columns, axis=1)).astype(np.int64).reshape(n, -1)
+    out = np.zeros((n, values.shape[1]), np.int64)
+    for column, counts in enumerate(values.T):
+        out[:, column] = np.rint(np.bincount(index, weights=counts, minlength=n))
+    return out
 
 
 def _packets(chips: _ChipLabels, pair_packets: np.ndarray) -> Family:

@@ -1,49 +1,386 @@
 """The metric model against the simulator's ground truth and hand-computed traps.
 
-Values are read back from the real Prometheus exposition text, never from
-internal arrays.
+Values are always read back from the real exposition text (parsed by
+prometheus_client's own parser), never from internal arrays.
 """
 
 from __future__ import annotations
 
+import threading
+
+import numpy as np
 import pytest
 from prometheus_client import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.metrics import DetectorMetrics, MonitorHealth, build_registry
+from exporter.metrics import DetectorMetrics, MonitorHealth, build_registry, exposition
+from exporter.packets import PACKET_DTYPE, Chunk
 from exporter.reader import FileReader
-from exporter.simulate import simulate_file
+from exporter.simulate import LiveSimulation, simulate_file
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+S = ord("S")
 
 
 def scrape(detector: DetectorMetrics, health: MonitorHealth | None = None) -> Samples:
-    text = generate_latest(build_registry(detector, health or MonitorHealth())).decode()
+    body, _ = exposition(build_registry(detector, health or MonitorHealth()))
+    return parse(body.decode())
+
+
+def parse(text: str) -> Samples:
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def named(samples: Samples, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return {labels: v for (n, labels), v in samples.items() if n == name}
+
+
 def truth_mismatches(samples: Samples, truth: dict) -> list[str]:
-    """Every truth series must be exposed with its value; any other series of those names is 0."""
-    wrong = []
-    expected = {}
-    for name, series in truth["metrics"].items():
-        for s in series:
-            expected[name, tuple(sorted(s["labels"].items()))] = s["value"]
-    for key, value in expected.items():
-        if samples.get(key) != pytest.approx(value, rel=1e-12):
-            wrong.append(f"{key}: exposed {samples.get(key)}, truth {value}")
-    for key, value in samples.items():
-        if key[0] in truth["metrics"] and key not in expected and value != 0:
-            wrong.append(f"{key}: exposed {value}, truth absent")
+    """Every truth series is exposed with its value; other series of those names are 0."""
+    expected = {(name, tuple(sorted(s["labels"].items()))): s["value"]
+                for name, series in truth["metrics"].items() for s in series}
+    wrong = [f"{key}: exposed {samples.get(key)}, truth {v}"
+             for key, v in expected.items() if samples.get(key) != pytest.approx(v, rel=1e-12)]
+    wrong += [f"{key}: exposed {v}, truth absent" for key, v in samples.items()
+              if key[0] in truth["metrics"] and key not in expected and v != 0]
     return wrong
 
 
-@pytest.mark.parametrize("fmt", ["packet", "raw"])
-def test_whole_file_equals_truth(tmp_path, fmt):
-    path = tmp_path / f"run.{fmt}.h5"
-    truth = simulate_file(path, fmt, n_packets=60_000, rate=3000.0, seed=3)
+def histogram_mismatches(samples: Samples, name: str, truth_counts: dict[str, dict[int, int]]
+                         ) -> list[str]:
+    """Cumulative buckets, count and sum of each io_group against per-value truth counts."""
+    wrong = []
+    groups = {dict(labels)["io_group"] for labels in named(samples, f"{name}_count")}
+    if groups != set(truth_counts):
+        wrong.append(f"{name}: io_groups {sorted(groups)} != truth {sorted(truth_counts)}")
+    for group, counts in truth_counts.items():
+        values = np.array(list(counts), dtype=np.int64)
+        n = np.array(list(counts.values()), dtype=np.int64)
+        buckets = {float(dict(labels)["le"]): v
+                   for labels, v in named(samples, f"{name}_bucket").items()
+                   if dict(labels)["io_group"] == group}
+        for le, got in buckets.items():
+            if got != n[values <= le].sum():
+                wrong.append(f"{name}{{io_group={group},le={le}}}: {got}")
+        if value(samples, f"{name}_count", io_group=group) != n.sum():
+            wrong.append(f"{name}_count{{io_group={group}}}")
+        if value(samples, f"{name}_sum", io_group=group) != (values * n).sum():
+            wrong.append(f"{name}_sum{{io_group={group}}}")
+    return wrong
+
+
+def truth_histograms(truth: dict) -> tuple[dict, dict]:
+    adc = {g: {v: c for v, c in enumerate(counts) if c}
+           for g, counts in truth["adc_counts"].items()}
+    delay = {g: {int(d): c for d, c in counts.items()}
+             for g, counts in truth["readout_delay_counts"].items()}
+    return adc, delay
+
+
+def read_all(detector: DetectorMetrics, reader: FileReader) -> None:
+    for chunk in reader.read_new():
+        detector.update(chunk, reader.path)
+
+
+# -- against the simulator's ground truth ---------------------------------------------------
+
+@pytest.mark.parametrize(("fmt", "version"), [("packet", "2.4"), ("packet", "2.2"), ("raw", "2.4")])
+def test_whole_file_equals_truth(tmp_path, fmt, version):
+    path = tmp_path / f"run-{fmt}-{version}.h5"
+    truth = simulate_file(path, fmt, n_packets=60_000, version=version, rate=3000.0, seed=3,
+                          io_groups=(1, 2, 5))
     detector = DetectorMetrics(truth["rate_window"], truth["hot_rate"])
-    for chunk in FileReader(path, chunk_rows=16_384).read_new():
-        detector.update(chunk, str(path))
-    assert truth_mismatches(scrape(detector), truth) == []
+    read_all(detector, FileReader(path, chunk_rows=16_384))
+    samples = scrape(detector)
+
+    assert truth_mismatches(samples, truth) == []
+    adc, delay = truth_histograms(truth)
+    assert histogram_mismatches(samples, "larpix_adc", adc) == []
+    assert histogram_mismatches(samples, "larpix_readout_delay_ticks", delay) == []
+    assert (version >= "2.3") == bool(delay)
+    buckets = named(samples, "larpix_adc_bucket")
+    edges = sorted({float(dict(labels)["le"]) for labels in buckets})
+    assert len(edges) >= 17 and edges[0] >= 0 and edges[-2] >= 255 and edges[-1] == float("inf")
+
+
+@pytest.mark.parametrize("fmt", ["packet", "raw"])
+def test_file_read_while_appended_equals_truth(tmp_path, fmt):
+    path = tmp_path / f"live.{fmt}.h5"
+    detector = DetectorMetrics()
+    reader = FileReader(path)
+    with LiveSimulation(path, fmt, rate=1500.0, seed=8, io_groups=(1, 3)) as live:
+        for batch in range(24):
+            live.append(1)
+            read_all(detector, reader)
+            if batch % 6 == 5:
+                assert truth_mismatches(scrape(detector), live.truth) == [], batch
+        truth = live.close()
+    read_all(detector, reader)
+    samples = scrape(detector)
+    assert truth_mismatches(samples, truth) == []
+    adc, delay = truth_histograms(truth)
+    assert histogram_mismatches(samples, "larpix_adc", adc) == []
+    assert histogram_mismatches(samples, "larpix_readout_delay_ticks", delay) == []
+
+
+def test_exposition_is_byte_identical_to_prometheus_client(tmp_path):
+    path = tmp_path / "run.h5"
+    simulate_file(path, "packet", n_packets=20_000, seed=5)
+    detector, health = DetectorMetrics(), MonitorHealth()
+    read_all(detector, FileReader(path))
+    health.observe_render('Odd "plot" \\ name', 0.2)
+    health.count_read_error("not_hdf5")
+    health.set_files({"active": 1, "idle": 2})
+    registry = build_registry(detector, health)
+
+    text, text_type = exposition(registry, "text/plain")
+    om, om_type = exposition(registry, "application/openmetrics-text; version=1.0.0")
+    assert text == generate_latest(registry)
+    assert om == openmetrics_latest(registry)
+    assert text_type.startswith("text/plain") and om_type.startswith("application/openmetrics")
+
+
+# -- traps, with hand-built packets and hand-computed values ---------------------------------
+
+def packets(*rows: dict) -> np.ndarray:
+    out = np.zeros(len(rows), PACKET_DTYPE)
+    for i, row in enumerate(rows):
+        out[i]["valid_parity"] = 1
+        for name, v in row.items():
+            out[i][name] = v
+    return out
+
+
+def ts(group: int, unix: int, **extra) -> dict:
+    return {"io_group": group, "packet_type": 4, "timestamp": unix, **extra}
+
+
+def data(group: int, channel: int = 1, chip: int = 11, channel_id: int = 0, **extra) -> dict:
+    return {"io_group": group, "io_channel": channel, "chip_id": chip,
+            "channel_id": channel_id, "packet_type": 0, **extra}
+
+
+def chunk(rows: np.ndarray, receipts: bool = True) -> Chunk:
+    return Chunk(rows, len(rows), rows.nbytes, "packet", receipts)
+
+
+def test_one_timestamp_packet_per_message_not_per_second():
+    detector = DetectorMetrics(rate_window=2)
+    detector.update(chunk(packets(
+        ts(1, 1000), data(1), data(1),              # message 1 of second 1000
+        ts(1, 1000), data(1), data(1), data(1),     # message 2, same second
+        ts(1, 1001), data(1),
+        ts(1, 1002),                                # second 1002 begins: window 1000-1001
+    )), "f")
+    s = scrape(detector)
+    assert value(s, "larpix_packets_total", io_group="1", io_channel="0",
+                 packet_type="timestamp") == 4
+    assert value(s, "larpix_packet_rate_hz", io_group="1", packet_type="timestamp") == 3 / 2
+    assert value(s, "larpix_packet_rate_hz", io_group="1", packet_type="data") == 6 / 2
+    assert value(s, "larpix_data_timestamp_seconds", io_group="1") == 1002
+    assert value(s, "larpix_sync_gaps_total", io_group="1") == 2
+
+
+def test_io_channel_zero_and_message_io_group_zero_labels_and_data_time_by_group():
+    detector = DetectorMetrics(rate_window=1)
+    detector.update(chunk(packets(
+        ts(1, 500), data(1, 3), {"io_group": 0, "packet_type": 5},   # run-start message
+        data(1, 3),                                  # after the message: still second 500
+        ts(2, 900), data(2, 4),
+        {"io_group": 1, "packet_type": 6, "trigger_type": S, "timestamp": 10_000_000},
+        {"io_group": 1, "packet_type": 7, "trigger_type": 2, "timestamp": 55},
+        ts(1, 501), ts(2, 901),
+    )), "f")
+    s = scrape(detector)
+    expected = {("0", "0", "message"): 1, ("1", "0", "timestamp"): 2, ("1", "0", "sync"): 1,
+                ("1", "0", "trigger"): 1, ("1", "3", "data"): 2, ("2", "0", "timestamp"): 2,
+                ("2", "4", "data"): 1}
+    got = {(d["io_group"], d["io_channel"], d["packet_type"]): v
+           for d, v in ((dict(k), v) for k, v in named(s, "larpix_packets_total").items())}
+    assert got == expected
+    assert value(s, "larpix_packet_rate_hz", io_group="1", packet_type="data") == 2
+    assert value(s, "larpix_packet_rate_hz", io_group="2", packet_type="data") == 1
+    assert value(s, "larpix_active_channels", io_group="1") == 1
+    assert value(s, "larpix_trigger_packets_total", io_group="1", trigger_type="2") == 1
+    assert value(s, "larpix_sync_offset_ticks", io_group="1") == 0
+    assert value(s, "larpix_sync_gaps_total", io_group="1") == 0     # second 500 had its S
+    assert value(s, "larpix_sync_gaps_total", io_group="2") == 1     # second 900 had none
+
+
+def test_parity_errors_only_for_larpix_words():
+    bad = {"valid_parity": 0}
+    detector = DetectorMetrics()
+    detector.update(chunk(packets(
+        ts(1, 10, **bad), data(1, 2, **bad), data(1, 2), data(1, 5, **bad),
+        {"io_group": 1, "io_channel": 2, "chip_id": 11, "packet_type": 1, **bad},   # test
+        {"io_group": 1, "io_channel": 2, "chip_id": 11, "packet_type": 2, **bad},   # config write
+        {"io_group": 1, "io_channel": 5, "chip_id": 11, "packet_type": 3},          # config read
+        {"io_group": 1, "packet_type": 6, "trigger_type": S, **bad},
+        {"io_group": 1, "packet_type": 7, **bad}, {"io_group": 0, "packet_type": 5, **bad},
+    )), "f")
+    errors = {dict(k)["io_channel"]: v
+              for k, v in named(scrape(detector), "larpix_parity_errors_total").items()}
+    assert errors == {"2": 3, "5": 1}
+
+
+def test_fifo_flag_bits():
+    detector = DetectorMetrics()
+    detector.update(chunk(packets(
+        ts(1, 10),
+        data(1, local_fifo=1), data(1, local_fifo=2), data(1, local_fifo=3), data(1),
+        data(1, shared_fifo=1), data(1, shared_fifo=3), data(1, shared_fifo=3, local_fifo=1),
+        {"io_group": 1, "io_channel": 1, "chip_id": 11, "packet_type": 3, "local_fifo": 3},
+    )), "f")
+    flags = {(dict(k)["fifo"], dict(k)["level"]): v
+             for k, v in named(scrape(detector), "larpix_fifo_flags_total").items()}
+    assert flags == {("local", "half"): 3, ("local", "full"): 2,
+                     ("shared", "half"): 3, ("shared", "full"): 2}
+
+
+def test_adc_and_readout_delay_histograms_by_hand():
+    detector = DetectorMetrics()
+    detector.update(chunk(packets(
+        ts(1, 10),
+        data(1, dataword=0, timestamp=40, receipt_timestamp=(1 << 31) + 100),   # delay 60
+        data(1, dataword=7, timestamp=10, receipt_timestamp=5),                 # delay -5
+        data(1, dataword=8, timestamp=0, receipt_timestamp=3),                  # delay 3
+        data(1, dataword=255, timestamp=0, receipt_timestamp=4),                # delay 4
+    )), "f")
+    detector.update(chunk(packets(ts(2, 10), data(2, dataword=9)), receipts=False), "g")
+    s = scrape(detector)
+    adc = {dict(k)["le"]: v for k, v in named(s, "larpix_adc_bucket").items()
+           if dict(k)["io_group"] == "1"}
+    assert adc["7.5"] == 2 and adc["15.5"] == 3 and adc["247.5"] == 3 and adc["+Inf"] == 4
+    assert value(s, "larpix_adc_sum", io_group="1") == 270
+    assert value(s, "larpix_adc_count", io_group="2") == 1
+    delay = {float(dict(k)["le"]): v for k, v in named(s, "larpix_readout_delay_ticks_bucket")
+             .items()}
+    assert all(count == sum(d <= le for d in (60, -5, 3, 4)) for le, count in delay.items())
+    assert value(s, "larpix_readout_delay_ticks_sum", io_group="1") == 62
+    assert value(s, "larpix_readout_delay_ticks_count", io_group="2") is None
+
+
+def test_sync_types_offset_and_unknown_packet_type():
+    detector = DetectorMetrics()
+    detector.update(chunk(packets(
+        ts(3, 10),
+        {"io_group": 3, "packet_type": 6, "trigger_type": S, "timestamp": 10_000_007},
+        {"io_group": 3, "packet_type": 6, "trigger_type": S, "timestamp": 9_999_990},
+        {"io_group": 3, "packet_type": 6, "trigger_type": ord("H"), "timestamp": 1},
+        {"io_group": 3, "packet_type": 6, "trigger_type": 7},
+        {"io_group": 3, "packet_type": 12},
+    )), "f")
+    s = scrape(detector)
+    assert named(s, "larpix_sync_packets_total") == {
+        (("io_group", "3"), ("sync_type", "S")): 2, (("io_group", "3"), ("sync_type", "H")): 1,
+        (("io_group", "3"), ("sync_type", "7")): 1}
+    assert value(s, "larpix_sync_offset_ticks", io_group="3") == -10
+    assert value(s, "larpix_packets_total", io_group="3", io_channel="0",
+                 packet_type="unknown") == 1
+
+
+def test_hot_and_active_channels_over_complete_seconds():
+    detector = DetectorMetrics(rate_window=2, hot_rate=20)
+    hits = [data(1, 4, 20, channel_id=9)] * 21 + [data(1, 4, 20, channel_id=10)] * 19
+    detector.update(chunk(packets(ts(1, 99), *hits * 5,       # outside the window
+                                  ts(1, 100), *hits, data(1, 5, 30, channel_id=63),
+                                  ts(1, 101), *hits,
+                                  ts(1, 102), *hits * 9)), "f")   # current second: not yet
+    s = scrape(detector)
+    assert value(s, "larpix_active_channels", io_group="1") == 3
+    assert value(s, "larpix_hot_channels", io_group="1") == 1      # 42 / 2 s = 21 Hz
+    assert value(s, "larpix_packet_rate_hz", io_group="1", packet_type="data") == 81 / 2
+
+
+def test_data_time_is_carried_per_file_across_chunks():
+    detector = DetectorMetrics(rate_window=1)
+    detector.update(chunk(packets(ts(1, 200), data(1))), "a")
+    detector.update(chunk(packets(data(1), data(1))), "b")         # b: no time yet
+    detector.update(chunk(packets(data(1, 2), data(1, 2))), "a")   # a: still second 200
+    detector.update(chunk(packets(ts(1, 201))), "a")
+    s = scrape(detector)
+    assert value(s, "larpix_packet_rate_hz", io_group="1", packet_type="data") == 3
+    assert value(s, "larpix_packets_total", io_group="1", io_channel="1",
+                 packet_type="data") == 3
+
+    detector.forget("a")
+    detector.update(chunk(packets(data(1, 7), ts(1, 202))), "a")   # before a's new first stamp
+    s = scrape(detector)
+    assert value(s, "larpix_packet_rate_hz", io_group="1", packet_type="data") == 0
+
+
+# -- snapshot consistency and health --------------------------------------------------------
+
+def test_scrape_never_sees_half_an_update():
+    rows = packets(ts(1, 10), *[data(1, c % 8 + 1, 11 + c % 5, dataword=c % 256)
+                                for c in range(4999)])
+    detector = DetectorMetrics()
+    registry = build_registry(detector, MonitorHealth())
+    done = threading.Event()
+
+    def feed():
+        for _ in range(150):
+            detector.update(chunk(rows), "f")
+        done.set()
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    scrapes = 0
+    while not done.is_set() or scrapes < 3:
+        text = (exposition(registry)[0] if scrapes % 2 else generate_latest(registry)).decode()
+        s = parse(text)
+        total = sum(named(s, "larpix_packets_total").values())
+        data_total = sum(named(s, "larpix_data_packets_total").values())
+        adc_total = sum(named(s, "larpix_adc_count").values())
+        assert total % len(rows) == 0
+        assert data_total == adc_total == total * 4999 / 5000
+        scrapes += 1
+    feeder.join()
+    assert sum(named(scrape(detector), "larpix_packets_total").values()) == 150 * len(rows)
+
+
+def test_monitor_health_metrics():
+    health = MonitorHealth(version="9.9.9")
+    health.count_rows("packet", 100, 3600)
+    health.count_rows("packet", 20, 720)
+    health.count_rows("raw", 5, 999)
+    health.count_read_error("not_hdf5")
+    health.count_read_error("malformed_message", 3)
+    health.count_reset()
+    health.set_files({"active": 2, "error": 1})
+    health.mark_ingest(1.5, 1_700_000_000.25)
+    for seconds in (0.004, 0.3, 0.3, 120.0):
+        health.observe_render("PixelMap", seconds)
+    health.count_plot_error("Broken")
+    s = scrape(DetectorMetrics(), health)
+    assert named(s, "larpix_monitor_rows_read_total") == {
+        (("format", "packet"),): 120, (("format", "raw"),): 5}
+    assert value(s, "larpix_monitor_bytes_read_total") == 5319
+    assert named(s, "larpix_monitor_read_errors_total") == {
+        (("reason", "not_hdf5"),): 1, (("reason", "malformed_message"),): 3}
+    assert value(s, "larpix_monitor_file_resets_total") == 1
+    assert value(s, "larpix_monitor_files", state="active") == 2
+    assert value(s, "larpix_monitor_ingest_lag_seconds") == 1.5
+    assert value(s, "larpix_monitor_last_ingest_timestamp_seconds") == 1_700_000_000.25
+    render = {float(dict(k)["le"]): v for k, v in
+              named(s, "larpix_monitor_plot_render_seconds_bucket").items()}
+    assert all(count == sum(t <= le for t in (0.004, 0.3, 0.3, 120.0))
+               for le, count in render.items())
+    assert value(s, "larpix_monitor_plot_render_seconds_sum", plot="PixelMap") == pytest.approx(
+        120.604)
+    assert value(s, "larpix_monitor_plot_errors_total", plot="Broken") == 1
+    assert value(s, "larpix_monitor_build_info", version="9.9.9") == 1
+
+
+def test_rejects_other_dtypes_and_too_short_windows():
+    with pytest.raises(TypeError):
+        DetectorMetrics().update(Chunk(np.zeros(3, [("io_group", "u1")]), 3, 3, "packet", False),
+                                 "f")
+    with pytest.raises(ValueError):
+        DetectorMetrics(rate_window=0.5)
