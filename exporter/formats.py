@@ -49,9 +49,10 @@ _ROW = np.dtype(
 _HEADER_KIND = 0
 _KNOWN_KINDS = np.zeros(256, bool)
 _KNOWN_KINDS[[_HEADER_KIND, WORD_DATA, WORD_SYNC, WORD_TRIGGER]] = True
-#: A data row's fields: ``field |= ((source >> right) & mask) << left``. ``low`` and
-#: ``high`` are bits 0-31 and 32-63 of the LArPix packet (packet_v2's bit layout),
-#: ``head`` the word's first 4 bytes ('D', io_channel, receipt timestamp...).
+#: A data row's fields: ``field |= ((source >> right) & mask) << left``, where ``head``,
+#: ``second``, ``low`` and ``high`` are the row's four 32-bit words: 'D', io_channel and
+#: the receipt timestamp (bytes 2-5) in the first two, the LArPix packet in the last two
+#: (bit n of the packet is bit n of ``low``, bit n-32 of ``high``: packet_v2's layout).
 _DATA_FIELDS = (
     ("packet_type", "low", 0, 0x3, 0),
     ("chip_id", "low", 2, 0xFF, 0),
@@ -69,7 +70,8 @@ _DATA_FIELDS = (
     ("parity", "high", 31, 0x1, 0),
     ("valid_parity", "odd", 0, 0x1, 0),
     ("io_channel", "head", 8, 0xFF, 0),
-    ("receipt_timestamp", "receipt", 0, 0xFFFFFFFF, 0),
+    ("receipt_timestamp", "head", 16, 0xFFFF, 0),
+    ("receipt_timestamp", "second", 0, 0xFFFF, 16),
     ("io_group", "group", 0, 0xFF, 0),
 )
 
@@ -240,17 +242,10 @@ class _Stream:
         trigger rows are overwritten.
         """
         rows = self.rows
-        low = np.ascontiguousarray(rows["low"])
-        high = np.ascontiguousarray(rows["high"])
+        head, second, low, high = rows.view("<u4").reshape(len(rows), 4).T.copy()
         group = np.repeat(io_groups.astype(np.uint32), self.rows_per_msg)
-        sources = {
-            "low": low,
-            "high": high,
-            "head": np.ascontiguousarray(rows["head"]),
-            "receipt": np.ascontiguousarray(rows["receipt"]),
-            "group": group,
-            "odd": _odd_parity(low ^ high),
-        }
+        sources = {"head": head, "second": second, "low": low, "high": high, "group": group,
+                   "odd": _odd_parity(low ^ high)}
         out = _pack(len(rows), sources)
         markers = np.flatnonzero(rows["kind"] != WORD_DATA)
         if markers.size:
@@ -285,16 +280,28 @@ def _pack(n: int, sources: dict[str, np.ndarray]) -> np.ndarray:
     part = np.empty(n, np.uint32)
     for name, source, right, mask, left in _DATA_FIELDS:
         index, byte = divmod(PACKET_DTYPE.fields[name][1], 4)
-        target = columns[index] if not filled[index] else part
-        np.right_shift(sources[source], right, out=target)
-        np.bitwise_and(target, mask, out=target)
-        np.left_shift(target, 8 * byte + left, out=target)
+        target = part if filled[index] else columns[index]
+        bits = _shifted_bits(sources[source], right, mask, 8 * byte + left, target)
         if filled[index]:
-            np.bitwise_or(columns[index], part, out=columns[index])
+            np.bitwise_or(columns[index], bits, out=columns[index])
+        elif bits is not target:
+            np.copyto(target, bits)
         filled[index] = True
     out = np.empty(n, PACKET_DTYPE)
     out.view("<u4").reshape(n, n_words)[:] = columns.T
     return out
+
+
+def _shifted_bits(value: np.ndarray, right: int, mask: int, left: int, out: np.ndarray
+                  ) -> np.ndarray:
+    """``((value >> right) & mask) << left`` in 32 bits, skipping the steps that change nothing."""
+    if right:
+        value = np.right_shift(value, right, out=out)
+    if mask < (1 << (32 - max(right, left))) - 1:
+        value = np.bitwise_and(value, mask, out=out)
+    if left:
+        value = np.left_shift(value, left, out=out)
+    return value
 
 
 def _odd_parity(words: np.ndarray) -> np.ndarray:
