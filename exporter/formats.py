@@ -37,18 +37,16 @@ WORD_DATA, WORD_SYNC, WORD_TRIGGER = ord("D"), ord("S"), ord("T")
 #: One row of the decoding stream, 16 bytes: a word, or a message header padded with zeros.
 _ROW = np.dtype(
     {
-        "names": ["kind", "byte1", "byte2", "head", "receipt", "time", "header_time",
-                  "word_count", "low", "high"],
-        "formats": ["u1", "u1", "u1", "<u4", "<u4", "<u4", "<u4", "<u2", "<u4", "<u4"],
-        "offsets": [0, 1, 2, 0, 2, 4, 1, 6, 8, 12],
+        "names": ["kind", "byte1", "byte2", "time", "header_time", "word_count"],
+        "formats": ["u1", "u1", "u1", "<u4", "<u4", "<u2"],
+        "offsets": [0, 1, 2, 4, 1, 6],
         "itemsize": WORD_LEN,
     }
 )
 
-#: Header rows get kind 0 in the stream: they are told apart from data words by it.
-_HEADER_KIND = 0
-_KNOWN_KINDS = np.zeros(256, bool)
-_KNOWN_KINDS[[_HEADER_KIND, WORD_DATA, WORD_SYNC, WORD_TRIGGER]] = True
+_WORD_KINDS = np.zeros(256, bool)
+_WORD_KINDS[[WORD_DATA, WORD_SYNC, WORD_TRIGGER]] = True
+
 #: A data row's fields: ``field |= ((source >> right) & mask) << left``, where ``head``,
 #: ``second``, ``low`` and ``high`` are the row's four 32-bit words: 'D', io_channel and
 #: the receipt timestamp (bytes 2-5) in the first two, the LArPix packet in the last two
@@ -75,6 +73,8 @@ _DATA_FIELDS = (
     ("io_group", "group", 0, 0xFF, 0),
 )
 
+#: Header rows are given this kind in the stream, to tell them from data words.
+_HEADER_KIND = 0
 #: packet_type of a header, sync or trigger row by its kind.
 _MARKER_TYPE = np.zeros(256, np.uint8)
 _MARKER_TYPE[[_HEADER_KIND, WORD_SYNC, WORD_TRIGGER]] = [TIMESTAMP, SYNC, TRIGGER]
@@ -228,15 +228,15 @@ class _Stream:
         """Per message: not a DATA header with the right word count, or an unknown word."""
         headers = self.rows[self.header_row]
         bad = (headers["kind"] != MSG_TYPE_DATA) | (headers["word_count"] != self.n_words)
-        kinds = self.rows["kind"]
-        kinds[self.header_row] = _HEADER_KIND
-        unknown = np.flatnonzero(~_KNOWN_KINDS[kinds])
+        known = _WORD_KINDS[self.rows["kind"]]
+        known[self.header_row] = True
+        unknown = np.flatnonzero(~known)
         if unknown.size:
             bad[np.searchsorted(self.header_row, unknown, side="right") - 1] = True
         return bad
 
     def packets(self, io_groups: np.ndarray) -> np.ndarray:
-        """PACKET_DTYPE rows (call ``malformed`` first: it marks the header rows).
+        """PACKET_DTYPE rows of well-formed messages.
 
         Every row is decoded as a data word; then the few header, sync and
         trigger rows are overwritten.
@@ -247,15 +247,15 @@ class _Stream:
         sources = {"head": head, "second": second, "low": low, "high": high, "group": group,
                    "odd": _odd_parity(low ^ high)}
         out = _pack(len(rows), sources)
-        markers = np.flatnonzero(rows["kind"] != WORD_DATA)
-        if markers.size:
-            out[markers] = _marker_packets(rows[markers], group[markers])
+        kind = rows["kind"].copy()
+        kind[self.header_row] = _HEADER_KIND
+        markers = np.flatnonzero(kind != WORD_DATA)
+        out[markers] = _marker_packets(rows[markers], kind[markers], group[markers])
         return out
 
 
-def _marker_packets(rows: np.ndarray, io_groups: np.ndarray) -> np.ndarray:
+def _marker_packets(rows: np.ndarray, kind: np.ndarray, io_groups: np.ndarray) -> np.ndarray:
     """Timestamp (message header), sync and trigger rows: no io_channel, no parity."""
-    kind = rows["kind"]
     out = np.zeros(len(rows), PACKET_DTYPE)
     out["io_group"] = io_groups
     out["packet_type"] = _MARKER_TYPE[kind]

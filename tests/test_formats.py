@@ -131,6 +131,7 @@ GOOD = message(50, data_word(9, 1, larpix_word(chip_id=21)))
     message(50, data_word(9, 1, 0), count=2),                        # count says 2, holds 1
     message(50, data_word(9, 1, 0), msg_type=b"?"),                  # a request, not data
     message(50, b"P" + bytes(15)),                                   # a ping word in data
+    message(50, data_word(9, 1, 0), bytes(16)),                      # a word of type 0
     message(50, data_word(9, 1, 0), data_word(9, 1, 0))[:-3],        # cut inside a word
     message(50)[:5],                                                 # cut inside the header
     np.zeros(0, np.uint8),                                           # empty, followed by data
