@@ -53,9 +53,15 @@ class DataClock:
 
     def __init__(self) -> None:
         self._latest: dict[str, np.ndarray] = {}
+        self._span: dict[str, tuple[int, int]] = {}
 
     def forget(self, source: str) -> None:
         self._latest.pop(source, None)
+        self._span.pop(source, None)
+
+    def span(self, source: str) -> tuple[int, int] | None:
+        """Earliest and latest timestamp-packet time of a file, if it had any."""
+        return self._span.get(source)
 
     def segments(self, source: str, group: np.ndarray, timestamp_rows: np.ndarray,
                  timestamps: np.ndarray) -> Segments:
@@ -72,6 +78,10 @@ class DataClock:
         seg_is_ts = np.isin(starts, timestamp_rows, assume_unique=True)
         own = np.full(len(starts), NO_TIME, np.int64)
         own[seg_is_ts] = timestamps
+        if len(timestamps):
+            first, last = self._span.get(source, (int(own[seg_is_ts].min()), 0))
+            self._span[source] = (min(first, int(own[seg_is_ts].min())),
+                                  max(last, int(own[seg_is_ts].max())))
         latest = self._latest.setdefault(source, np.full(N_GROUPS, NO_TIME, np.int64))
         second = _fill_forward_by_group(seg_group, own, latest)
         return Segments(starts, lengths, seg_group, second, seg_is_ts)

@@ -111,6 +111,11 @@ class DetectorMetrics:
         with self._lock:
             self._clock.forget(source)
 
+    def data_span(self, source: str) -> tuple[int, int] | None:
+        """Earliest and latest timestamp-packet unix time of a file (None: no timestamps)."""
+        with self._lock:
+            return self._clock.span(source)
+
     def update(self, chunk: Chunk, source: str) -> None:
         packets = chunk.packets
         if packets.dtype != PACKET_DTYPE:
