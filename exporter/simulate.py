@@ -39,7 +39,7 @@ FORMATS = ("packet", "raw")
 RUN_START_MESSAGE = "run start"
 RUN_END_MESSAGE = "run end"
 #: Records generated before they are encoded and written, bounding memory.
-_BATCH_RECORDS = 1 << 20
+_BATCH_RECORDS = 1 << 18
 
 
 class _Run:

@@ -52,6 +52,9 @@ _BELOW_PARITY = np.uint64((1 << 63) - 1)
 # timestamp (receipt time minus the readout delay) never goes below zero.
 _FIRST_TICK = 20_000
 _MAX_DELAY = 15_000
+# Seconds drawn together: about this many records, at most _MAX_BLOCK_SECONDS.
+_BLOCK_RECORDS = 200_000
+_MAX_BLOCK_SECONDS = 16
 
 
 @dataclass(frozen=True)
@@ -164,60 +167,93 @@ def _pack(*fields: tuple[np.ndarray | int, int]) -> np.ndarray:
 
 
 class SecondGenerator:
-    """Draws the records of any data second of a run."""
+    """Draws the records of any data second of a run.
+
+    Seconds are drawn in blocks (several seconds, all io_groups, in one set of
+    vectorised draws) from a random stream seeded by the run seed and the
+    block's index; the block length depends only on the configuration, so any
+    second comes out the same however the run is cut into appends.
+    """
 
     def __init__(self, config: SimConfig) -> None:
         self.config = config
+        self.groups = np.array(config.io_groups, dtype=np.int64)
         self.channels = {g: channel_population(config, g) for g in config.io_groups}
-        n_groups = len(config.io_groups)
-        per_group = config.rate / n_groups
+        populations = [self.channels[g] for g in config.io_groups]
+        self._geometry = populations[0]          # io_channel/chip/channel of a channel index
+        self._live = np.concatenate([p.live for p in populations])
+        self._live_count = np.array([len(p.live) for p in populations])
+        self._live_first = np.concatenate([[0], np.cumsum(self._live_count)[:-1]])
+        self._hot = np.stack([p.hot for p in populations])
+        per_group = config.rate / len(config.io_groups)
         # Spend the per-group budget on words; headers, syncs and triggers are overhead.
         wpm = config.words_per_message
         words = per_group * wpm / (wpm + 1) - config.trigger_rate - 1.0
         self.hot_rate = min(config.hot_channel_rate, max(words, 0.0) / 3 / max(
             config.hot_channels_per_group, 1))
         self.normal_rate = max(words - self.hot_rate * config.hot_channels_per_group, 0.0)
+        self.block_seconds = int(np.clip(_BLOCK_RECORDS // config.rate, 1, _MAX_BLOCK_SECONDS))
+        self._cache: tuple[int, list[np.ndarray]] = (-1, [])
 
-    def parity_error_fraction(self, second_index: int) -> float:
+    def parity_error_fraction(self, second_index: np.ndarray) -> np.ndarray:
+        fraction = np.full(np.shape(second_index), self.config.bad_parity_fraction)
         burst = self.config.parity_burst
-        if burst is not None and burst[0] <= second_index < burst[0] + burst[1]:
-            return burst[2]
-        return self.config.bad_parity_fraction
+        if burst is not None:
+            in_burst = (burst[0] <= second_index) & (second_index < burst[0] + burst[1])
+            fraction[in_burst] = burst[2]
+        return fraction
 
-    def has_sync(self, io_group: int, second_index: int) -> bool:
+    def has_sync(self, io_group, second_index):
+        """Whether the io_group's second ends with an 'S' sync (deliberate gaps otherwise)."""
         every = self.config.sync_gap_every
-        return every <= 0 or (second_index + io_group) % every != every - 1
+        if every <= 0:
+            return np.ones(np.broadcast(io_group, second_index).shape, bool)
+        return (np.asarray(second_index) + io_group) % every != every - 1
+
+    def sync_offset(self, io_group, second_index):
+        """PACMAN clock ticks past 10^7 at the 'S' sync: small, drifting slowly."""
+        return 2 + np.asarray(io_group) + (np.asarray(second_index) // 5) % 8
 
     def second(self, second_index: int) -> np.ndarray:
         """Records of data second ``start_time + second_index``, in PACMAN order."""
-        rng = np.random.default_rng([self.config.seed, second_index])
-        groups = [self._group_words(rng, g, second_index) for g in self.config.io_groups]
-        return self._into_messages(groups, second_index)
+        block = second_index // self.block_seconds
+        if self._cache[0] != block:
+            self._cache = (block, self._block(block))
+        return self._cache[1][second_index - block * self.block_seconds]
 
-    def _group_words(self, rng: np.random.Generator, io_group: int,
-                     second_index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Words of one io_group in one second, sorted by PACMAN clock, and that clock."""
-        cfg = self.config
-        parts = [self._data_words(rng, io_group, second_index)]
-        if second_index == 0 and cfg.config_reads_per_group > 0:
-            parts.append(self._config_reads(rng, io_group, second_index))
-        parts.append(self._trigger_words(rng, io_group))
-        parts.append(self._sync_words(rng, io_group, second_index))
+    def _block(self, block: int) -> list[np.ndarray]:
+        """Records of each second of one block."""
+        rng = np.random.default_rng([self.config.seed, block])
+        seconds = block * self.block_seconds + np.arange(self.block_seconds)
+        parts = [self._data_words(rng, seconds), self._trigger_words(rng, seconds),
+                 self._sync_words(rng, seconds)]
+        if block == 0 and self.config.config_reads_per_group > 0:
+            parts.append(self._config_reads(rng))
         words = concat_rows([p[0] for p in parts])
-        clock = np.concatenate([p[1] for p in parts])
-        order = np.argsort(clock, kind="stable")
-        return take_rows(words, order), clock[order]
+        pair = np.concatenate([p[1] for p in parts])
+        clock = np.concatenate([p[2] for p in parts])
+        order = np.lexsort((clock, pair))
+        words = take_rows(words, order)
+        words["io_group"] = self.groups[pair[order] % len(self.groups)]
+        return self._into_messages(words, pair[order], clock[order], seconds)
 
-    def _data_words(self, rng: np.random.Generator, io_group: int,
-                    second_index: int) -> tuple[np.ndarray, np.ndarray]:
+    # Each word source returns (records, pair, clock): pair = second in block * groups + group.
+
+    def _data_words(self, rng: np.random.Generator, seconds: np.ndarray):
         cfg = self.config
-        chans = self.channels[io_group]
-        n_normal = rng.poisson(self.normal_rate)
-        hot_counts = rng.poisson(self.hot_rate, size=len(chans.hot))
+        n_groups = len(self.groups)
+        n_pairs = len(seconds) * n_groups
+        n_normal = rng.poisson(self.normal_rate, size=n_pairs)
+        hot_counts = rng.poisson(self.hot_rate, size=(n_pairs, self._hot.shape[1]))
+        normal_pair = np.repeat(np.arange(n_pairs), n_normal)
+        group = normal_pair % n_groups
+        pick = (rng.random(len(normal_pair)) * self._live_count[group]).astype(np.int64)
         index = np.concatenate([
-            chans.live[rng.integers(0, len(chans.live), size=n_normal)],
-            np.repeat(chans.hot, hot_counts),
+            self._live[self._live_first[group] + pick],
+            np.repeat(self._hot[np.arange(n_pairs) % n_groups].ravel(), hot_counts.ravel()),
         ])
+        pair = np.concatenate([normal_pair, np.repeat(
+            np.repeat(np.arange(n_pairs), self._hot.shape[1]), hot_counts.ravel())])
         n = len(index)
         clock = rng.integers(_FIRST_TICK, SYNC_PERIOD_TICKS, size=n)
         delay = np.minimum(1 + rng.geometric(1.0 / cfg.mean_readout_delay, size=n), _MAX_DELAY)
@@ -228,9 +264,10 @@ class SecondGenerator:
         local = _draw(rng, cfg.local_fifo_probabilities, n)
         shared = _draw(rng, cfg.shared_fifo_probabilities, n)
         trigger = _draw(rng, (0.97, 0.01, 0.01, 0.01), n)
+        geo = self._geometry
         words = _pack(
-            (chans.chip_id[index], _CHIP_SHIFT),
-            (chans.channel_id[index], _CHANNEL_SHIFT),
+            (geo.chip_id[index], _CHIP_SHIFT),
+            (geo.channel_id[index], _CHANNEL_SHIFT),
             ((clock - delay) & _TIMESTAMP_MASK, _TIMESTAMP_SHIFT),
             (1, _FIRST_SHIFT),
             (adc, _DATAWORD_SHIFT),
@@ -239,106 +276,105 @@ class SecondGenerator:
             (shared, _SHARED_SHIFT),
             (1, _DOWNSTREAM_SHIFT),
         )
+        fraction = self.parity_error_fraction(seconds)[pair // n_groups]
         records = np.zeros(n, RECORD_DTYPE)
         records["kind"] = LARPIX
-        records["io_channel"] = chans.io_channel[index]
-        records["word"] = self._parity(rng, with_parity(words), second_index)
+        records["io_channel"] = geo.io_channel[index]
+        records["word"] = _spoil_parity(rng, with_parity(words), fraction)
         records["stamp"] = clock
-        return records, clock
+        return records, pair, clock
 
-    def _config_reads(self, rng: np.random.Generator, io_group: int,
-                      second_index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Register reads of the run start's configuration check."""
-        chans = self.channels[io_group]
+    def _config_reads(self, rng: np.random.Generator):
+        """Register reads of the run start's configuration check (first second)."""
+        n_groups = len(self.groups)
         n = self.config.config_reads_per_group
-        chip_index = rng.integers(0, CHANNELS_PER_GROUP, size=n)
-        clock = np.sort(rng.integers(1_000, _FIRST_TICK, size=n))
+        pair = np.repeat(np.arange(n_groups), n)
+        index = rng.integers(0, CHANNELS_PER_GROUP, size=len(pair))
+        clock = np.sort(rng.integers(1_000, _FIRST_TICK, size=len(pair)))
+        geo = self._geometry
         words = _pack(
             (3, 0),
-            (chans.chip_id[chip_index], _CHIP_SHIFT),
-            (rng.integers(0, CONFIG_REGISTERS, size=n), _REGISTER_SHIFT),
-            (rng.integers(0, 256, size=n), _REGISTER_DATA_SHIFT),
+            (geo.chip_id[index], _CHIP_SHIFT),
+            (rng.integers(0, CONFIG_REGISTERS, size=len(pair)), _REGISTER_SHIFT),
+            (rng.integers(0, 256, size=len(pair)), _REGISTER_DATA_SHIFT),
             (1, _DOWNSTREAM_SHIFT),
         )
-        records = np.zeros(n, RECORD_DTYPE)
+        records = np.zeros(len(pair), RECORD_DTYPE)
         records["kind"] = LARPIX
-        records["io_channel"] = chans.io_channel[chip_index]
-        records["word"] = self._parity(rng, with_parity(words), second_index)
+        records["io_channel"] = geo.io_channel[index]
+        fraction = self.parity_error_fraction(np.zeros(len(pair), np.int64))
+        records["word"] = _spoil_parity(rng, with_parity(words), fraction)
         records["stamp"] = clock
-        return records, clock
+        return records, pair, clock
 
-    def _parity(self, rng: np.random.Generator, words: np.ndarray,
-                second_index: int) -> np.ndarray:
-        """Flip the parity bit of a random fraction of the words."""
-        bad = rng.random(len(words)) < self.parity_error_fraction(second_index)
-        return words ^ (bad.astype(np.uint64) << np.uint64(_PARITY_SHIFT))
-
-    def _trigger_words(self, rng: np.random.Generator,
-                       io_group: int) -> tuple[np.ndarray, np.ndarray]:
-        n = rng.poisson(self.config.trigger_rate)
-        clock = rng.integers(0, SYNC_PERIOD_TICKS, size=n)
-        records = np.zeros(n, RECORD_DTYPE)
+    def _trigger_words(self, rng: np.random.Generator, seconds: np.ndarray):
+        n_pairs = len(seconds) * len(self.groups)
+        pair = np.repeat(np.arange(n_pairs), rng.poisson(self.config.trigger_rate, n_pairs))
+        clock = rng.integers(0, SYNC_PERIOD_TICKS, size=len(pair))
+        records = np.zeros(len(pair), RECORD_DTYPE)
         records["kind"] = TRIGGER_WORD
-        records["code"] = rng.choice(np.array([1, 2], np.uint8), size=n, p=(0.2, 0.8))
+        records["code"] = np.array([1, 2], np.uint8)[_draw(rng, (0.2, 0.8), len(pair))]
         records["stamp"] = clock
-        return records, clock
+        return records, pair, clock
 
-    def _sync_words(self, rng: np.random.Generator, io_group: int,
-                    second_index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The 'S' sync at the end of the second (unless a gap) and an occasional heartbeat."""
-        codes, clocks = [], []
-        if rng.random() < self.config.heartbeat_probability:
-            codes.append(ord("H"))
-            clocks.append(int(rng.integers(0, SYNC_PERIOD_TICKS)))
-        if self.has_sync(io_group, second_index):
-            codes.append(ord("S"))
-            clocks.append(SYNC_PERIOD_TICKS + self.sync_offset(io_group, second_index))
-        records = np.zeros(len(codes), RECORD_DTYPE)
+    def _sync_words(self, rng: np.random.Generator, seconds: np.ndarray):
+        """An 'S' sync ending each second (unless a gap) and occasional 'H' heartbeats."""
+        n_groups = len(self.groups)
+        all_pairs = np.arange(len(seconds) * n_groups)
+        heartbeat = all_pairs[rng.random(len(all_pairs)) < self.config.heartbeat_probability]
+        heartbeat_clock = rng.integers(0, SYNC_PERIOD_TICKS, size=len(heartbeat))
+        group = self.groups[all_pairs % n_groups]
+        second = seconds[all_pairs // n_groups]
+        synced = self.has_sync(group, second)
+        sync = all_pairs[synced]
+        sync_clock = SYNC_PERIOD_TICKS + self.sync_offset(group, second)[synced]
+        records = np.zeros(len(heartbeat) + len(sync), RECORD_DTYPE)
         records["kind"] = SYNC_WORD
-        records["code"] = codes
-        records["stamp"] = clocks
-        return records, np.array(clocks, dtype=np.int64)
+        records["code"] = np.repeat([ord("H"), ord("S")], [len(heartbeat), len(sync)])
+        clock = np.concatenate([heartbeat_clock, sync_clock])
+        records["stamp"] = clock
+        return records, np.concatenate([heartbeat, sync]), clock
 
-    def sync_offset(self, io_group: int, second_index: int) -> int:
-        """PACMAN clock ticks past 10^7 at the 'S' sync: small, drifting slowly."""
-        return 2 + io_group + (second_index // 5) % 8
-
-    def _into_messages(self, groups: list[tuple[np.ndarray, np.ndarray]],
-                       second_index: int) -> np.ndarray:
-        """Cut each io_group's words into messages and interleave the messages in clock order."""
-        cfg = self.config
-        wpm = cfg.words_per_message
-        second = cfg.start_time + second_index
-        words, msg_key, msg_sizes, msg_groups, msg_last_clock = [], [], [], [], []
-        for io_group, (group_words, clock) in zip(cfg.io_groups, groups, strict=True):
-            n = len(group_words)
-            if n == 0:
-                continue
-            group_words["io_group"] = io_group
-            n_msgs = -(-n // wpm)
-            sizes = np.full(n_msgs, wpm)
-            sizes[-1] = n - wpm * (n_msgs - 1)
-            words.append(group_words)
-            msg_sizes.append(sizes)
-            msg_groups.append(np.full(n_msgs, io_group))
-            msg_last_clock.append(clock[np.cumsum(sizes) - 1])
-            msg_key.append(np.repeat(np.arange(n_msgs) + sum(map(len, msg_sizes[:-1])), sizes))
-        if not words:
-            return np.zeros(0, RECORD_DTYPE)
-        sizes = np.concatenate(msg_sizes)
-        groups_of_msg = np.concatenate(msg_groups)
-        order = np.lexsort((groups_of_msg, np.concatenate(msg_last_clock)))
-        # Row of each message's header once the messages are in that order.
+    def _into_messages(self, words: np.ndarray, pair: np.ndarray, clock: np.ndarray,
+                       seconds: np.ndarray) -> list[np.ndarray]:
+        """Cut each (second, io_group)'s words, sorted by clock, into messages of at most
+        ``words_per_message`` words; within a second, messages go out in the order
+        their last word arrived. Returns the records of each second."""
+        n_groups = len(self.groups)
+        n_pairs = len(seconds) * n_groups
+        wpm = self.config.words_per_message
+        per_pair = np.bincount(pair, minlength=n_pairs)
+        rank = np.arange(len(words)) - _starts(per_pair)[pair]
+        msgs_per_pair = -(-per_pair // wpm)
+        msg_of_word = _starts(msgs_per_pair)[pair] + rank // wpm
+        sizes = np.bincount(msg_of_word, minlength=int(msgs_per_pair.sum()))
+        msg_pair = np.repeat(np.arange(n_pairs), msgs_per_pair)
+        msg_second = msg_pair // n_groups
+        msg_group = self.groups[msg_pair % n_groups]
+        last_clock = clock[np.cumsum(sizes) - 1] if len(sizes) else np.zeros(0, np.int64)
+        order = np.lexsort((msg_group, last_clock, msg_second))
         header_row = np.empty(len(sizes), np.int64)
-        header_row[order] = np.concatenate([[0], np.cumsum(sizes[order] + 1)[:-1]])
-        all_words = concat_rows(words)
-        msg_of_word = np.concatenate(msg_key)
-        first_word_of_msg = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        position = np.arange(len(all_words)) - first_word_of_msg[msg_of_word]
-        records = np.zeros(len(all_words) + len(sizes), RECORD_DTYPE)
-        _void(records)[header_row[msg_of_word] + 1 + position] = _void(all_words)
+        header_row[order] = _starts(sizes[order] + 1)
+        position = np.arange(len(words)) - _starts(sizes)[msg_of_word]
+        records = np.zeros(len(words) + len(sizes), RECORD_DTYPE)
+        _void(records)[header_row[msg_of_word] + 1 + position] = _void(words)
+        unix = self.config.start_time + seconds
         records["kind"][header_row] = HEADER
-        records["io_group"][header_row] = groups_of_msg
-        records["stamp"][header_row] = second
-        records["second"] = second
-        return records
+        records["io_group"][header_row] = msg_group
+        records["stamp"][header_row] = unix[msg_second]
+        rows_per_second = np.bincount(msg_second, weights=sizes + 1,
+                                      minlength=len(seconds)).astype(np.int64)
+        records["second"] = np.repeat(unix, rows_per_second)
+        return np.split(records, np.cumsum(rows_per_second)[:-1])
+
+
+def _starts(counts: np.ndarray) -> np.ndarray:
+    """Index of the first element of each group, for consecutive groups of these sizes."""
+    return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+
+
+def _spoil_parity(rng: np.random.Generator, words: np.ndarray,
+                  fraction: np.ndarray) -> np.ndarray:
+    """Flip the parity bit of each word with its given probability."""
+    bad = rng.random(len(words)) < fraction
+    return words ^ (bad.astype(np.uint64) << np.uint64(_PARITY_SHIFT))
