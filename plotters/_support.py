@@ -6,6 +6,7 @@ Everything here is vectorised: loops run over io_groups or keys, never packets.
 
 from __future__ import annotations
 
+import warnings
 from datetime import timezone
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 from exporter.packets import DATA, TIMESTAMP, tile_of
 
 SECONDS_PER_DAY = 86400.0
+NO_POSITIVE_DATA = "Data has no positive values"
 
 
 def latest_before(packets: np.ndarray, is_mark: np.ndarray, last: dict[int, float]) -> np.ndarray:
@@ -143,16 +145,22 @@ class Histograms:
             self.counts[key] = self.counts.get(key, 0) + counts
             self.outside[key] = self.outside.get(key, 0) + len(mine) - int(counts.sum())
 
-    def draw(self, ax: Axes, logarithmic_x: bool = False) -> None:
-        centres = np.sqrt(self.edges[1:] * self.edges[:-1]) if logarithmic_x else (
+    def build(self, ax: Axes, logarithmic_x: bool = False) -> None:
+        self.centres = np.sqrt(self.edges[1:] * self.edges[:-1]) if logarithmic_x else (
             self.edges[1:] + self.edges[:-1]) / 2
-        for group, counts in sorted(self.counts.items()):
-            ax.plot(centres, counts, drawstyle="steps-mid", lw=1,
-                    label=f"io_group {group} ({self.outside[group]:,} outside)")
+        self.lines = {group: ax.plot(self.centres, np.zeros(len(self.centres)),
+                                     drawstyle="steps-mid", lw=1)[0]
+                      for group in sorted(self.counts)}
         log_y(ax)
         if logarithmic_x:
             log_x(ax)
         ax.grid(True, which="both", alpha=0.3)
+
+    def refresh(self, ax: Axes) -> None:
+        for group, drawn in self.lines.items():
+            drawn.set_ydata(self.counts[group])
+            drawn.set_label(f"io_group {group} ({self.outside[group]:,} outside)")
+        rescale(ax)
         ax.legend(fontsize="small")
 
 
@@ -217,12 +225,16 @@ def plain_log(axis: Axis) -> None:
 
 
 def log_y(ax: Axes) -> None:
-    ax.set_yscale("log", nonpositive="mask")
+    with warnings.catch_warnings():  # the axes are still empty: nothing to scale yet
+        warnings.filterwarnings("ignore", NO_POSITIVE_DATA)
+        ax.set_yscale("log", nonpositive="mask")
     plain_log(ax.yaxis)
 
 
 def log_x(ax: Axes) -> None:
-    ax.set_xscale("log", nonpositive="mask")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", NO_POSITIVE_DATA)
+        ax.set_xscale("log", nonpositive="mask")
     plain_log(ax.xaxis)
 
 
@@ -238,27 +250,32 @@ def title(fig: Figure, what: str, filename: str) -> None:
     fig.suptitle(f"{what} - {Path(filename).name}")
 
 
-def no_data_note(ax: Axes, text: str = "no data yet") -> None:
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="grey")
-
-
 class BuiltinPlot:
-    """Accumulate new packets, then redraw the figure from the accumulated state.
+    """Accumulate new packets, then show the accumulated state in the figure.
 
-    Subclasses set ``what`` (the title) and ``figsize`` and implement ``update``,
-    ``ready`` and ``draw``. Until ``ready()`` the plot returns no figure.
+    The figure's axes and artists are built once (``build``) and only get new data
+    afterwards (``refresh``): rebuilding costs far more than drawing. They are
+    built again when ``structure()`` changes (a new io_group, tile or series).
+    Subclasses set ``what`` (the title) and ``figsize``. Until ``ready()`` the
+    plot returns no figure.
     """
 
     what = ""
     figsize: tuple[float, float] = (10.0, 6.0)
+    _built: Figure | None = None
+    _structure: object = None
 
     def __call__(self, filename: str, fh, fig: Figure | None = None) -> Figure | None:
         self.update(fh["packets"])
         if not self.ready():
             return fig
-        fig = new_figure(fig, self.figsize)
-        self.draw(fig)
-        title(fig, self.what, filename)
+        structure = self.structure()
+        if fig is None or fig is not self._built or structure != self._structure:
+            fig = new_figure(fig, self.figsize)
+            self.build(fig)
+            title(fig, self.what, filename)
+            self._built, self._structure = fig, structure
+        self.refresh(fig)
         return fig
 
     def update(self, packets: np.ndarray) -> None:
@@ -267,8 +284,22 @@ class BuiltinPlot:
     def ready(self) -> bool:
         raise NotImplementedError
 
-    def draw(self, fig: Figure) -> None:
+    def structure(self) -> object:
+        return None
+
+    def build(self, fig: Figure) -> None:
         raise NotImplementedError
+
+    def refresh(self, fig: Figure) -> None:
+        raise NotImplementedError
+
+
+def rescale(ax: Axes) -> None:
+    """Fit the view to the artists' new data (a log axis may have none above zero yet)."""
+    ax.relim()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", NO_POSITIVE_DATA)
+        ax.autoscale_view()
 
 
 class ChannelStats:

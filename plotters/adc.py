@@ -6,7 +6,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from exporter.packets import DATA, tile_of
-from plotters._support import BuiltinPlot, KeyedTotals, log_y
+from plotters._support import BuiltinPlot, KeyedTotals, log_y, rescale
 
 ADC_VALUES = 256
 
@@ -30,16 +30,28 @@ class AdcSpectrum(BuiltinPlot):
     def ready(self) -> bool:
         return bool(self.counts)
 
-    def draw(self, fig: Figure) -> None:
+    def structure(self) -> object:
+        return tuple(sorted(self.counts))
+
+    def build(self, fig: Figure) -> None:
+        fig.subplots_adjust(left=0.1, right=0.97, bottom=0.12)
         ax = fig.add_subplot()
-        for group, counts in sorted(self.counts.items()):
-            ax.plot(np.arange(ADC_VALUES), counts, drawstyle="steps-mid", lw=1,
-                    label=f"io_group {group} ({int(counts.sum()):,} packets)")
+        self.lines = {group: ax.plot(np.arange(ADC_VALUES), np.zeros(ADC_VALUES),
+                                     drawstyle="steps-mid", lw=1)[0]
+                      for group in sorted(self.counts)}
         log_y(ax)
         ax.set_xlim(0, ADC_VALUES - 1)
         ax.set_xlabel("ADC [counts]")
         ax.set_ylabel("data packets per ADC value")
         ax.grid(True, which="both", alpha=0.3)
+
+    def refresh(self, fig: Figure) -> None:
+        ax = fig.axes[0]
+        for group, drawn in self.lines.items():
+            drawn.set_ydata(self.counts[group])
+            drawn.set_label(f"io_group {group} ({int(self.counts[group].sum()):,} packets)")
+        rescale(ax)
+        ax.set_xlim(0, ADC_VALUES - 1)
         ax.legend(fontsize="small")
 
 
@@ -47,7 +59,6 @@ class ChipMeanAdc(BuiltinPlot):
     """Mean ADC of every chip: one row per io_group and tile, one column per chip_id."""
 
     what = "Mean ADC per chip"
-    figsize = (12.0, 6.0)
 
     def __init__(self) -> None:
         # Key (io_group * 1000 + tile) * 256 + chip_id; values: count, sum of ADC.
@@ -62,22 +73,34 @@ class ChipMeanAdc(BuiltinPlot):
     def ready(self) -> bool:
         return len(self.totals.keys) > 0
 
-    def table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(row keys io_group*1000+tile, chip ids, mean ADC image [row, chip column])."""
+    def structure(self) -> object:
+        chips = self.totals.keys % 256
+        return tuple(np.unique(self.totals.keys // 256)), int(chips.min()), int(chips.max())
+
+    def table(self) -> np.ndarray:
+        """Mean ADC image, [row of (io_group, tile), chip_id - first chip_id]."""
         rows, row_index = np.unique(self.totals.keys // 256, return_inverse=True)
         chip_ids = self.totals.keys % 256
-        chips = np.arange(chip_ids.min(), chip_ids.max() + 1)
-        image = np.full((len(rows), len(chips)), np.nan)
-        image[row_index, chip_ids - chips[0]] = self.totals.values[:, 1] / self.totals.values[:, 0]
-        return rows, chips, image
+        image = np.full((len(rows), int(chip_ids.max() - chip_ids.min()) + 1), np.nan)
+        image[row_index, chip_ids - chip_ids.min()] = (self.totals.values[:, 1]
+                                                       / self.totals.values[:, 0])
+        return image
 
-    def draw(self, fig: Figure) -> None:
+    def build(self, fig: Figure) -> None:
+        rows, first, last = self.structure()
+        height = 1.6 + 0.3 * len(rows)
+        fig.set_size_inches(12.0, height)
+        fig.subplots_adjust(left=0.07, right=1.0, bottom=0.6 / height, top=1 - 0.5 / height)
         ax = fig.add_subplot()
-        rows, chips, image = self.table()
-        fig.set_size_inches(12.0, 2.0 + 0.3 * len(rows))
-        shown = ax.imshow(image, aspect="auto", interpolation="nearest", cmap="viridis",
-                          extent=(chips[0] - 0.5, chips[-1] + 0.5, len(rows) - 0.5, -0.5))
+        self.image = ax.imshow(np.zeros((len(rows), last - first + 1)), aspect="auto",
+                               interpolation="nearest", cmap="viridis",
+                               extent=(first - 0.5, last + 0.5, len(rows) - 0.5, -0.5))
         ax.set_yticks(np.arange(len(rows)), [f"{r // 1000}-{r % 1000}" for r in rows])
         ax.set_ylabel("io_group-tile")
         ax.set_xlabel("chip_id")
-        fig.colorbar(shown, ax=ax, label="mean ADC [counts]")
+        fig.colorbar(self.image, ax=ax, label="mean ADC [counts]", pad=0.01)
+
+    def refresh(self, fig: Figure) -> None:
+        image = self.table()
+        self.image.set_data(image)
+        self.image.set_clim(np.nanmin(image), np.nanmax(image))

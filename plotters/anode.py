@@ -57,18 +57,33 @@ class AnodeMap(BuiltinPlot):
         rate = hits / self.stats.livetime(io_group)
         return z[placed], y[placed], rate[placed], int(hits[~placed].sum())
 
-    def draw(self, fig: Figure) -> None:
-        groups = sorted({group for group, _ in self.stats.tiles()})
+    def structure(self) -> object:
+        return tuple(sorted({group for group, _ in self.stats.tiles()}))
+
+    def build(self, fig: Figure) -> None:
+        groups = self.structure()
         fig.set_size_inches(6.0 * len(groups), 9.0)
-        axes = np.atleast_1d(fig.subplots(1, len(groups), squeeze=False)[0])
+        fig.subplots_adjust(left=0.08, right=0.95, bottom=0.07, top=0.9, wspace=0.35)
+        axes = fig.subplots(1, len(groups), squeeze=False)[0]
+        self.points = {}
         for ax, group in zip(axes, groups, strict=True):
-            z, y, rate, left_out = self.pixels(group)
-            if len(rate):
-                shown = ax.scatter(z, y, c=rate, marker="s", s=2, linewidths=0,
-                                   norm=LogNorm(rate.min(), rate.max()), cmap="viridis")
-                plain_log(fig.colorbar(shown, ax=ax, label="hit rate [Hz]", shrink=0.8).ax.yaxis)
-            ax.set_title(f"io_group {group}: {left_out:,} hits not in the layout",
-                         fontsize="medium")
+            self.points[group] = ax.scatter([], [], c=[], marker="s", s=2, linewidths=0,
+                                            norm=LogNorm(1.0, 10.0), cmap="viridis")
+            plain_log(fig.colorbar(self.points[group], ax=ax, label="hit rate [Hz]",
+                                   shrink=0.8).ax.yaxis)
             ax.set_xlabel("z [mm]")
             ax.set_ylabel("y [mm]")
             ax.set_aspect("equal")
+
+    def refresh(self, fig: Figure) -> None:
+        for group, points in self.points.items():
+            z, y, rate, left_out = self.pixels(group)
+            points.set_offsets(np.column_stack([z, y]))
+            points.set_array(rate)
+            if len(rate):
+                points.set_clim(rate.min(), max(rate.max(), rate.min() * 1.01))
+            ax = points.axes
+            ax.set_title(f"io_group {group}: {left_out:,} hits not in the layout",
+                         fontsize="medium")
+            ax.update_datalim(np.column_stack([z, y]))
+            ax.autoscale_view()

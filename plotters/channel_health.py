@@ -44,32 +44,44 @@ class ChannelHealth(BuiltinPlot):
                          np.where(np.nan_to_num(arrays["rate"]) > self.noisy_rate, NOISY, NORMAL))
         return np.where(self.geometry.tile.connected, state, -1)
 
-    def draw(self, fig: Figure) -> None:
+    def structure(self) -> object:
+        return tuple(self.stats.tiles())
+
+    def build(self, fig: Figure) -> None:
         tiles = self.stats.tiles()
         columns = min(self.columns, len(tiles))
         rows = -(-len(tiles) // columns)
-        fig.set_size_inches(2.6 * columns, 2.6 * rows + 1.0)
-        fig.subplots_adjust(left=0.02, right=0.98, bottom=0.7 / (2.6 * rows + 1.0),
-                            top=1 - 0.5 / (2.6 * rows + 1.0), wspace=0.05, hspace=0.2)
+        height = 2.6 * rows + 1.2
+        fig.set_size_inches(2.6 * columns, height)
+        fig.subplots_adjust(left=0.02, right=0.98, bottom=0.7 / height, top=1 - 0.6 / height,
+                            wspace=0.05, hspace=0.2)
         axes = fig.subplots(rows, columns, squeeze=False).ravel()
         layout = self.geometry.tile
-        totals = np.zeros(3, dtype=np.int64)
-        for ax, (group, tile) in zip(axes, tiles, strict=False):
-            state = self.states(group, tile)
-            counts = np.bincount(state[state >= 0], minlength=3)
-            totals += counts
-            ax.imshow(layout.grid(state.astype(np.float64)), origin="lower",
-                      extent=layout.extent, interpolation="nearest",
-                      cmap=ListedColormap(STATE_COLOURS), vmin=-0.5, vmax=2.5)
-            ax.set_title(f"{group}-{tile}: {counts[DEAD]} dead, {counts[NOISY]} noisy",
-                         fontsize="small")
+        self.images = [ax.imshow(np.full(layout.shape, np.nan), origin="lower",
+                                 extent=layout.extent, interpolation="nearest",
+                                 cmap=ListedColormap(STATE_COLOURS), vmin=-0.5, vmax=2.5)
+                       for ax in axes[:len(tiles)]]
         for ax in axes:
             ax.set_xticks([])
             ax.set_yticks([])
         for ax in axes[len(tiles):]:
             ax.set_axis_off()
-        fig.legend(handles=[Patch(color=c, label=f"{n}: {totals[i]:,}") for i, (n, c)
-                            in enumerate(zip(STATE_NAMES, STATE_COLOURS, strict=True))],
-                   loc="lower center", ncols=3)
+        self.legend = None
         fig.text(0.01, 0.01, f"io_group-tile; noisy: above {self.noisy_rate:g} Hz",
                  fontsize="small")
+
+    def refresh(self, fig: Figure) -> None:
+        totals = np.zeros(3, dtype=np.int64)
+        for image, (group, tile) in zip(self.images, self.stats.tiles(), strict=True):
+            state = self.states(group, tile)
+            counts = np.bincount(state[state >= 0], minlength=3)
+            totals += counts
+            image.set_data(self.geometry.tile.grid(state.astype(np.float64)))
+            image.axes.set_title(f"{group}-{tile}: {counts[DEAD]} dead, {counts[NOISY]} noisy",
+                                 fontsize="small")
+        if self.legend is not None:
+            self.legend.remove()
+        handles = [Patch(color=colour, label=f"{name}: {totals[state]:,}")
+                   for state, (name, colour) in enumerate(zip(STATE_NAMES, STATE_COLOURS,
+                                                              strict=True))]
+        self.legend = fig.legend(handles=handles, loc="lower center", ncols=3)

@@ -6,7 +6,15 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from exporter.packets import DATA
-from plotters._support import BuiltinPlot, TimeBins, data_times, log_y, to_datenum, utc_time_axis
+from plotters._support import (
+    BuiltinPlot,
+    TimeBins,
+    data_times,
+    log_y,
+    rescale,
+    to_datenum,
+    utc_time_axis,
+)
 
 #: (label, field, bit): bit 0 = more than half full, bit 1 = full.
 FLAGS = (("local half", "local_fifo", 1), ("local full", "local_fifo", 2),
@@ -40,21 +48,28 @@ class FifoFlags(BuiltinPlot):
     def ready(self) -> bool:
         return len(self.bins.counts) > 0
 
-    def draw(self, fig: Figure) -> None:
+    def build(self, fig: Figure) -> None:
+        fig.subplots_adjust(left=0.09, right=0.97, bottom=0.09, hspace=0.1)
         rate_ax, fraction_ax = fig.subplots(2, 1, sharex=True)
-        x = to_datenum(self.bins.starts)
-        data = self.bins.column(_ALL_DATA)
-        for key, (label, _, _) in enumerate(FLAGS):
-            flagged = self.bins.column(key)
-            rate_ax.plot(x, flagged / self.bins.width, ".-", ms=3, lw=1, label=label)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                fraction = np.where(data > 0, flagged / data, np.nan)
-            fraction_ax.plot(x, fraction, ".-", ms=3, lw=1, label=label)
-        log_y(rate_ax)
-        rate_ax.set_ylabel(f"flagged packets [Hz] ({self.bins.width} s bins)")
-        log_y(fraction_ax)
+        self.rates = [rate_ax.plot([], [], ".-", ms=3, lw=1, label=label)[0]
+                      for label, _, _ in FLAGS]
+        self.fractions = [fraction_ax.plot([], [], ".-", ms=3, lw=1, label=label)[0]
+                          for label, _, _ in FLAGS]
         fraction_ax.set_ylabel("fraction of data packets")
         for ax in (rate_ax, fraction_ax):
+            log_y(ax)
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(loc="upper left", fontsize="small", ncols=4)
         utc_time_axis(fraction_ax)
+
+    def refresh(self, fig: Figure) -> None:
+        x = to_datenum(self.bins.starts)
+        data = self.bins.column(_ALL_DATA)
+        for key, (rate, fraction) in enumerate(zip(self.rates, self.fractions, strict=True)):
+            flagged = self.bins.column(key)
+            rate.set_data(x, flagged / self.bins.width)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                fraction.set_data(x, np.where(data > 0, flagged / data, np.nan))
+        fig.axes[0].set_ylabel(f"flagged packets [Hz] ({self.bins.width} s bins)")
+        for ax in fig.axes:
+            rescale(ax)

@@ -12,6 +12,7 @@ from plotters._support import (
     data_times,
     log_y,
     plain_log,
+    rescale,
     to_datenum,
     utc_time_axis,
 )
@@ -33,18 +34,29 @@ class PacketRate(BuiltinPlot):
     def ready(self) -> bool:
         return len(self.bins.counts) > 0
 
-    def draw(self, fig: Figure) -> None:
+    def structure(self) -> object:
+        return tuple(self.bins.keys)
+
+    def build(self, fig: Figure) -> None:
+        fig.subplots_adjust(left=0.08, right=0.83, bottom=0.12)
         ax = fig.add_subplot()
-        x = to_datenum(self.bins.starts)
-        rates = self.bins.counts / self.bins.width
-        for column, code in enumerate(self.bins.keys):
-            ax.plot(x, rates[:, column], ".-", ms=3, lw=1, label=PACKET_TYPE_NAMES[code])
-        ax.plot(x, rates.sum(axis=1), "k-", lw=1.5, label="total")
+        self.lines = [ax.plot([], [], ".-", ms=3, lw=1, label=PACKET_TYPE_NAMES[code])[0]
+                      for code in self.bins.keys]
+        self.total = ax.plot([], [], "k-", lw=1.5, label="total")[0]
         log_y(ax)
-        ax.set_ylabel(f"rate [Hz] ({self.bins.width} s bins)")
         utc_time_axis(ax)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(loc="upper left", fontsize="small", ncols=3)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+
+    def refresh(self, fig: Figure) -> None:
+        ax = fig.axes[0]
+        x = to_datenum(self.bins.starts)
+        rates = self.bins.counts / self.bins.width
+        for column, drawn in enumerate(self.lines):
+            drawn.set_data(x, rates[:, column])
+        self.total.set_data(x, rates.sum(axis=1))
+        ax.set_ylabel(f"rate [Hz] ({self.bins.width} s bins)")
+        rescale(ax)
 
 
 class PacketTypeFraction(BuiltinPlot):
@@ -64,14 +76,26 @@ class PacketTypeFraction(BuiltinPlot):
     def ready(self) -> bool:
         return self.counts.sum() > 0
 
-    def draw(self, fig: Figure) -> None:
+    def build(self, fig: Figure) -> None:
+        fig.subplots_adjust(bottom=0.18)
         ax = fig.add_subplot()
-        fractions = self.counts / self.counts.sum()
-        bars = ax.bar(PACKET_TYPE_NAMES, fractions, color="tab:blue")
-        ax.bar_label(bars, labels=[f"{int(n):,}" for n in self.counts], fontsize="small")
+        self.bars = ax.bar(PACKET_TYPE_NAMES, np.ones(len(PACKET_TYPE_NAMES)), color="tab:blue")
+        self.labels = [ax.text(bar.get_x() + bar.get_width() / 2, 1.0, "", ha="center",
+                               va="bottom", fontsize="small") for bar in self.bars]
         log_y(ax)
         ax.set_ylabel("fraction of packets")
         ax.tick_params(axis="x", rotation=30)
+
+    def refresh(self, fig: Figure) -> None:
+        ax = fig.axes[0]
+        fractions = self.counts / self.counts.sum()
+        for bar, label, fraction, count in zip(self.bars, self.labels, fractions, self.counts,
+                                               strict=True):
+            bar.set_height(fraction)
+            label.set_y(fraction)
+            label.set_text(f"{int(count):,}" if count else "")
+        shown = fractions[fractions > 0]
+        ax.set_ylim(shown.min() / 3, 3.0)
         ax.set_title(f"{int(self.counts.sum()):,} packets", fontsize="medium")
 
 
@@ -95,20 +119,29 @@ class ParityErrorFraction(BuiltinPlot):
     def ready(self) -> bool:
         return len(self.bins.counts) > 0
 
-    def draw(self, fig: Figure) -> None:
+    def structure(self) -> object:
+        return tuple(np.unique(self.bins.keys // 2))
+
+    def build(self, fig: Figure) -> None:
+        fig.subplots_adjust(left=0.08, right=0.75, bottom=0.13)
         ax = fig.add_subplot()
+        self.lines = {group: ax.plot([], [], ".-", ms=3, lw=1)[0]
+                      for group in np.unique(self.bins.keys // 2)}
+        ax.set_yscale("symlog", linthresh=1e-5)
+        plain_log(ax.yaxis)
+        utc_time_axis(ax)
+        ax.grid(True, alpha=0.3)
+
+    def refresh(self, fig: Figure) -> None:
+        ax = fig.axes[0]
         x = to_datenum(self.bins.starts)
-        for group in np.unique(self.bins.keys // 2):
+        for group, drawn in self.lines.items():
             errors = self.bins.column(group * 2 + 1)
             words = self.bins.column(group * 2) + errors
             with np.errstate(invalid="ignore", divide="ignore"):
-                fraction = np.where(words > 0, errors / words, np.nan)
-            ax.plot(x, fraction, ".-", ms=3, lw=1,
-                    label=f"io_group {group}: {errors.sum() / words.sum():.2e} overall")
-        ax.set_yscale("symlog", linthresh=1e-5)
+                drawn.set_data(x, np.where(words > 0, errors / words, np.nan))
+            drawn.set_label(f"io_group {group}: {errors.sum() / words.sum():.2e} overall")
+        rescale(ax)
         ax.set_ylim(0, 1)
-        plain_log(ax.yaxis)
         ax.set_ylabel(f"bad-parity fraction ({self.bins.width} s bins)")
-        utc_time_axis(ax)
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="upper left", fontsize="small")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")

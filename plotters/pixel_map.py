@@ -1,8 +1,9 @@
 """Pixel maps of each tile, placed by the larpix-geometry layout: mean ADC, spread, hit rate.
 
 ``PixelMap_<io_group>_<tile>`` exist for the seed's io_groups 1-2 and tiles 1-8
-(made by a factory, as in the seed); ``PixelMaps`` shows every tile that has data.
-Both need a layout (see ``exporter.geometry``); without a usable one they draw nothing.
+(made by a factory, as in the seed) and run when named in ``--plots``;
+``PixelMaps`` shows the hit rate of every tile that has data. Both need a layout
+(see ``exporter.geometry``); without a usable one they draw nothing.
 """
 
 from __future__ import annotations
@@ -22,22 +23,34 @@ PANELS = (("mean", "mean ADC [counts]", False), ("std", "ADC spread (std) [count
           ("rate", "hit rate [Hz]", True))
 
 
-def draw_tile(ax: Axes, layout: TileLayout, values: np.ndarray, norm: Normalize | None = None,
-              label: str | None = None) -> AxesImage:
-    """One tile as an image on its pixel grid, in mm; a colour bar when ``label`` is given."""
-    shown = ax.imshow(layout.grid(values), origin="lower", extent=layout.extent,
-                      interpolation="nearest", cmap="viridis", norm=norm)
-    if label is not None:
-        colorbar = ax.figure.colorbar(shown, ax=ax, label=label, shrink=0.8)
-        if isinstance(norm, LogNorm):
-            plain_log(colorbar.ax.yaxis)
-    return shown
+def tile_image(ax: Axes, layout: TileLayout, log: bool = False) -> AxesImage:
+    """An empty image of one tile on its pixel grid, in mm, to be filled by ``show``.
+
+    The colour scale's limits are placeholders until ``show`` fits them to the data.
+    """
+    return ax.imshow(np.full(layout.shape, np.nan), origin="lower", extent=layout.extent,
+                     interpolation="nearest", cmap="viridis",
+                     norm=LogNorm(1.0, 10.0) if log else Normalize(0.0, 1.0))
 
 
-def log_norm(*arrays: np.ndarray) -> LogNorm | None:
-    """A log colour scale spanning the positive finite values, None if there are none."""
-    values = np.concatenate([a[np.isfinite(a) & (a > 0)] for a in arrays])
-    return LogNorm(values.min(), values.max()) if len(values) else None
+def show(image: AxesImage, layout: TileLayout, values: np.ndarray,
+         limits: tuple[float, float] | None = None) -> None:
+    """Put per-channel ``values`` ([chip, channel]) on the tile image and fit its colour scale."""
+    grid = layout.grid(values)
+    image.set_data(grid)
+    if limits is None:
+        limits = value_range(grid, positive=isinstance(image.norm, LogNorm))
+    if limits is not None:
+        image.set_clim(*limits)
+
+
+def value_range(*arrays: np.ndarray, positive: bool = False) -> tuple[float, float] | None:
+    values = np.concatenate([a[np.isfinite(a) & ((a > 0) if positive else True)].ravel()
+                             for a in arrays])
+    if not len(values):
+        return None
+    low, high = float(values.min()), float(values.max())
+    return (low, high) if high > low else (low * 0.9 if positive else low - 1, high * 1.1 + 1e-9)
 
 
 def unplaced_hits(layout: TileLayout, hits: np.ndarray) -> int:
@@ -68,17 +81,27 @@ class _TileMap(BuiltinPlot):
     def ready(self) -> bool:
         return self.geometry is not None and (self.io_group, self.tile) in self.stats.tiles()
 
-    def draw(self, fig: Figure) -> None:
-        arrays = self.stats.tile_arrays(self.io_group, self.tile)
-        layout = self.geometry.tile
+    def build(self, fig: Figure) -> None:
         fig.subplots_adjust(left=0.05, right=0.97, bottom=0.12, top=0.88, wspace=0.35)
-        for ax, (name, label, log) in zip(fig.subplots(1, 3), PANELS, strict=True):
-            draw_tile(ax, layout, arrays[name], log_norm(arrays[name]) if log else None, label)
+        layout = self.geometry.tile
+        self.images = []
+        for ax, (_, label, log) in zip(fig.subplots(1, 3), PANELS, strict=True):
+            self.images.append(tile_image(ax, layout, log))
+            colorbar = fig.colorbar(self.images[-1], ax=ax, label=label, shrink=0.8)
+            if log:
+                plain_log(colorbar.ax.yaxis)
             ax.set_xlabel("x [mm]")
         fig.axes[0].set_ylabel("y [mm]")
-        fig.text(0.01, 0.01, f"live time {self.stats.livetime(self.io_group):.0f} s; "
-                 f"{unplaced_hits(layout, arrays['hits']):,} hits on unconnected channels",
-                 fontsize="small")
+        self.note = fig.text(0.01, 0.01, "", fontsize="small")
+
+    def refresh(self, fig: Figure) -> None:
+        arrays = self.stats.tile_arrays(self.io_group, self.tile)
+        layout = self.geometry.tile
+        for image, (name, _, _) in zip(self.images, PANELS, strict=True):
+            show(image, layout, arrays[name])
+        self.note.set_text(f"live time {self.stats.livetime(self.io_group):.0f} s; "
+                           f"{unplaced_hits(layout, arrays['hits']):,} hits on unconnected "
+                           "channels")
 
 
 def pixel_map_factory(io_group: int, tile: int) -> type:
@@ -109,24 +132,33 @@ class PixelMaps(BuiltinPlot):
     def ready(self) -> bool:
         return self.geometry is not None and bool(self.stats.tiles())
 
-    def draw(self, fig: Figure) -> None:
+    def structure(self) -> object:
+        return tuple(self.stats.tiles())
+
+    def build(self, fig: Figure) -> None:
         tiles = self.stats.tiles()
         columns = min(self.columns, len(tiles))
         rows = -(-len(tiles) // columns)
-        fig.set_size_inches(2.6 * columns + 1.2, 2.6 * rows + 0.6)
-        fig.subplots_adjust(left=0.02, right=0.85, bottom=0.02, top=1 - 0.5 / (2.6 * rows + 0.6),
+        height = 2.6 * rows + 0.6
+        fig.set_size_inches(2.6 * columns + 1.2, height)
+        fig.subplots_adjust(left=0.02, right=0.85, bottom=0.02, top=1 - 0.6 / height,
                             wspace=0.05, hspace=0.15)
         axes = fig.subplots(rows, columns, squeeze=False).ravel()
-        rates = [self.stats.tile_arrays(group, tile)["rate"] for group, tile in tiles]
-        norm = log_norm(*rates)
-        for ax, (group, tile), rate in zip(axes, tiles, rates, strict=False):
-            shown = draw_tile(ax, self.geometry.tile, rate, norm)
+        self.images = []
+        for ax, (group, tile) in zip(axes, tiles, strict=False):
+            self.images.append(tile_image(ax, self.geometry.tile, log=True))
             ax.set_title(f"io_group {group} tile {tile}", fontsize="small")
         for ax in axes:
             ax.set_xticks([])
             ax.set_yticks([])
         for ax in axes[len(tiles):]:
             ax.set_axis_off()
-        colorbar = fig.colorbar(shown, cax=fig.add_axes((0.88, 0.1, 0.025, 0.8)),
+        colorbar = fig.colorbar(self.images[0], cax=fig.add_axes((0.88, 0.1, 0.025, 0.8)),
                                 label="hit rate [Hz]")
         plain_log(colorbar.ax.yaxis)
+
+    def refresh(self, fig: Figure) -> None:
+        rates = [self.stats.tile_arrays(group, tile)["rate"] for group, tile in self.stats.tiles()]
+        limits = value_range(*rates, positive=True)
+        for image, rate in zip(self.images, rates, strict=True):
+            show(image, self.geometry.tile, rate, limits)

@@ -11,6 +11,7 @@ from plotters._support import (
     TimeBins,
     data_times,
     log_y,
+    rescale,
     tile_key,
     to_datenum,
     utc_time_axis,
@@ -34,18 +35,30 @@ class TileRate(BuiltinPlot):
     def ready(self) -> bool:
         return len(self.bins.counts) > 0
 
-    def draw(self, fig: Figure) -> None:
+    def structure(self) -> object:
+        return tuple(self.bins.keys)
+
+    def build(self, fig: Figure) -> None:
         groups = np.unique(self.bins.keys // 1000)
-        fig.set_size_inches(10.0, 3.0 + 2.5 * len(groups))
-        axes = np.atleast_1d(fig.subplots(len(groups), 1, sharex=True, squeeze=False)[:, 0])
-        x = to_datenum(self.bins.starts)
+        height = 1.5 + 2.5 * len(groups)
+        fig.set_size_inches(10.0, height)
+        fig.subplots_adjust(left=0.09, right=0.86, bottom=0.6 / height, top=1 - 0.7 / height,
+                            hspace=0.1)
+        axes = fig.subplots(len(groups), 1, sharex=True, squeeze=False)[:, 0]
+        self.lines = {}
         for ax, group in zip(axes, groups, strict=True):
             for key in self.bins.keys[self.bins.keys // 1000 == group]:
-                ax.plot(x, self.bins.column(key) / self.bins.width, ".-", ms=3, lw=1,
-                        label=f"tile {key % 1000}")
+                self.lines[key] = ax.plot([], [], ".-", ms=3, lw=1, label=f"tile {key % 1000}")[0]
             log_y(ax)
             ax.set_ylabel(f"io_group {group}\ndata rate [Hz]")
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend(loc="upper left", fontsize="small", ncols=8)
-        axes[0].set_title(f"{self.bins.width} s bins", fontsize="medium")
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
         utc_time_axis(axes[-1])
+
+    def refresh(self, fig: Figure) -> None:
+        x = to_datenum(self.bins.starts)
+        for key, drawn in self.lines.items():
+            drawn.set_data(x, self.bins.column(key) / self.bins.width)
+        for ax in fig.axes:
+            rescale(ax)
+        fig.axes[0].set_title(f"{self.bins.width} s bins", fontsize="medium")

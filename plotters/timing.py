@@ -6,7 +6,14 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from exporter.packets import DATA, SYNC, SYNC_PERIOD_TICKS
-from plotters._support import BuiltinPlot, Histograms, data_times, to_datenum, utc_time_axis
+from plotters._support import (
+    BuiltinPlot,
+    Histograms,
+    data_times,
+    rescale,
+    to_datenum,
+    utc_time_axis,
+)
 
 #: Bins of data-packet timestamps: 0 to 1.2 s of the 10 MHz clock in 10 ms bins.
 TIMESTAMP_EDGES = np.linspace(0, 1.2 * SYNC_PERIOD_TICKS, 121)
@@ -16,11 +23,38 @@ RECEIPT_MODULUS = 1 << 31
 SYNC_CODE = ord("S")
 
 
-class TimestampHist(BuiltinPlot):
+class _HistogramPlot(BuiltinPlot):
+    """One panel of per-io_group histograms; subclasses fill ``self.histograms``."""
+
+    figsize = (9.0, 5.0)
+    logarithmic_x = False
+    xlabel = ""
+    ylabel = ""
+    histograms: Histograms
+
+    def ready(self) -> bool:
+        return bool(self.histograms.counts)
+
+    def structure(self) -> object:
+        return tuple(sorted(self.histograms.counts))
+
+    def build(self, fig: Figure) -> None:
+        fig.subplots_adjust(left=0.1, right=0.97, bottom=0.12)
+        ax = fig.add_subplot()
+        self.histograms.build(ax, self.logarithmic_x)
+        ax.set_xlabel(self.xlabel)
+        ax.set_ylabel(self.ylabel)
+
+    def refresh(self, fig: Figure) -> None:
+        self.histograms.refresh(fig.axes[0])
+
+
+class TimestampHist(_HistogramPlot):
     """Distribution of the LArPix timestamp of data packets (ticks of the 10 MHz clock)."""
 
     what = "Data packet timestamps"
-    figsize = (9.0, 5.0)
+    xlabel = "timestamp [ticks of 100 ns]"
+    ylabel = "data packets per 10 ms bin"
 
     def __init__(self) -> None:
         self.histograms = Histograms(TIMESTAMP_EDGES)
@@ -29,24 +63,17 @@ class TimestampHist(BuiltinPlot):
         data = packets[packets["packet_type"] == DATA]
         self.histograms.add(data["io_group"], data["timestamp"].astype(np.float64))
 
-    def ready(self) -> bool:
-        return bool(self.histograms.counts)
 
-    def draw(self, fig: Figure) -> None:
-        ax = fig.add_subplot()
-        self.histograms.draw(ax)
-        ax.set_xlabel("timestamp [ticks of 100 ns]")
-        ax.set_ylabel("data packets per 10 ms bin")
-
-
-class ReadoutDelay(BuiltinPlot):
+class ReadoutDelay(_HistogramPlot):
     """PACMAN receipt time (mod 2^31) minus LArPix timestamp of data packets, per io_group.
 
     Only packets that carry a receipt time (raw files, packet files >= 2.3) count.
     """
 
     what = "Readout delay"
-    figsize = (9.0, 5.0)
+    logarithmic_x = True
+    xlabel = "receipt time - timestamp [ticks of 100 ns]"
+    ylabel = "data packets per bin"
 
     def __init__(self) -> None:
         self.histograms = Histograms(DELAY_EDGES)
@@ -56,15 +83,6 @@ class ReadoutDelay(BuiltinPlot):
         delay = (data["receipt_timestamp"].astype(np.int64) % RECEIPT_MODULUS
                  - data["timestamp"].astype(np.int64))
         self.histograms.add(data["io_group"], delay.astype(np.float64))
-
-    def ready(self) -> bool:
-        return bool(self.histograms.counts)
-
-    def draw(self, fig: Figure) -> None:
-        ax = fig.add_subplot()
-        self.histograms.draw(ax, logarithmic_x=True)
-        ax.set_xlabel("receipt time - timestamp [ticks of 100 ns]")
-        ax.set_ylabel("data packets per bin")
 
 
 class SyncOffset(BuiltinPlot):
@@ -96,12 +114,22 @@ class SyncOffset(BuiltinPlot):
     def ready(self) -> bool:
         return bool(self.points)
 
-    def draw(self, fig: Figure) -> None:
+    def structure(self) -> object:
+        return tuple(sorted(self.points))
+
+    def build(self, fig: Figure) -> None:
+        fig.subplots_adjust(left=0.1, right=0.97, bottom=0.13)
         ax = fig.add_subplot()
-        for group, (seconds, offsets) in sorted(self.points.items()):
-            ax.plot(to_datenum(seconds), offsets, ".", ms=4,
-                    label=f"io_group {group} ({len(offsets):,} syncs)")
+        self.lines = {group: ax.plot([], [], ".", ms=4)[0] for group in sorted(self.points)}
         ax.set_ylabel("sync timestamp - 10,000,000 [ticks]")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="small")
         utc_time_axis(ax)
+
+    def refresh(self, fig: Figure) -> None:
+        ax = fig.axes[0]
+        for group, drawn in self.lines.items():
+            seconds, offsets = self.points[group]
+            drawn.set_data(to_datenum(seconds), offsets)
+            drawn.set_label(f"io_group {group} ({len(offsets):,} syncs)")
+        rescale(ax)
+        ax.legend(fontsize="small")

@@ -46,13 +46,21 @@ class TriggerCorrelation(BuiltinPlot):
             self.spacing.add(np.full(len(stamps) - 1, group), np.diff(stamps))
 
     def ready(self) -> bool:
-        return bool(self.after.counts) or bool(self.spacing.counts)
+        return bool(self.after.counts) and bool(self.spacing.counts)
 
-    def draw(self, fig: Figure) -> None:
+    def structure(self) -> object:
+        return tuple(sorted(self.after.counts)), tuple(sorted(self.spacing.counts))
+
+    def build(self, fig: Figure) -> None:
+        fig.subplots_adjust(left=0.1, right=0.97, bottom=0.08, hspace=0.3)
         after_ax, spacing_ax = fig.subplots(2, 1)
-        self.after.draw(after_ax)
+        self.after.build(after_ax)
         after_ax.set_xlabel("data timestamp - latest trigger timestamp [ticks of 100 ns]")
         after_ax.set_ylabel("data packets per 10 us")
-        self.spacing.draw(spacing_ax, logarithmic_x=True)
+        self.spacing.build(spacing_ax, logarithmic_x=True)
         spacing_ax.set_xlabel("time between consecutive triggers [ticks of 100 ns]")
         spacing_ax.set_ylabel("triggers per bin")
+
+    def refresh(self, fig: Figure) -> None:
+        self.after.refresh(fig.axes[0])
+        self.spacing.refresh(fig.axes[1])

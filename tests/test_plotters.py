@@ -8,7 +8,6 @@ larpix-control's writer put in the file (read with h5py, not the monitor's reade
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from test_geometry import make_multi_tile_layout
 
 from exporter.geometry import shared_geometry
 from exporter.packets import PACKET_TYPE_NAMES, SYNC_PERIOD_TICKS
@@ -433,32 +433,7 @@ def test_channel_health_marks_simulated_hot_channels_noisy_and_silent_ones_dead(
 
 @pytest.fixture(scope="module")
 def multi_tile_layout(layout_env, tmp_path_factory):
-    from larpixgeometry.layouts.multi_tile_layout import generate_layout
-
-    folder = tmp_path_factory.mktemp("multi")
-    # The generator reads the tile layout with pure-Python YAML: give it 20 of the 100 chips.
-    doc = yaml.load(layout_env.path.read_text(), Loader=yaml.CSafeLoader)
-    doc["chips"] = doc["chips"][:20]
-    kept = {p for _, channels in doc["chips"] for p in channels if p is not None}
-    doc["pixels"] = [p for p in doc["pixels"] if p[0] in kept]
-    tile_layout = folder / "layout-20-chips.yaml"
-    tile_layout.write_text(yaml.dump(doc, Dumper=yaml.CSafeDumper))
-    chips = [chip for chip, _ in doc["chips"]]
-    networks = []
-    for index, (group, first) in enumerate([(1, 1), (1, 5), (2, 1)]):
-        network = {"network": {str(group): {str(first + k): {
-            "nodes": [{"chip_id": c} for c in chips[5 * k:5 * (k + 1)]]} for k in range(4)}}}
-        networks.append(folder / f"network-{index}.json")
-        networks[-1].write_text(json.dumps(network))
-    (folder / "networks.txt").write_text("\n".join(str(p) for p in networks))
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        generate_layout(str(tile_layout), str(folder / "networks.txt"), pixel_pitch=4.434)
-    finally:
-        os.chdir(cwd)
-    (path,) = folder.glob("multi_tile_layout-*.yaml")
-    return path
+    return make_multi_tile_layout(layout_env.path, tmp_path_factory.mktemp("multi"))
 
 
 def test_anode_map_places_each_tile_where_the_layout_says(sim, multi_tile_layout):
