@@ -170,17 +170,21 @@ class LiveSimulation:
     """A file that grows the way the DAQ grows it, one data second per flush.
 
     ``append(n)`` writes the next ``n`` data seconds immediately; ``run()`` writes
-    one per wall-clock second with data time = wall-clock time. After every
-    flush the ground truth beside the file is replaced atomically. ``close()``
+    one per wall-clock second with data time = wall-clock time. With
+    ``flush_rows`` a second goes out in flushes of about that many rows (at
+    message boundaries), as the DAQ's logger flushes its buffer. After every
+    second the ground truth beside the file is replaced atomically. ``close()``
     ends the run (packet files get their run-end message). Usable from a
     thread; ``stop`` (a ``threading.Event``) ends ``run`` early.
     """
 
     def __init__(self, path: str | Path, fmt: str = "packet", *, version: str = "2.4",
                  rate_window: float = 10.0, hot_rate: float = 20.0,
-                 config: SimConfig | None = None, **params) -> None:
+                 flush_rows: int | None = None, config: SimConfig | None = None,
+                 **params) -> None:
         self._config = dataclasses.replace(config or SimConfig(), **params)
         self._args = (path, fmt, version, rate_window, hot_rate)
+        self._flush_rows = flush_rows
         self._run = self._new_run(self._config)
         self.closed = False
 
@@ -201,12 +205,12 @@ class LiveSimulation:
         return self._run.tally.snapshot()
 
     def append(self, n_seconds: int = 1) -> int:
-        """Write the next ``n_seconds`` data seconds, one flush each; return packets written."""
+        """Write the next ``n_seconds`` data seconds; return the packets written."""
         if self.closed:
             raise RuntimeError(f"{self.path}: simulation already closed")
         before = self._run.tally.packets
         for _ in range(n_seconds):
-            self._run.write(self._run.generate(1))
+            self._run.write(self._run.generate(1), flush_rows=self._flush_rows)
             self._run.save_truth()
         return self._run.tally.packets - before
 

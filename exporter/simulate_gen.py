@@ -1,8 +1,8 @@
-"""Generation of simulated LArPix data, one data second at a time.
+"""Generation of simulated LArPix data, data second by data second.
 
-Every data second draws from its own random stream (seeded by the run seed and
-the second's index), so a run written at once and the same run appended live
-in any batching are identical, word for word.
+Seconds are drawn in fixed blocks, each from its own random stream (seeded by
+the run seed and the block's index), so a run written at once and the same run
+appended live in any batching are identical, word for word.
 
 The output is a *record* array in PACMAN order: one ``HEADER`` record per PACMAN
 message (its unix time), followed by the message's words (LArPix UART words,

@@ -40,6 +40,18 @@ def larpix_raw_packets(path) -> list:
     return packets
 
 
+def from_file_with_timestamp_io_groups(path, raw_path) -> list:
+    """``from_file`` packets; it drops the io_group of timestamp packets, so take those
+    from larpix-control's parse of the raw file of the same run."""
+    packets = hdf5format.from_file(str(path), start=0)["packets"]
+    timestamps = [p for p in larpix_raw_packets(raw_path) if isinstance(p, TimestampPacket)]
+    in_file = [p for p in packets if isinstance(p, TimestampPacket)]
+    assert [p.timestamp for p in in_file] == [p.timestamp for p in timestamps]
+    for ours, theirs in zip(in_file, timestamps, strict=True):
+        ours.io_group = theirs.io_group
+    return packets
+
+
 def _int(byte_or_int) -> int:
     return byte_or_int[0] if isinstance(byte_or_int, bytes) else int(byte_or_int)
 
@@ -158,13 +170,7 @@ def test_packet_rows_equal_larpix_conversion_of_the_raw_file(raw_and_packet, tmp
 
 def test_packet_truth_equals_counts_of_larpix_packets(raw_and_packet):
     d, raw_truth, truth = raw_and_packet
-    packets = hdf5format.from_file(str(d / "run.h5"), start=0)["packets"]
-    # from_file drops the io_group of timestamp packets: take it from the raw file's parse.
-    timestamps = iter(p for p in larpix_raw_packets(d / "run.raw.h5")
-                      if isinstance(p, TimestampPacket))
-    for p in packets:
-        if isinstance(p, TimestampPacket):
-            p.io_group = next(timestamps).io_group
+    packets = from_file_with_timestamp_io_groups(d / "run.h5", d / "run.raw.h5")
     expected = expected_truth(packets)
     assert truth["packets"] == truth["rows"] == len(packets)
     assert as_keyed(truth["metrics"]) == expected["metrics"]
@@ -179,7 +185,7 @@ def test_packet_truth_equals_counts_of_larpix_packets(raw_and_packet):
 @pytest.mark.parametrize("fmt", ["packet", "raw"])
 def test_live_appends_give_the_same_file_and_truth_as_writing_at_once(tmp_path, fmt):
     at_once = simulate_file(tmp_path / "once.h5", fmt, seconds=12, seed=4, rate=1500.0)
-    with LiveSimulation(tmp_path / "live.h5", fmt, seed=4, rate=1500.0) as live:
+    with LiveSimulation(tmp_path / "live.h5", fmt, seed=4, rate=1500.0, flush_rows=400) as live:
         for n in (1, 3, 1, 5, 2):
             live.append(n)
             on_disk = json.loads(truth_path(tmp_path / "live.h5").read_text())
@@ -293,14 +299,15 @@ def test_older_versions_are_what_larpix_control_writes(tmp_path, version):
         assert ("receipt_timestamp" in rows.dtype.names) == (version >= "2.3")
         for name in rows.dtype.names:
             np.testing.assert_array_equal(rows[name][1:-1], theirs["packets"][name], name)
-    packets = hdf5format.from_file(str(tmp_path / "old.h5"), start=0)["packets"]
+    if version == "2.3":
+        packets = from_file_with_timestamp_io_groups(tmp_path / "old.h5", tmp_path / "raw.h5")
+    else:    # before 2.3 every timestamp packet is stored, and read back, in io_group 0
+        packets = hdf5format.from_file(str(tmp_path / "old.h5"), start=0)["packets"]
+        assert truth["readout_delay_counts"] == {}
     expected = expected_truth(packets)
-    if version == "2.3":   # from_file drops the io_group of timestamp packets
-        assert truth["adc_counts"] == expected["adc_counts"]
-        assert truth["readout_delay_counts"] == expected["readout_delay_counts"]
-    else:                  # before 2.3 every timestamp packet is stored in io_group 0
-        assert as_keyed(truth["metrics"]) == expected["metrics"]
-        assert truth["readout_delay_counts"] == expected["readout_delay_counts"] == {}
+    assert as_keyed(truth["metrics"]) == expected["metrics"]
+    assert truth["adc_counts"] == expected["adc_counts"]
+    assert truth["readout_delay_counts"] == expected["readout_delay_counts"]
 
 
 # --- what the simulated detector looks like -------------------------------------------------
