@@ -8,6 +8,7 @@ append fail.
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import time
@@ -19,8 +20,10 @@ import numpy as np
 
 from exporter.errors import InputError, TransientReadError
 from exporter.formats import (
+    HEADER_LEN,
     PACKET_FORMAT,
     RAW_FORMAT,
+    WORD_LEN,
     Layout,
     decode_messages,
     detect,
@@ -33,6 +36,9 @@ RETRY_DELAYS = (0.01, 0.03, 0.1)
 
 #: First guess of packets per raw message, before a file has shown its own.
 _INITIAL_PACKETS_PER_MESSAGE = 256
+
+#: Raw messages per h5py read: bounds a chunk's overshoot when message sizes jump.
+_MAX_MESSAGES_PER_READ = 4096
 
 #: Largest block read when looking backwards for the last filled row.
 _MAX_TAIL_BLOCK = 1 << 16
@@ -167,14 +173,26 @@ class FileReader:
 
     def _fetch_messages(self, msgs: h5py.Dataset, headers: h5py.Dataset, layout: Layout
                         ) -> _Batch | None:
+        """Messages holding about ``chunk_rows`` packets, read in blocks sized by the
+        packets per message seen so far (a block is at most ``_MAX_MESSAGES_PER_READ``)."""
         available = min(msgs.shape[0], headers.shape[0])
         start = self._first_row(available)
         end = _filled_end(msgs, start, available, _empty_messages)
-        wanted = max(1, int(self.chunk_rows / self._packets_per_message))
-        stop = min(end, start + wanted)
-        if stop <= start:
+        blocks, stop, packets = [], start, 0
+        while stop < end and stop - start < self.chunk_rows and packets < self.chunk_rows:
+            wanted = math.ceil((self.chunk_rows - packets) / self._packets_per_message)
+            step = min(end - stop, self.chunk_rows - (stop - start), _MAX_MESSAGES_PER_READ,
+                       wanted)
+            block = msgs[stop:stop + step]
+            block_packets = sum((m.size + HEADER_LEN) // WORD_LEN for m in block)
+            self._packets_per_message = max(1.0, block_packets / step)
+            blocks.append(block)
+            packets += block_packets
+            stop += step
+        if stop == start:
             return None
-        return _Batch(layout, stop - start, msgs[start:stop], headers[start:stop]["io_groups"])
+        data = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+        return _Batch(layout, stop - start, data, headers[start:stop]["io_groups"])
 
     def _chunk(self, batch: _Batch) -> Chunk:
         layout = batch.layout
@@ -183,7 +201,6 @@ class FileReader:
                          batch.rows * batch.data.dtype.itemsize, PACKET_FORMAT,
                          layout.has_receipt_timestamp)
         packets, malformed = decode_messages(batch.data, batch.io_groups)
-        self._packets_per_message = max(1.0, packets.size / batch.rows)
         nbytes = int(sum(m.size for m in batch.data)) + batch.io_groups.nbytes
         return Chunk(packets, batch.rows, nbytes, RAW_FORMAT, True, malformed)
 
