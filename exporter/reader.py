@@ -140,10 +140,10 @@ class FileReader:
 
     def _fetch(self) -> _Batch | None:
         with _open(self.path) as f:
-            inode = os.fstat(f.id.get_vfd_handle()).st_ino
-            if inode != self.cursor.inode:
+            opened = os.fstat(f.id.get_vfd_handle())
+            if opened.st_ino != self.cursor.inode:  # replaced since read_new looked
                 self._reset()
-                self.cursor.inode = inode
+            self.cursor.inode, self.cursor.size = opened.st_ino, opened.st_size
             layout = detect(f, self.path)
             if self.cursor.format not in (None, layout.format):
                 self._reset()
