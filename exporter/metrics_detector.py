@@ -120,7 +120,7 @@ class DetectorMetrics:
         packets = chunk.packets
         if packets.dtype != PACKET_DTYPE:
             raise TypeError(f"packets must have PACKET_DTYPE, got {packets.dtype}")
-        rows = Rows(np.ascontiguousarray(packets), chunk.has_receipt_timestamp, BLOCK_ROWS)
+        rows = Rows(np.ascontiguousarray(packets), chunk.has_receipt_timestamp)
         with self._lock:
             if len(packets):
                 self._update(rows, source)

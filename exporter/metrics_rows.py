@@ -4,8 +4,8 @@ The 2.4 dtype is packed (36 bytes a row, 4-byte aligned), so the fields the
 metrics need sit in six 32-bit words: bytes 0-3 (io_group, io_channel,
 chip_id, packet_type), 4-7 (downstream_marker, parity, valid_parity,
 channel_id), 8-15 (timestamp), 16-19 (dataword, trigger_type, local_fifo,
-shared_fifo) and 32-35 (receipt_timestamp). Copying those words out block by
-block reads every row once; copying one field at a time would stream the
+shared_fifo) and 32-35 (receipt_timestamp). Copying those words out with one
+``take`` reads every row once; copying one field at a time would stream the
 whole chunk from memory once per field.
 """
 
@@ -23,8 +23,8 @@ FIFO_BITS = 0x0303_0000
 DELAY_BUCKETS = 14
 DELAY_EDGES = tuple(4**j - 1 for j in range(DELAY_BUCKETS - 1))
 _RECEIPT_MASK = (1 << 31) - 1
-#: The 32-bit words of a row that hold what the metrics read, by word index.
-_WORDS = {"ids": 0, "flags": 1, "stamp_low": 2, "stamp_high": 3, "word": 4, "receipt": 8}
+#: The 32-bit words of a row that hold what the metrics read.
+_WORDS = (0, 1, 2, 3, 4, 8)
 
 
 def _check_layout() -> None:
@@ -41,33 +41,27 @@ _check_layout()
 
 
 class Rows:
-    """The words of a chunk's rows, copied out contiguous; fields are views into them."""
+    """The six words of a chunk's rows, copied out in one pass; fields are views into them."""
 
-    def __init__(self, packets: np.ndarray, has_receipt: bool, block_rows: int) -> None:
+    def __init__(self, packets: np.ndarray, has_receipt: bool) -> None:
         n = len(packets)
-        names = [name for name in _WORDS if has_receipt or name != "receipt"]
-        words = {name: np.empty(n, np.uint32) for name in names}
-        table = packets.view(np.uint32).reshape(n, PACKET_DTYPE.itemsize // 4)
-        for start in range(0, n, block_rows):
-            block = table[start:start + block_rows]
-            for name in names:
-                words[name][start:start + len(block)] = block[:, _WORDS[name]]
-        self.ids = words["ids"]
-        self.word = words["word"]
-        self._stamp_low = words["stamp_low"]
-        self._stamp_high = words["stamp_high"]
-        self._receipt = words.get("receipt")
+        table = packets.view(np.uint32).reshape(n, PACKET_DTYPE.itemsize // 4).take(_WORDS, axis=1)
+        self.has_receipt = has_receipt
+        #: io_group, io_channel, chip_id, packet_type: contiguous, for whole-chunk passes
+        self.ids = np.ascontiguousarray(table[:, 0])
+        flags = np.ascontiguousarray(table[:, 1]).view(np.uint8).reshape(n, 4)
+        self.word = table[:, 4]
+        self._stamp_low, self._stamp_high, self._receipt = table[:, 2], table[:, 3], table[:, 5]
         ids = self.ids.view(np.uint8).reshape(n, 4)
-        flags = words["flags"].view(np.uint8).reshape(n, 4)
-        word = self.word.view(np.uint8).reshape(n, 4)
+        raw = table.view(np.uint8).reshape(n, 4 * len(_WORDS))
         self.group = ids[:, 0]
         self.packet_type = ids[:, 3]
         self.valid_parity = flags[:, 2]
         self.channel_id = flags[:, 3]
-        self.dataword = word[:, 0]
-        self.trigger_type = word[:, 1]
-        self.local_fifo = word[:, 2]
-        self.shared_fifo = word[:, 3]
+        self.dataword = raw[:, 16]
+        self.trigger_type = raw[:, 17]
+        self.local_fifo = raw[:, 18]
+        self.shared_fifo = raw[:, 19]
 
     def chip_keys(self) -> np.ndarray:
         """io_group | io_channel << 8 | chip_id << 16 of every row."""
@@ -79,7 +73,7 @@ class Rows:
 
     def readout_delay(self, rows: slice) -> np.ndarray | None:
         """``receipt_timestamp mod 2**31 - timestamp``, or None if the file has no receipts."""
-        if self._receipt is None:
+        if not self.has_receipt:
             return None
         delay = (self._receipt[rows] & np.uint32(_RECEIPT_MASK)).astype(np.int64)
         delay -= self._stamp_low[rows]
