@@ -37,6 +37,7 @@ logger = HDF5Logger(filename=path, buffer_length=10 * size)
 logger.enable()
 logger.flush(block=True)
 print("ready", flush=True)
+sys.stdin.readline()
 recorded = 0
 for i in range(batches):
     packets = [TimestampPacket(timestamp=1_700_000_000 + i)]
@@ -67,6 +68,7 @@ path, batches, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rng = random.Random(batches * size)
 rawhdf5format.to_rawfile(path, msgs=[], msg_headers={"io_groups": []})
 print("ready", flush=True)
+sys.stdin.readline()
 written = 0
 for i in range(batches):
     msgs, groups = [], []
@@ -88,13 +90,8 @@ print(json.dumps({"written": written}), flush=True)
 
 #: A reader done wrong: holds the file open with HDF5's default file locking.
 LOCKING_HOLDER = r"""
-import sys, time, h5py
-while True:  # the writer may hold the lock at this moment: wait for a gap
-    try:
-        f = h5py.File(sys.argv[1], "r", swmr=sys.argv[2] == "swmr")
-        break
-    except BlockingIOError:
-        time.sleep(0.001)
+import sys, h5py
+f = h5py.File(sys.argv[1], "r", swmr=sys.argv[2] == "swmr")
 print("holding", flush=True)
 sys.stdin.readline()
 f.close()
@@ -113,6 +110,12 @@ def start(script: str, *args: object) -> subprocess.Popen:
     first = proc.stdout.readline().strip()
     assert first in ("ready", "holding"), proc.communicate(timeout=30)
     return proc
+
+
+def go(writer: subprocess.Popen) -> None:
+    """Let a writer that reported 'ready' start appending."""
+    writer.stdin.write("go\n")
+    writer.stdin.flush()
 
 
 def poll_until_done(writer: subprocess.Popen, reader: FileReader) -> tuple[list, int, list]:
@@ -158,6 +161,7 @@ def test_packet_logger_appends_undisturbed_while_we_read(tmp_path):
     path = tmp_path / "datalog.h5"
     writer = start(LOGGER_WRITER, path, 150, 300)
     reader = FileReader(path, chunk_rows=1000)
+    go(writer)
     chunks, polls_with_rows, errors = poll_until_done(writer, reader)
     code, report = finish(writer)
     assert code == 0 and report["failures"] == [] and report["pending"] == 0, report
@@ -174,6 +178,7 @@ def test_raw_writer_appends_undisturbed_while_we_read(tmp_path):
     path = tmp_path / "raw.h5"
     writer = start(RAW_WRITER, path, 150, 12)
     reader = FileReader(path, chunk_rows=200)
+    go(writer)
     chunks, polls_with_rows, errors = poll_until_done(writer, reader)
     code, report = finish(writer)
     assert code == 0 and report.get("written") == 600, report
@@ -188,6 +193,7 @@ def test_locking_reader_kills_the_packet_logger(tmp_path):
     path = tmp_path / "datalog.h5"
     writer = start(LOGGER_WRITER, path, 100, 50)
     holder = start(LOCKING_HOLDER, path, "plain")
+    go(writer)
     try:
         code, report = finish(writer)
     finally:
@@ -200,6 +206,7 @@ def test_locking_swmr_reader_stops_the_raw_writer(tmp_path):
     path = tmp_path / "raw.h5"
     writer = start(RAW_WRITER, path, 100, 5)
     holder = start(LOCKING_HOLDER, path, "swmr")
+    go(writer)
     try:
         out, err = writer.communicate(timeout=120)
     finally:
