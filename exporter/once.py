@@ -78,6 +78,8 @@ def run_once(files: list[Path], plot_dir: Path, ext: str = ".png",
              metrics_file: Path | None = None, no_plots: bool = False,
              rate_window: float = 10.0, hot_rate: float = 20.0) -> int:
     """Process ``files`` one after the other; exit status 2 if any was unusable."""
+    if not no_plots and not _usable_dir(Path(plot_dir)):
+        return 2
     detector = DetectorMetrics(rate_window, hot_rate)
     health = MonitorHealth()
     renderer = None if no_plots else _renderer(plot_dir, ext, plots, plugin_dirs or [], health)
@@ -106,6 +108,16 @@ def run_once(files: list[Path], plot_dir: Path, ext: str = ".png",
     if metrics_file is not None and not _write_metrics(metrics_file, detector, health):
         status = 2
     return status
+
+
+def _usable_dir(plot_dir: Path) -> bool:
+    try:
+        plot_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"{plot_dir}: cannot create the plot directory ({error.strerror or error})",
+              file=sys.stderr)
+        return False
+    return True
 
 
 def _renderer(plot_dir: Path, ext: str, plots: list[str] | None, plugin_dirs: list[Path],

@@ -212,6 +212,25 @@ def test_bad_files_give_one_line_each_and_exit_2(tmp_path):
     assert errors == {**{reason: 1 for reason in bad.values()}, "not_hdf5": 2}
 
 
+def test_unwritable_outputs_are_one_line_each(tmp_path):
+    good = tmp_path / "good.h5"
+    simulate_file(good, "packet", n_packets=2_000)
+    (tmp_path / "a_file").write_text("")
+    metrics_file = tmp_path / "missing" / "m.prom"
+
+    result = run_cli(good, "-o", tmp_path / "plots", "--no-plots", "--metrics-file", metrics_file)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{metrics_file}: cannot write the metrics file (No such file or directory)"]
+    assert str(good) in parse_summaries(result.stdout)
+
+    plot_dir = tmp_path / "a_file" / "plots"
+    result = run_cli(good, "-o", plot_dir)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{plot_dir}: cannot create the plot directory (Not a directory)"]
+
+
 def test_plots_are_written_with_every_packet(tmp_path):
     plugins = tmp_path / "plugins"
     plugins.mkdir()
