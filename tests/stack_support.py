@@ -234,7 +234,11 @@ def wait_http_ok(process: ManagedProcess, url: str, timeout: float) -> None:
     def ok() -> bool:
         process.assert_running()
         return httpx.get(url, timeout=2).status_code == 200
-    wait_until(ok, timeout, f"{process.name} at {url}")
+    try:
+        wait_until(ok, timeout, f"{process.name} at {url}")
+    except AssertionError as error:
+        process.stop()
+        raise AssertionError(f"{error}\n{process.name}'s log:\n{process.log_tail()}") from None
 
 
 def start_prometheus(config: Path, storage: Path, port: int, log_dir: Path) -> ManagedProcess:
@@ -342,10 +346,12 @@ class WebhookReceiver:
 
     def alerts(self, alertname: str | None = None, status: str = "firing",
                **labels: str) -> list[dict]:
+        """Distinct alerts received (Alertmanager repeats a group's alerts in later posts)."""
         with self._lock:
-            received = [a for n in self.notifications for a in n["alerts"]]
-        return [a for a in received if a["status"] == status
-                and (alertname is None or a["labels"]["alertname"] == alertname)
+            received = {a["fingerprint"]: a for n in self.notifications for a in n["alerts"]
+                        if a["status"] == status}
+        return [a for a in received.values()
+                if (alertname is None or a["labels"]["alertname"] == alertname)
                 and all(a["labels"].get(k) == v for k, v in labels.items())]
 
     def close(self) -> None:
