@@ -1,0 +1,195 @@
+"""HTTP routes: metrics, plot images, the gallery, health.
+
+No part of a request path is ever joined to a filesystem path: images are
+looked up by name among the ones the renderer holds in memory, and anything
+else is 404. Handlers are plain functions so FastAPI runs them in its thread
+pool: a scrape or an image request never waits on the event loop, and the
+ingest thread never blocks them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from collections.abc import Callable
+from email.utils import formatdate, parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from exporter import __version__
+from exporter.gallery import CONTENT_SECURITY_POLICY, plot_listing, render_gallery
+
+if TYPE_CHECKING:
+    from exporter.ingest import FileStatus
+    from exporter.plotting import PlotImage
+
+#: Longest time a cached exposition is served while ingest reports no change
+#: (render-time metrics change on the render thread without an ingest update).
+METRICS_CACHE_SECONDS = 2.0
+
+
+class MonitorSource(Protocol):
+    """What the ingest side shows the web side."""
+
+    @property
+    def generation(self) -> int: ...  # changes whenever the metrics may have changed
+    def is_ready(self) -> bool: ...
+    def is_alive(self) -> bool: ...
+    def files(self) -> list[FileStatus]: ...
+
+
+class PlotSource(Protocol):
+    def images(self) -> list[PlotImage]: ...
+    def image(self, file: str, plot: str) -> PlotImage | None: ...
+
+
+class NoPlots:
+    """The plot source of ``--no-plots``."""
+
+    def images(self) -> list[PlotImage]:
+        return []
+
+    def image(self, file: str, plot: str) -> PlotImage | None:
+        return None
+
+
+class ExpositionCache:
+    """One rendered exposition per content type, reused until ingest reports a change."""
+
+    def __init__(self, registry: CollectorRegistry, monitor: MonitorSource) -> None:
+        self._registry = registry
+        self._monitor = monitor
+        self._lock = threading.Lock()
+        self._cached: dict[str, tuple[int, float, bytes]] = {}
+
+    def get(self, accept: str | None) -> tuple[bytes, str]:
+        encoder, content_type = choose_encoder(accept)
+        generation = self._monitor.generation
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cached.get(content_type)
+            if hit and hit[0] == generation and now - hit[1] < METRICS_CACHE_SECONDS:
+                return hit[2], content_type
+            body = encoder(self._registry)
+            self._cached[content_type] = (generation, now, body)
+        return body, content_type
+
+
+class BearerAuth:
+    """Requires ``Authorization: Bearer <token>`` on every route but ``/healthz``."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] != "/healthz":
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                response = JSONResponse(
+                    {"detail": "missing or wrong bearer token"}, status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="larpix-monitor"'})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _quoted(etag: str) -> str:
+    return etag if etag.startswith(('"', 'W/"')) else f'"{etag}"'
+
+
+def _etag_matches(if_none_match: str, etag: str) -> bool:
+    wanted = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in wanted or etag.removeprefix("W/") in wanted
+
+
+def _not_modified_since(if_modified_since: str, updated: float) -> bool:
+    try:
+        return int(updated) <= parsedate_to_datetime(if_modified_since).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return False
+
+
+def _client_has_it(request: Request, etag: str, updated: float) -> bool:
+    """RFC 9110: If-None-Match decides when present; If-Modified-Since only otherwise."""
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None:
+        return _etag_matches(if_none_match, etag)
+    if_modified_since = request.headers.get("if-modified-since")
+    return if_modified_since is not None and _not_modified_since(if_modified_since, updated)
+
+
+def _not_found() -> Response:
+    return JSONResponse({"detail": "not found"}, status_code=404)
+
+
+def create_app(registry: CollectorRegistry, monitor: MonitorSource,
+               plots: PlotSource | None = None, auth_token: str | None = None) -> FastAPI:
+    plot_source: PlotSource = plots or NoPlots()
+    exposition = ExpositionCache(registry, monitor)
+    app = FastAPI(title="larpix-monitor", version=__version__,
+                  description="Live data-quality monitor for LArPix pixel detectors.")
+
+    def route(path: str, **options: Any) -> Callable[[Callable], Callable]:
+        """GET (documented) and HEAD (same handler, not listed twice in the schema)."""
+        def register(handler: Callable) -> Callable:
+            app.add_api_route(path, handler, methods=["GET"], **options)
+            app.add_api_route(path, handler, methods=["HEAD"], include_in_schema=False,
+                              **options)
+            return handler
+        return register
+
+    @route("/metrics", response_class=Response,
+           summary="Prometheus exposition (OpenMetrics when the Accept header asks)")
+    def metrics(request: Request) -> Response:
+        body, content_type = exposition.get(request.headers.get("accept"))
+        return Response(body, media_type=content_type)
+
+    @route("/", response_class=HTMLResponse,
+           summary="Gallery of the latest plots of every file")
+    def gallery() -> HTMLResponse:
+        page = render_gallery(monitor.files(), plot_source.images())
+        return HTMLResponse(page, headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY,
+                                           "Cache-Control": "no-cache"})
+
+    @route("/api/plots",
+           summary="Every plot: file, plot, url, updated (unix time)")
+    def api_plots() -> JSONResponse:
+        return JSONResponse(plot_listing(plot_source.images()),
+                            headers={"Cache-Control": "no-cache"})
+
+    @route("/plots/{file}/{plot}.png", response_class=Response,
+           summary="Latest PNG of one plot of one file")
+    def plot_image(file: str, plot: str, request: Request) -> Response:
+        image = plot_source.image(file, plot)
+        if image is None:
+            return _not_found()
+        etag = _quoted(image.etag)
+        headers = {"ETag": etag, "Last-Modified": formatdate(image.updated, usegmt=True),
+                   "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+        if _client_has_it(request, etag, image.updated):
+            return Response(status_code=304, headers=headers)
+        return Response(image.png, media_type="image/png", headers=headers)
+
+    @route("/healthz", summary="Liveness")
+    def healthz() -> JSONResponse:
+        if monitor.is_alive():
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ingest stopped"}, status_code=503)
+
+    @route("/readyz", summary="Ready once the first scan is done")
+    def readyz() -> JSONResponse:
+        if monitor.is_ready():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "starting"}, status_code=503)
+
+    if auth_token:
+        app.add_middleware(BearerAuth, token=auth_token)
+    return app
+
