@@ -1,0 +1,122 @@
+"""``larpix-monitor serve``: ingest thread, render thread and HTTP, under uvicorn.
+
+Start-up checks the user's choices first (data directory, plot directory,
+plot names, address) and stops with one line if one is wrong. SIGTERM and
+Ctrl-C stop uvicorn gracefully; then ingest finishes its current chunk, the
+state is saved and the figures are closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+
+from exporter.app import create_app
+from exporter.config import MonitorConfig
+from exporter.ingest import Ingest
+from exporter.metrics import DetectorMetrics, MonitorHealth, build_registry
+from exporter.plotting import PlotRenderer, discover_plots
+from exporter.state import StateStore
+from exporter.watcher import DirectoryWatcher
+
+log = logging.getLogger(__name__)
+
+EXIT_USAGE = 2
+
+
+class StartupError(Exception):
+    """A setting the service cannot start with; the message is the one line to show."""
+
+
+def serve(config: MonitorConfig) -> int:
+    logging.getLogger().setLevel(config.log_level)
+    try:
+        data_dir, plot_dir = _check_directories(config)
+        sock = _listen(config.host, config.port)
+    except StartupError as err:
+        log.error("%s", err)
+        return EXIT_USAGE
+
+    health = MonitorHealth()
+    detector = DetectorMetrics(rate_window=config.rate_window, hot_rate=config.hot_rate)
+    renderer = None
+    if not config.no_plots:
+        renderer = PlotRenderer(discover_plots(config.plugin_dirs), plot_dir, ext=config.ext,
+                                selected=config.plots, health=health)
+        if renderer.unknown:  # the renderer has said which, in one line
+            sock.close()
+            renderer.shutdown()
+            return EXIT_USAGE
+    watcher = DirectoryWatcher(data_dir, config.glob, use_events=not config.poll)
+    ingest = Ingest(config, watcher, detector, health, StateStore.in_plot_dir(plot_dir), renderer)
+    app = create_app(build_registry(detector, health), ingest, renderer, config.auth_token)
+    server = uvicorn.Server(uvicorn.Config(
+        app, log_config=None, log_level=config.log_level.lower(),
+        access_log=config.log_level == "DEBUG", timeout_graceful_shutdown=5))
+    _handle_stop_signals(server)
+
+    ingest.start()
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    log.info("serving http://%s:%d/ (data %s, plots %s)", host, sock.getsockname()[1],
+             data_dir, plot_dir)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        ingest.stop()
+        if renderer is not None:
+            renderer.shutdown()
+        log.info("stopped; state saved")
+    return 0
+
+
+def _check_directories(config: MonitorConfig) -> tuple[Path, Path]:
+    data_dir = config.data_dir.expanduser().resolve()
+    if not data_dir.is_dir():
+        reason = "is not a directory" if data_dir.exists() else "no such directory"
+        raise StartupError(f"{config.data_dir}: data directory {reason}")
+    plot_dir = config.plot_dir.expanduser().resolve()
+    try:
+        plot_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StartupError(f"{config.plot_dir}: cannot create the plot directory: "
+                           f"{err.strerror}") from None
+    if plot_dir == data_dir:
+        raise StartupError(f"{config.plot_dir}: the plot directory must not be the data "
+                           "directory (the data directory is only ever read)")
+    return data_dir, plot_dir
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind before anything starts, so a busy port is one clear line, not a traceback."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as err:
+        raise StartupError(f"--host {host}: {err.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as err:
+        sock.close()
+        raise StartupError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _handle_stop_signals(server: uvicorn.Server) -> None:
+    """Our handlers outlive uvicorn's: it re-raises the signal after its graceful shutdown,
+    which must not kill the process before the state is saved."""
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        if server.should_exit and signum == signal.SIGINT:
+            server.force_exit = True
+        server.should_exit = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)

@@ -1,0 +1,197 @@
+"""Helpers for the service tests: a real ``larpix-monitor serve`` subprocess on a free port,
+scraping and parsing its /metrics, and comparing with the simulator's ground truth."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import httpx
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+#: The installed console script (pyproject's ``larpix-monitor = exporter.cli:main``).
+MONITOR = str(Path(sys.executable).parent / "larpix-monitor")
+
+Samples = dict[tuple[str, frozenset], float]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MonitorProcess:
+    """``larpix-monitor serve`` as a user runs it, logging to ``log_path``."""
+
+    def __init__(self, data_dir: Path, plot_dir: Path, *extra: str, port: int | None = None,
+                 interval: float = 1.0, log_path: Path | None = None) -> None:
+        self.data_dir, self.plot_dir = data_dir, plot_dir
+        self.port = port or free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path or plot_dir.parent / f"monitor-{self.port}.log"
+        self.args = [MONITOR, "serve", "-i", str(data_dir), "-o", str(plot_dir),
+                     "--port", str(self.port), "--interval", str(interval), *extra]
+        self.proc: subprocess.Popen | None = None
+        self.headers: dict[str, str] = {}
+
+    def start(self, wait: bool = True) -> MonitorProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed in stop()
+        self._log = log
+        self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        if wait:
+            self.wait_ready()
+        return self
+
+    def __enter__(self) -> MonitorProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.stop()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"monitor exited with {self.proc.returncode}:\n"
+                                     + self.log_text()[-3000:])
+            try:
+                if httpx.get(self.base + "/readyz", headers=self.headers, timeout=1).status_code \
+                        == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("monitor not ready in time:\n" + self.log_text()[-3000:])
+
+    def get(self, path: str, **kwargs) -> httpx.Response:
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return httpx.get(self.base + path, headers=headers, timeout=10, **kwargs)
+
+    def scrape(self) -> Samples:
+        response = self.get("/metrics")
+        assert response.status_code == 200, response.text
+        return parse_exposition(response.text)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout)
+        finally:
+            self._log.close()
+        return code
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+def parse_exposition(text: str) -> Samples:
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, frozenset(s.labels.items()))] = s.value
+    return samples
+
+
+def parse_openmetrics(text: str) -> Samples:
+    samples: Samples = {}
+    for family in openmetrics_families(text):
+        for s in family.samples:
+            samples[(s.name, frozenset(s.labels.items()))] = s.value
+    return samples
+
+
+def series(samples: Samples, name: str) -> dict[frozenset, float]:
+    return {labels: v for (n, labels), v in samples.items() if n == name}
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str,
+             interval: float = 0.1) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+# -- ground truth --------------------------------------------------------------------------
+
+def load_truth(data_file: Path) -> dict:
+    return json.loads(Path(f"{data_file}.truth.json").read_text())
+
+
+def truth_counters(truths: Iterable[dict], names: Iterable[str]) -> dict[tuple[str, frozenset],
+                                                                          float]:
+    """Counter series summed over several files (counters add up across files)."""
+    total: dict[tuple[str, frozenset], float] = {}
+    for truth in truths:
+        for name in names:
+            for entry in truth["metrics"].get(name, []):
+                key = (name, frozenset(entry["labels"].items()))
+                total[key] = total.get(key, 0.0) + entry["value"]
+    return total
+
+
+def mismatches(samples: Samples, expected: dict[tuple[str, frozenset], float],
+               names: Iterable[str]) -> list[str]:
+    """Every series of ``names`` that differs from ``expected`` (absent means zero)."""
+    names = set(names)
+    keys = set(expected) | {k for k in samples if k[0] in names}
+    wrong = []
+    for key in sorted(keys, key=str):
+        want, got = expected.get(key, 0.0), samples.get(key, 0.0)
+        if not math.isclose(want, got, rel_tol=1e-9, abs_tol=1e-9):
+            wrong.append(f"{key[0]}{dict(key[1])}: expected {want}, got {got}")
+    return wrong
+
+
+def histogram_from_counts(name: str, counts_by_group: dict[str, dict[int, int]]
+                          ) -> Callable[[Samples], list[str]]:
+    """Checks ``name``'s cumulative buckets, count and sum against raw value counts."""
+
+    def check(samples: Samples) -> list[str]:
+        wrong = []
+        groups = set(counts_by_group) | {dict(labels)["io_group"] for labels in
+                                         series(samples, name + "_count")}
+        for group in sorted(groups):
+            counts = counts_by_group.get(group, {})
+            buckets = {dict(labels)["le"]: v
+                       for labels, v in series(samples, name + "_bucket").items()
+                       if dict(labels)["io_group"] == group}
+            for le, got in buckets.items():
+                want = sum(c for v, c in counts.items() if v <= float(le))
+                if got != want:
+                    wrong.append(f"{name}_bucket io_group={group} le={le}: {want} != {got}")
+            if value(samples, name + "_count", io_group=group) != sum(counts.values()):
+                wrong.append(f"{name}_count io_group={group}")
+            if value(samples, name + "_sum", io_group=group) != sum(v * c for v, c in
+                                                                      counts.items()):
+                wrong.append(f"{name}_sum io_group={group}")
+        return wrong
+
+    return check
