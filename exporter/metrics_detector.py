@@ -142,8 +142,7 @@ class DetectorMetrics:
             self._count_types(ring_slot, kind[block])
             self._count_channels(ring_slot, is_data[block], rows.channel_id[block])
             self._count_adc_and_delay(rows, block, is_data[block], seg)
-            self._count_parity_errors(slot[block], kind[block], rows.valid_parity[block])
-            self._count_fifo(slot[block], is_data[block], rows, block)
+            self._count_rare(rows, block, slot[block], kind[block], is_data[block])
         self._count_sync_and_triggers(rows, special, kind, seg)
 
         self._unfolded_rows += len(kind)
@@ -171,16 +170,17 @@ class DetectorMetrics:
         key += channel_id & np.uint8(CHANNELS_PER_CHIP - 1)
         self._window.count_channels(key)
 
-    def _count_parity_errors(self, slot: np.ndarray, kind: np.ndarray,
-                             valid_parity: np.ndarray) -> None:
-        """Rows with valid_parity == 0 (rare: counted on their own)."""
-        rows = np.flatnonzero(valid_parity == 0)
-        np.add.at(self._parity, (slot[rows], kind[rows]), 1)
-
-    def _count_fifo(self, slot: np.ndarray, is_data: np.ndarray, rows: Rows,
-                    block: slice) -> None:
-        """Data rows with a FIFO flag (rare: counted on their own), by 4-bit flag code."""
-        flagged = np.flatnonzero((rows.word[block] & np.uint32(FIFO_BITS) != 0) & is_data)
+    def _count_rare(self, rows: Rows, block: slice, slot: np.ndarray, kind: np.ndarray,
+                    is_data: np.ndarray) -> None:
+        """Rows with valid_parity == 0 or a FIFO flag: few, found in one scan, counted apart."""
+        valid_parity = rows.valid_parity[block]
+        word = rows.word[block]
+        rare = np.flatnonzero((valid_parity == 0) | (word & np.uint32(FIFO_BITS) != 0))
+        if not len(rare):
+            return
+        bad = rare[valid_parity[rare] == 0]
+        np.add.at(self._parity, (slot[bad], kind[bad]), 1)
+        flagged = rare[(word[rare] & np.uint32(FIFO_BITS) != 0) & is_data[rare]]
         code = rows.local_fifo[block][flagged] & np.uint8(3)
         code |= (rows.shared_fifo[block][flagged] & np.uint8(3)) << np.uint8(2)
         np.add.at(self._fifo, (slot[flagged], code), 1)
@@ -188,7 +188,8 @@ class DetectorMetrics:
     def _count_adc_and_delay(self, rows: Rows, block: slice, is_data: np.ndarray,
                              seg: Segments) -> None:
         """Data rows by (io_group, delay bucket, dataword): both histograms in one count."""
-        key = np.where(is_data, rows.group[block], np.intp(N_GROUPS))
+        key = rows.group[block].astype(np.intp)
+        key[~is_data] = N_GROUPS
         key *= DELAY_BUCKETS + 1
         delay = rows.readout_delay(block)
         if delay is None:
@@ -197,7 +198,7 @@ class DetectorMetrics:
             key += delay_bucket(delay)
             delay *= is_data
             starts, groups = seg.within(block.start, block.start + len(delay))
-            np.add.at(self._delay_sum, groups, np.add.reduceat(delay, starts))
+            np.add.at(self._delay_sum, groups, np.add.reduceat(delay, starts, dtype=np.int64))
         key *= ADC_VALUES
         key += rows.dataword[block]
         self._adc_delay.add(key)

@@ -15,8 +15,8 @@ import numpy as np
 
 from exporter.packets import PACKET_DTYPE
 
-#: io_group | io_channel << 8 | chip_id << 16: bytes 0-2 of a row.
-CHIP_KEY_MASK = 0xFFFFFF
+#: chip_id | io_channel << 8 | io_group << 16: one detector's chips sit close together.
+CHIP_KEYS = 1 << 24
 #: Bits 0-1 of local_fifo (byte 2) and of shared_fifo (byte 3) of the dataword word.
 FIFO_BITS = 0x0303_0000
 #: Readout-delay buckets: ``le = 4**j - 1`` ticks for j = 0..12 (0 .. 1.7 s), then +Inf.
@@ -64,22 +64,30 @@ class Rows:
         self.shared_fifo = raw[:, 19]
 
     def chip_keys(self) -> np.ndarray:
-        """io_group | io_channel << 8 | chip_id << 16 of every row."""
-        return np.bitwise_and(self.ids, CHIP_KEY_MASK, dtype=np.intp)
+        """chip_id | io_channel << 8 | io_group << 16 of every row (bytes 2, 1, 0)."""
+        return np.right_shift(self.ids.byteswap(), 8, dtype=np.intp)
 
     def timestamp(self, rows: np.ndarray) -> np.ndarray:
         """Full 64-bit ``timestamp`` of some rows."""
         return self._stamp_low[rows] | self._stamp_high[rows].astype(np.uint64) << np.uint64(32)
 
     def readout_delay(self, rows: slice) -> np.ndarray | None:
-        """``receipt_timestamp mod 2**31 - timestamp``, or None if the file has no receipts."""
+        """``receipt_timestamp mod 2**31 - timestamp``, or None if the file has no receipts.
+
+        int32 when every timestamp of the rows is below 2**31 (LArPix v2 and
+        PACMAN times are), so the difference cannot wrap; int64 otherwise.
+        """
         if not self.has_receipt:
             return None
-        delay = (self._receipt[rows] & np.uint32(_RECEIPT_MASK)).astype(np.int64)
-        delay -= self._stamp_low[rows]
-        high = self._stamp_high[rows]
-        if high.any():
-            delay -= high.astype(np.int64) << 32
+        low, high = self._stamp_low[rows], self._stamp_high[rows]
+        delay = self._receipt[rows] & np.uint32(_RECEIPT_MASK)
+        if high.any() or low.max(initial=0) > _RECEIPT_MASK:
+            wide = delay.astype(np.int64)
+            wide -= low
+            wide -= high.astype(np.int64) << 32
+            return wide
+        delay = delay.view(np.int32)
+        delay -= low.view(np.int32)
         return delay
 
 
@@ -108,7 +116,7 @@ class ChipSlots:
 
     def __init__(self) -> None:
         # np.zeros maps pages lazily: only those keys touch are materialised.
-        self._slot_of = np.zeros(CHIP_KEY_MASK + 1, np.int32)
+        self._slot_of = np.zeros(CHIP_KEYS, np.int32)
         self.keys = np.zeros(1, np.int64)
 
     @property
@@ -127,7 +135,7 @@ class ChipSlots:
 
     @property
     def group(self) -> np.ndarray:
-        return self.keys & 0xFF
+        return self.keys >> 16
 
     @property
     def channel(self) -> np.ndarray:
@@ -135,7 +143,7 @@ class ChipSlots:
 
     @property
     def chip(self) -> np.ndarray:
-        return self.keys >> 16
+        return self.keys & 0xFF
 
 
 class Tally:
