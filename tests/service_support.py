@@ -25,6 +25,13 @@ MONITOR = str(Path(sys.executable).parent / "larpix-monitor")
 
 Samples = dict[tuple[str, frozenset], float]
 
+COUNTERS = ["larpix_packets_total", "larpix_data_packets_total", "larpix_parity_errors_total",
+            "larpix_fifo_flags_total", "larpix_sync_packets_total", "larpix_sync_gaps_total",
+            "larpix_trigger_packets_total"]
+GAUGES = ["larpix_sync_offset_ticks", "larpix_data_timestamp_seconds", "larpix_packet_rate_hz",
+          "larpix_active_channels", "larpix_hot_channels"]
+HISTOGRAMS = ["larpix_adc", "larpix_readout_delay_ticks"]
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -195,3 +202,19 @@ def histogram_from_counts(name: str, counts_by_group: dict[str, dict[int, int]]
         return wrong
 
     return check
+
+
+def all_mismatches(samples: Samples, truths: list[dict], names: Iterable[str] = (
+        *COUNTERS, *GAUGES, *HISTOGRAMS)) -> list[str]:
+    """Metrics of the design table against the truths of files with disjoint io_groups."""
+    names = list(names)
+    wrong = mismatches(samples, truth_counters(truths, names), [
+        n for n in names if n not in HISTOGRAMS])
+    if "larpix_adc" in names:
+        adc = {g: dict(enumerate(c)) for t in truths for g, c in t["adc_counts"].items()}
+        wrong += histogram_from_counts("larpix_adc", adc)(samples)
+    if "larpix_readout_delay_ticks" in names:
+        delay = {g: {int(d): n for d, n in c.items()}
+                 for t in truths for g, c in t["readout_delay_counts"].items()}
+        wrong += histogram_from_counts("larpix_readout_delay_ticks", delay)(samples)
+    return wrong

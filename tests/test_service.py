@@ -18,14 +18,12 @@ from larpix.format import hdf5format
 from service_support import (
     MONITOR,
     MonitorProcess,
+    all_mismatches,
     free_port,
-    histogram_from_counts,
     load_truth,
-    mismatches,
     parse_exposition,
     parse_openmetrics,
     series,
-    truth_counters,
     value,
     wait_for,
 )
@@ -35,13 +33,6 @@ from exporter.simulate import LiveSimulation, simulate_file
 
 PLOTS = ["AdcSpectrum", "PacketRate"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-COUNTERS = ["larpix_packets_total", "larpix_data_packets_total", "larpix_parity_errors_total",
-            "larpix_fifo_flags_total", "larpix_sync_packets_total", "larpix_sync_gaps_total",
-            "larpix_trigger_packets_total"]
-GAUGES = ["larpix_sync_offset_ticks", "larpix_data_timestamp_seconds", "larpix_packet_rate_hz",
-          "larpix_active_channels", "larpix_hot_channels"]
-
-
 @pytest.fixture
 def dirs(tmp_path: Path) -> tuple[Path, Path]:
     data, plots = tmp_path / "data", tmp_path / "plots"
@@ -51,17 +42,6 @@ def dirs(tmp_path: Path) -> tuple[Path, Path]:
 
 def rows_read(samples, fmt: str) -> float:
     return value(samples, "larpix_monitor_rows_read_total", format=fmt)
-
-
-def all_mismatches(samples, truths: list[dict]) -> list[str]:
-    """Every metric of the design table against the union of files with disjoint io_groups."""
-    wrong = mismatches(samples, truth_counters(truths, COUNTERS + GAUGES), COUNTERS + GAUGES)
-    adc = {g: dict(enumerate(c)) for t in truths for g, c in t["adc_counts"].items()}
-    delay = {g: {int(d): n for d, n in c.items()}
-             for t in truths for g, c in t["readout_delay_counts"].items()}
-    wrong += histogram_from_counts("larpix_adc", adc)(samples)
-    wrong += histogram_from_counts("larpix_readout_delay_ticks", delay)(samples)
-    return wrong
 
 
 def test_live_packet_and_raw_files_match_the_ground_truth(dirs) -> None:
