@@ -86,12 +86,16 @@ class BearerAuth:
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.token = token.encode()
+
+    def _authorised(self, scope: Scope) -> bool:
+        scheme, _, credentials = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
+        # compare_digest on every request, so timing says nothing about the token
+        return hmac.compare_digest(credentials.strip(), self.token) and scheme.lower() == b"bearer"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] != "/healthz":
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
+            if not self._authorised(scope):
                 response = JSONResponse(
                     {"detail": "missing or wrong bearer token"}, status_code=401,
                     headers={"WWW-Authenticate": 'Bearer realm="larpix-monitor"'})
