@@ -97,6 +97,7 @@ class Layout:
 
 
 def _version(attrs: h5py.AttributeManager) -> str | None:
+    """The ``version`` attribute as one short line of text, whatever type it was stored as."""
     value = attrs.get("version")
     if value is None:
         return None
@@ -104,7 +105,8 @@ def _version(attrs: h5py.AttributeManager) -> str | None:
         value = value.item()
     if isinstance(value, bytes):
         value = value.decode(errors="replace")
-    return str(value)
+    text = " ".join(str(value).split())
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def detect(f: h5py.File, path: str) -> Layout:

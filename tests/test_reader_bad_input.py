@@ -127,6 +127,15 @@ def test_missing_version_attribute(tmp_path):
     assert error.reason == "unsupported_version" and "no format version" in error.detail
 
 
+def test_odd_version_attribute_stays_one_line(tmp_path):
+    path = tmp_path / "odd.h5"
+    packet_file(path, PACKET_DTYPE)
+    with h5py.File(path, "a") as f:
+        f["_header"].attrs["version"] = np.arange(60).reshape(6, 10)
+    error = read_error(path)
+    assert error.reason == "unsupported_version" and len(error.detail) < 120
+
+
 def test_unknown_raw_version(tmp_path):
     path = tmp_path / "raw.h5"
     with h5py.File(path, "w") as f:
