@@ -135,12 +135,13 @@ class DetectorMetrics:
         stamps = special[kind[special] == TIMESTAMP]
         seg = self._clock.segments(source, rows.group, stamps, rows.timestamp(stamps))
         ring = seg.per_row(self._window.ring_slots(seg, self._chips.group))
+        column = np.where(is_data, rows.channel_id & np.uint8(CHANNELS_PER_CHIP - 1),
+                          kind + np.uint8(CHANNELS_PER_CHIP))
         for start in range(0, len(kind), BLOCK_ROWS):
             block = slice(start, start + BLOCK_ROWS)
             ring_slot = ring[block] * self._chips.capacity  # (ring slot, chip slot)
             ring_slot += slot[block]
-            self._count_types(ring_slot, kind[block])
-            self._count_channels(ring_slot, is_data[block], rows.channel_id[block])
+            self._count_slots(ring_slot, column[block])
             self._count_adc_and_delay(rows, block, is_data[block], seg)
             self._count_rare(rows, block, slot[block], kind[block], is_data[block])
         self._count_sync_and_triggers(rows, special, kind, seg)
@@ -157,18 +158,11 @@ class DetectorMetrics:
             self._fifo = grow_axis(self._fifo, 0, capacity)
             self._window.grow(capacity)
 
-    def _count_types(self, ring_slot: np.ndarray, kind: np.ndarray) -> None:
-        key = ring_slot * N_TYPES
-        key += kind
-        self._window.count_types(key)
-
-    def _count_channels(self, ring_slot: np.ndarray, is_data: np.ndarray,
-                        channel_id: np.ndarray) -> None:
-        """Data packets by (ring slot, chip slot, channel_id); other rows go outside."""
-        key = np.where(is_data, ring_slot, self._window.outside * self._chips.capacity)
-        key *= CHANNELS_PER_CHIP
-        key += channel_id & np.uint8(CHANNELS_PER_CHIP - 1)
-        self._window.count_channels(key)
+    def _count_slots(self, ring_slot: np.ndarray, column: np.ndarray) -> None:
+        """Rows by (ring slot, chip slot, channel_id of data packets or 64 + type)."""
+        key = ring_slot * self._window.columns
+        key += column
+        self._window.count(key)
 
     def _count_rare(self, rows: Rows, block: slice, slot: np.ndarray, kind: np.ndarray,
                     is_data: np.ndarray) -> None:

@@ -126,12 +126,24 @@ class ChipSlots:
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         slots = self._slot_of.take(keys)
         if not slots.all():
-            missing = slots == 0
-            new = np.unique(keys[missing])
+            missing = np.flatnonzero(slots == 0)
+            new = self._distinct(keys[missing])
             self._slot_of[new] = np.arange(len(self.keys), len(self.keys) + len(new))
             self.keys = np.concatenate([self.keys, new])
             slots[missing] = self._slot_of.take(keys[missing])
         return slots
+
+    def _distinct(self, keys: np.ndarray) -> np.ndarray:
+        """The distinct values of ``keys`` (unseen so far), sorted, without sorting all of them.
+
+        Every row writes its own (negative) index at its key; whichever row of
+        a key wins, exactly that row reads its own index back.
+        """
+        rows = np.arange(len(keys), dtype=np.int32)
+        self._slot_of[keys] = -1 - rows
+        winners = keys[-1 - self._slot_of.take(keys) == rows]
+        self._slot_of[winners] = 0
+        return np.sort(winners)
 
     @property
     def group(self) -> np.ndarray:

@@ -14,6 +14,7 @@ import numpy as np
 
 from exporter.metrics_clock import N_GROUPS, NO_TIME, Segments
 from exporter.metrics_rows import grow_axis
+from exporter.packets import DATA
 
 #: channel_id is a 6-bit field of the LArPix v2 word.
 CHANNELS_PER_CHIP = 64
@@ -30,16 +31,19 @@ class WindowView:
 
 
 class SlidingWindow:
-    """Per-second packet counts (by type) and data counts (by channel) of recent seconds.
+    """Per-second counts of recent seconds: data packets by channel, other packets by type.
 
-    A ring of ``floor(W) + 1`` slots per io_group holds the window's seconds
-    plus the current, incomplete one; one more slot (``outside``), never read
-    as a second, takes the rows that fall outside, so keys need no filtering.
-    Columns are chip slots (see ``ChipSlots``), times 64 channels for the
-    channel counts: memory follows the detector actually seen. Counts are
-    int32 so the ring stays cache-sized at 2x2 scale; type counts leave the
-    ring into ``retired`` (int64) when their slot is reused, so the ring also
-    yields the packet totals.
+    One int32 array ``counts[ring slot, chip slot, column]`` holds everything:
+    columns 0-63 count data packets by channel_id, column ``64 + type`` the
+    other packets by type (data packets of a chip are the sum of its
+    channels). A ring of ``floor(W) + 1`` slots per io_group holds the
+    window's seconds plus the current, incomplete one; one more slot
+    (``outside``), never read as a second, takes the rows that fall outside,
+    so keys need no filtering. Chip slots (see ``ChipSlots``) make memory
+    follow the detector actually seen, and int32 keeps the array cache-sized
+    at 2x2 scale (a channel cannot see 2**31 packets in a second). Counts
+    leave the ring into ``retired`` (int64) when their slot is reused or the
+    outside slot is emptied, so the ring also yields the packet totals.
     """
 
     def __init__(self, width: float, n_types: int, hot_rate: float) -> None:
@@ -47,20 +51,20 @@ class SlidingWindow:
             raise ValueError(f"rate window must be at least one second, got {width}")
         self.width = width
         self.hot_rate = hot_rate
+        self.n_types = n_types
         self.span = math.floor(width)
         self.n_slots = self.span + 1
         self.outside = self.n_slots
+        self.columns = CHANNELS_PER_CHIP + n_types
         self.latest = np.full(N_GROUPS, NO_TIME, np.int64)
         self.slot_second = np.full((self.n_slots, N_GROUPS), NO_TIME, np.int64)
-        self.types = np.zeros((self.n_slots + 1, 1, n_types), np.int32)
+        self.counts = np.zeros((self.n_slots + 1, 1, self.columns), np.int32)
         self.retired = np.zeros((1, n_types), np.int64)
-        self.channels = np.zeros((self.n_slots + 1, 1, CHANNELS_PER_CHIP), np.int32)
 
     def grow(self, capacity: int) -> None:
         """Make room for chip slots ``0 .. capacity-1``."""
-        self.types = grow_axis(self.types, 1, capacity)
+        self.counts = grow_axis(self.counts, 1, capacity)
         self.retired = grow_axis(self.retired, 0, capacity)
-        self.channels = grow_axis(self.channels, 1, capacity)
 
     def ring_slots(self, seg: Segments, chip_group: np.ndarray) -> np.ndarray:
         """Advance the latest seconds; return the ring slot of each segment.
@@ -74,23 +78,24 @@ class SlidingWindow:
         self._claim(ring[inside], seg.group[inside], seg.second[inside], chip_group)
         return ring
 
-    def count_types(self, keys: np.ndarray) -> None:
-        """Count rows at flat (ring slot, chip slot, type) keys."""
-        np.add.at(self.types.reshape(-1), keys, np.int32(1))
-
-    def count_channels(self, keys: np.ndarray) -> None:
-        """Count data packets at flat (ring slot, chip slot, channel_id) keys."""
-        np.add.at(self.channels.reshape(-1), keys, np.int32(1))
+    def count(self, keys: np.ndarray) -> None:
+        """Count rows at flat (ring slot, chip slot, column) keys."""
+        np.add.at(self.counts.reshape(-1), keys, np.int32(1))
 
     def type_totals(self) -> np.ndarray:
         """Rows ever counted, by (chip slot, type)."""
-        return self.retired + self.types.sum(axis=0)
+        return self.retired + self._types(self.counts).sum(axis=0)
 
     def fold_outside(self) -> None:
         """Empty the outside slot before its int32 counts could overflow."""
-        self.retired += self.types[self.outside]
-        self.types[self.outside] = 0
-        self.channels[self.outside] = 0
+        self.retired += self._types(self.counts[self.outside])
+        self.counts[self.outside] = 0
+
+    def _types(self, counts: np.ndarray) -> np.ndarray:
+        """(..., column) counts -> (..., type) counts, data = sum of the channels."""
+        types = counts[..., CHANNELS_PER_CHIP:].astype(np.int64)
+        types[..., DATA] = counts[..., :CHANNELS_PER_CHIP].sum(axis=-1, dtype=np.int64)
+        return types
 
     def _claim(self, ring: np.ndarray, group: np.ndarray, second: np.ndarray,
                chip_group: np.ndarray) -> None:
@@ -100,9 +105,8 @@ class SlidingWindow:
         changed = (wanted != NO_TIME) & (wanted != self.slot_second)
         for slot in np.flatnonzero(changed.any(axis=1)).tolist():
             stale = changed[slot, chip_group]
-            self.retired[stale] += self.types[slot, stale]
-            self.types[slot, stale] = 0
-            self.channels[slot, stale] = 0
+            self.retired[stale] += self._types(self.counts[slot, stale])
+            self.counts[slot, stale] = 0
         self.slot_second[changed] = wanted[changed]
 
     def view(self, chip_group: np.ndarray) -> WindowView:
@@ -110,26 +114,26 @@ class SlidingWindow:
         in_window = ((self.slot_second != NO_TIME)
                      & (self.slot_second >= self.latest - self.width)
                      & (self.slot_second < self.latest))
-        per_slot = self._window_sum(self.types, in_window, chip_group)
+        per_slot = self._window_sum(in_window, chip_group)
+        per_channel = per_slot[:, :CHANNELS_PER_CHIP]
+        types = self._types(per_slot)
         rate = np.stack([np.bincount(chip_group, weights=column, minlength=N_GROUPS)
-                         for column in per_slot.T], axis=1) / self.width
-        per_channel = self._window_sum(self.channels, in_window, chip_group)
+                         for column in types.T], axis=1) / self.width
         active = np.bincount(chip_group, weights=(per_channel > 0).sum(axis=1),
                              minlength=N_GROUPS).astype(np.int64)
         hot_channels = (per_channel / self.width > self.hot_rate).sum(axis=1)
         hot = np.bincount(chip_group, weights=hot_channels, minlength=N_GROUPS).astype(np.int64)
         return WindowView(rate, active, hot, has_window)
 
-    def _window_sum(self, ring: np.ndarray, in_window: np.ndarray,
-                    chip_group: np.ndarray) -> np.ndarray:
+    def _window_sum(self, in_window: np.ndarray, chip_group: np.ndarray) -> np.ndarray:
         """Sum over the ring slots in each chip slot's window: (chip slot, column)."""
-        total = np.zeros(ring.shape[1:], np.int64)
+        total = np.zeros(self.counts.shape[1:], np.int64)
         for slot in np.flatnonzero(in_window.any(axis=1)).tolist():
             columns = in_window[slot, chip_group]
             if columns.all():
-                total += ring[slot]
+                total += self.counts[slot]
             else:
-                total[columns] += ring[slot, columns]
+                total[columns] += self.counts[slot, columns]
         return total
 
 
