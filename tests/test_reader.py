@@ -255,6 +255,18 @@ def test_raw_file_appended_in_batches(tmp_path):
     assert all(c.malformed == 0 and c.format == "raw" for c in read)
 
 
+@pytest.mark.parametrize("chunk_rows", [1, 3, 17, 100, 10_000])
+def test_raw_chunk_boundaries_anywhere(tmp_path, chunk_rows):
+    rng = np.random.default_rng(chunk_rows)
+    path = tmp_path / "raw.h5"
+    msgs = [data_message(random_words(rng, int(rng.integers(0, 25)))) for _ in range(30)]
+    groups = [int(g) for g in rng.integers(1, 9, size=30)]
+    rawhdf5format.to_rawfile(str(path), msgs=msgs, msg_headers={"io_groups": groups})
+    chunks = drain(FileReader(path, chunk_rows=chunk_rows))
+    assert all(0 < c.rows <= chunk_rows for c in chunks) and sum(c.rows for c in chunks) == 30
+    np.testing.assert_array_equal(packets_of(chunks), larpix_conversion(msgs, groups, tmp_path))
+
+
 def test_raw_chunks_bounded_by_messages(tmp_path):
     rng = np.random.default_rng(12)
     path = tmp_path / "raw.h5"
