@@ -117,6 +117,7 @@ class DetectorMetrics:
             return self._clock.span(source)
 
     def update(self, chunk: Chunk, source: str) -> None:
+        """Count one chunk of the file ``source``: a scrape sees all of it or none of it."""
         packets = chunk.packets
         if packets.dtype != PACKET_DTYPE:
             raise TypeError(f"packets must have PACKET_DTYPE, got {packets.dtype}")

@@ -18,6 +18,8 @@ from exporter.packets import DATA
 
 #: channel_id is a 6-bit field of the LArPix v2 word.
 CHANNELS_PER_CHIP = 64
+#: Longest rate window: the ring holds one slot per second (~2 MB each at 2x2 scale).
+MAX_WINDOW_SECONDS = 120
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,9 @@ class SlidingWindow:
     """
 
     def __init__(self, width: float, n_types: int, hot_rate: float) -> None:
-        if not width >= 1:
-            raise ValueError(f"rate window must be at least one second, got {width}")
+        if not 1 <= width <= MAX_WINDOW_SECONDS:
+            raise ValueError(
+                f"rate window must be 1 to {MAX_WINDOW_SECONDS} seconds, not {width:g}")
         self.width = width
         self.hot_rate = hot_rate
         self.n_types = n_types

@@ -78,9 +78,13 @@ def run_once(files: list[Path], plot_dir: Path, ext: str = ".png",
              metrics_file: Path | None = None, no_plots: bool = False,
              rate_window: float = 10.0, hot_rate: float = 20.0) -> int:
     """Process ``files`` one after the other; exit status 2 if any was unusable."""
+    try:
+        detector = DetectorMetrics(rate_window, hot_rate)
+    except ValueError as error:
+        print(f"{_PROG}: {error}", file=sys.stderr)
+        return 2
     if not no_plots and not _usable_dir(Path(plot_dir)):
         return 2
-    detector = DetectorMetrics(rate_window, hot_rate)
     health = MonitorHealth()
     renderer = None if no_plots else _renderer(plot_dir, ext, plots, plugin_dirs or [], health)
     if renderer is not None and renderer.unknown:

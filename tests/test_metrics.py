@@ -382,5 +382,6 @@ def test_rejects_other_dtypes_and_too_short_windows():
     with pytest.raises(TypeError):
         DetectorMetrics().update(Chunk(np.zeros(3, [("io_group", "u1")]), 3, 3, "packet", False),
                                  "f")
-    with pytest.raises(ValueError):
-        DetectorMetrics(rate_window=0.5)
+    for width in (0.5, 121):
+        with pytest.raises(ValueError, match="rate window"):
+            DetectorMetrics(rate_window=width)
