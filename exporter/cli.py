@@ -1,4 +1,4 @@
-"""Command line: ``larpix-monitor {serve,once,demo,simulate,plots}`` and the seed's ``run_monitor.py``."""
+"""Command line: ``larpix-monitor {serve,once,demo,simulate,plots}`` and ``run_monitor.py``."""
 
 from __future__ import annotations
 
@@ -27,8 +27,16 @@ def _add_plot_options(p: argparse.ArgumentParser) -> None:
                    help="extra directory of plot modules (repeatable)")
 
 
+def _rate_window(text: str) -> float:
+    """The window holds one slot per second, so it is kept to a sane range."""
+    value = float(text)
+    if not 1 <= value <= 120:
+        raise argparse.ArgumentTypeError("must be between 1 and 120 seconds")
+    return value
+
+
 def _add_metric_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rate-window", type=float, default=DEFAULT_RATE_WINDOW, metavar="S",
+    p.add_argument("--rate-window", type=_rate_window, default=DEFAULT_RATE_WINDOW, metavar="S",
                    help="seconds of data time behind the *_rate_hz and channel gauges")
     p.add_argument("--hot-rate", type=float, default=DEFAULT_HOT_RATE, metavar="HZ",
                    help="a channel above this data rate counts as hot")
