@@ -73,6 +73,9 @@ _DATA_FIELDS = (
     ("io_group", "group", 0, 0xFF, 0),
 )
 
+#: Rows decoded per block: every temporary of a block stays in the CPU cache.
+_BLOCK_ROWS = 1 << 14
+
 #: Header rows are given this kind in the stream, to tell them from data words.
 _HEADER_KIND = 0
 #: packet_type of a header, sync or trigger row by its kind.
@@ -244,11 +247,13 @@ class _Stream:
         trigger rows are overwritten.
         """
         rows = self.rows
-        head, second, low, high = rows.view("<u4").reshape(len(rows), 4).T.copy()
+        n = len(rows)
         group = np.repeat(io_groups.astype(np.uint32), self.rows_per_msg)
-        sources = {"head": head, "second": second, "low": low, "high": high, "group": group,
-                   "odd": _odd_parity(low ^ high)}
-        out = _pack(len(rows), sources)
+        out = np.empty(n, PACKET_DTYPE)
+        packer = _Packer(min(n, _BLOCK_ROWS))
+        for start in range(0, n, _BLOCK_ROWS):
+            block = slice(start, start + _BLOCK_ROWS)
+            packer.pack(rows[block], group[block], out[block])
         kind = rows["kind"].copy()
         kind[self.header_row] = _HEADER_KIND
         markers = np.flatnonzero(kind != WORD_DATA)
@@ -268,30 +273,43 @@ def _marker_packets(rows: np.ndarray, kind: np.ndarray, io_groups: np.ndarray) -
     return out
 
 
-def _pack(n: int, sources: dict[str, np.ndarray]) -> np.ndarray:
-    """Rows of PACKET_DTYPE built from 32-bit columns by ``_DATA_FIELDS``.
+class _Packer:
+    """Data rows -> PACKET_DTYPE records, one cache-sized block at a time.
 
     The fields that share a 32-bit word of the record are OR-ed into one
-    contiguous row of a (words, n) array, which is then transposed into the
+    contiguous row of a (words, block) array, which is then transposed into the
     records in one copy: numpy moves it blockwise, where writing each field
-    into 36-byte records would cost a slow strided pass per field.
+    into 36-byte records would cost a slow strided pass per field. All buffers
+    are reused from block to block.
     """
-    n_words = PACKET_DTYPE.itemsize // 4
-    columns = np.zeros((n_words, n), np.uint32)
-    filled = np.zeros(n_words, bool)
-    part = np.empty(n, np.uint32)
-    for name, source, right, mask, left in _DATA_FIELDS:
-        index, byte = divmod(PACKET_DTYPE.fields[name][1], 4)
-        target = part if filled[index] else columns[index]
-        bits = _shifted_bits(sources[source], right, mask, 8 * byte + left, target)
-        if filled[index]:
-            np.bitwise_or(columns[index], bits, out=columns[index])
-        elif bits is not target:
-            np.copyto(target, bits)
-        filled[index] = True
-    out = np.empty(n, PACKET_DTYPE)
-    out.view("<u4").reshape(n, n_words)[:] = columns.T
-    return out
+
+    def __init__(self, block_rows: int) -> None:
+        self.words = np.empty((4, block_rows), np.uint32)
+        self.columns = np.zeros((PACKET_DTYPE.itemsize // 4, block_rows), np.uint32)
+        self.odd = np.empty(block_rows, np.uint32)
+        self.part = np.empty(block_rows, np.uint32)
+
+    def pack(self, rows: np.ndarray, group: np.ndarray, out: np.ndarray) -> None:
+        n = len(rows)
+        words, columns = self.words[:, :n], self.columns[:, :n]
+        odd, part = self.odd[:n], self.part[:n]
+        np.copyto(words, rows.view("<u4").reshape(n, 4).T)
+        head, second, low, high = words
+        np.bitwise_xor(low, high, out=odd)
+        _fold_parity(odd, part)
+        sources = {"head": head, "second": second, "low": low, "high": high, "group": group,
+                   "odd": odd}
+        filled = set()
+        for name, source, right, mask, left in _DATA_FIELDS:
+            index, byte = divmod(PACKET_DTYPE.fields[name][1], 4)
+            target = part if index in filled else columns[index]
+            bits = _shifted_bits(sources[source], right, mask, 8 * byte + left, target)
+            if index in filled:
+                np.bitwise_or(columns[index], bits, out=columns[index])
+            elif bits is not target:
+                np.copyto(target, bits)
+            filled.add(index)
+        out.view("<u4").reshape(n, len(columns))[:] = columns.T
 
 
 def _shifted_bits(value: np.ndarray, right: int, mask: int, left: int, out: np.ndarray
@@ -306,9 +324,8 @@ def _shifted_bits(value: np.ndarray, right: int, mask: int, left: int, out: np.n
     return value
 
 
-def _odd_parity(words: np.ndarray) -> np.ndarray:
-    """Bit 0 set where a 32-bit word has an odd number of set bits (other bits: noise)."""
-    folded = words ^ (words >> 16)
-    for shift in (8, 4, 2, 1):
-        folded ^= folded >> shift
-    return folded
+def _fold_parity(words: np.ndarray, scratch: np.ndarray) -> None:
+    """In place: bit 0 of each 32-bit word becomes the parity of all its bits."""
+    for shift in (16, 8, 4, 2, 1):
+        np.right_shift(words, shift, out=scratch)
+        np.bitwise_xor(words, scratch, out=words)
