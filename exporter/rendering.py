@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from matplotlib.backend_bases import FigureCanvasBase
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from exporter.packets import PACKET_DTYPE
@@ -109,6 +111,10 @@ def _write_atomically(path: Path, write: Any) -> None:
 
 def save_figure(fig: Figure, path: Path, ext: str) -> bytes:
     """Write ``fig`` to ``path`` atomically in ``ext``'s format; return its PNG bytes."""
+    if type(fig.canvas) is FigureCanvasBase:
+        # A Figure made without pyplot: give it an Agg canvas of its own, which keeps
+        # its renderer between saves instead of allocating a new pixel buffer each time.
+        FigureCanvasAgg(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     png = buffer.getvalue()

@@ -14,6 +14,7 @@ import matplotlib.dates as mdates
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.axis import Axis
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
@@ -239,9 +240,15 @@ def log_x(ax: Axes) -> None:
 
 
 def new_figure(fig: Figure | None, figsize: tuple[float, float]) -> Figure:
-    """A blank figure: the previous one cleared (reused), or a new one off pyplot."""
+    """A blank figure: the previous one cleared (reused), or a new one off pyplot.
+
+    A new figure gets its own Agg canvas, which keeps one renderer across saves
+    (a bare Figure would get a fresh canvas and pixel buffer at every save).
+    """
     if fig is None:
-        return Figure(figsize=figsize)
+        fig = Figure(figsize=figsize)
+        FigureCanvasAgg(fig)
+        return fig
     fig.clear()
     return fig
 
