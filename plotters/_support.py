@@ -6,7 +6,10 @@ Everything here is vectorised: loops run over io_groups or keys, never packets.
 
 from __future__ import annotations
 
+import threading
 import warnings
+import weakref
+from collections.abc import Callable
 from datetime import timezone
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, NullLocator
 
 from exporter.packets import DATA, TIMESTAMP, tile_of
 
@@ -43,12 +46,83 @@ def latest_before(packets: np.ndarray, is_mark: np.ndarray, last: dict[int, floa
     return values
 
 
+class BatchCache:
+    """Results computed once per batch of packets and shared by every plot that needs them.
+
+    The renderer hands the same array to all plots of a file in one render, so
+    the array's identity (held weakly: a freed array never matches) is the key.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._batch: weakref.ref | None = None
+        self._values: dict = {}
+
+    def get(self, packets: np.ndarray, key: object, compute: Callable[[], object]) -> object:
+        with self._lock:
+            if self._batch is None or self._batch() is not packets:
+                self._batch, self._values = weakref.ref(packets), {}
+            if key not in self._values:
+                self._values[key] = compute()
+            return self._values[key]
+
+
+BATCH = BatchCache()
+
+
 def data_times(packets: np.ndarray, last_timestamp: dict[int, float]) -> np.ndarray:
     """Unix data time of each packet: the latest timestamp packet (type 4) up to it, same io_group.
 
     A timestamp packet carries its own time; message packets (io_group 0) have none.
+    The result is shared between plots (read it, do not write to it).
     """
-    return latest_before(packets, packets["packet_type"] == TIMESTAMP, last_timestamp)
+    def compute() -> tuple[np.ndarray, dict[int, float]]:
+        carry = dict(last_timestamp)
+        return latest_before(packets, packets["packet_type"] == TIMESTAMP, carry), carry
+
+    times, carry = BATCH.get(packets, ("data_times", tuple(sorted(last_timestamp.items()))),
+                             compute)
+    last_timestamp.update(carry)
+    return times
+
+
+def channel_sums(packets: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Data packets per ``channel_key``: (keys, hits, sum of ADC, sum of ADC squared).
+
+    Counted with ``bincount`` over a dense index (the (io_group, io_channel) pairs
+    present, times 65,536 chip and channel values) rather than by sorting.
+    """
+    def compute() -> tuple[np.ndarray, ...]:
+        data = packets["packet_type"] == DATA
+        pair = (packets["io_group"][data].astype(np.int64) << 8) | packets["io_channel"][data]
+        used = np.zeros(1 << 16, dtype=bool)
+        used[pair] = True
+        pairs = np.flatnonzero(used)
+        index = np.zeros(1 << 16, dtype=np.int64)
+        index[pairs] = np.arange(len(pairs))
+        dense = ((index[pair] << 16) | (packets["chip_id"][data].astype(np.int64) << 8)
+                 | packets["channel_id"][data])
+        size = len(pairs) << 16
+        hits = np.bincount(dense, minlength=size)
+        seen = np.flatnonzero(hits)
+        adc = packets["dataword"][data].astype(np.float64)
+        keys = (pairs[seen >> 16] << 16) | (seen & 0xFFFF)
+        return (keys, hits[seen].astype(np.float64),
+                np.bincount(dense, weights=adc, minlength=size)[seen],
+                np.bincount(dense, weights=adc * adc, minlength=size)[seen])
+
+    return BATCH.get(packets, "channel_sums", compute)
+
+
+def timestamp_spans(packets: np.ndarray) -> dict[int, tuple[float, float]]:
+    """First and last unix time of the timestamp packets of each io_group."""
+    def compute() -> dict[int, tuple[float, float]]:
+        is_stamp = packets["packet_type"] == TIMESTAMP
+        groups, stamps = packets["io_group"][is_stamp], packets["timestamp"][is_stamp]
+        return {int(group): (float(mine.min()), float(mine.max()))
+                for group in np.unique(groups) for mine in [stamps[groups == group]]}
+
+    return BATCH.get(packets, "timestamp_spans", compute)
 
 
 class TimeBins:
@@ -131,31 +205,53 @@ class TimeBins:
 
 
 class Histograms:
-    """Fixed-edge histograms per io_group, with the values outside the edges counted."""
+    """Fixed-edge histograms per io_group, with the values outside the edges counted.
 
-    def __init__(self, edges: np.ndarray) -> None:
+    Edges are evenly spaced, in value or in log10 of value (``logarithmic``); bins
+    are found arithmetically, then corrected against the edges so that every value
+    lands where ``np.histogram`` would put it.
+    """
+
+    def __init__(self, edges: np.ndarray, logarithmic: bool = False) -> None:
         self.edges = edges
+        self.logarithmic = logarithmic
+        scale = np.log10(edges) if logarithmic else edges
+        self.start, self.step = scale[0], (scale[-1] - scale[0]) / (len(edges) - 1)
         self.counts: dict[int, np.ndarray] = {}
         self.outside: dict[int, int] = {}
 
-    def add(self, groups: np.ndarray, values: np.ndarray) -> None:
-        for group in np.unique(groups):
-            mine = values[groups == group]
-            counts, _ = np.histogram(mine, self.edges)
-            key = int(group)
-            self.counts[key] = self.counts.get(key, 0) + counts
-            self.outside[key] = self.outside.get(key, 0) + len(mine) - int(counts.sum())
+    def bin_index(self, values: np.ndarray) -> np.ndarray:
+        """Bin of each value, -1 outside the edges (the last edge is inside, as in numpy)."""
+        n_bins = len(self.edges) - 1
+        inside = (values >= self.edges[0]) & (values <= self.edges[-1])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scaled = np.log10(values) if self.logarithmic else values
+            index = np.floor((scaled - self.start) / self.step)
+        index = np.clip(np.nan_to_num(index), 0, n_bins - 1).astype(np.int64)
+        index -= (index > 0) & (values < self.edges[index])
+        index += (index < n_bins - 1) & (values >= self.edges[index + 1])
+        return np.where(inside, index, -1)
 
-    def build(self, ax: Axes, logarithmic_x: bool = False) -> None:
-        self.centres = np.sqrt(self.edges[1:] * self.edges[:-1]) if logarithmic_x else (
+    def add(self, groups: np.ndarray, values: np.ndarray) -> None:
+        index = self.bin_index(values)
+        n_bins = len(self.edges) - 1
+        for group in np.unique(groups):
+            mine = index[groups == group]
+            key = int(group)
+            counts = np.bincount(mine[mine >= 0], minlength=n_bins)
+            self.counts[key] = self.counts.get(key, 0) + counts
+            self.outside[key] = self.outside.get(key, 0) + int(np.count_nonzero(mine < 0))
+
+    def build(self, ax: Axes) -> None:
+        self.centres = np.sqrt(self.edges[1:] * self.edges[:-1]) if self.logarithmic else (
             self.edges[1:] + self.edges[:-1]) / 2
         self.lines = {group: ax.plot(self.centres, np.zeros(len(self.centres)),
                                      drawstyle="steps-mid", lw=1)[0]
                       for group in sorted(self.counts)}
         log_y(ax)
-        if logarithmic_x:
+        if self.logarithmic:
             log_x(ax)
-        ax.grid(True, which="both", alpha=0.3)
+        ax.grid(True, alpha=0.3)
 
     def refresh(self, ax: Axes) -> None:
         for group, drawn in self.lines.items():
@@ -184,10 +280,6 @@ class KeyedTotals:
         values[np.searchsorted(merged, unique)] += sums
         self.keys, self.values = merged, values
 
-    def add_counts(self, keys: np.ndarray, *columns: np.ndarray) -> None:
-        """Count each key once, plus sums of ``columns``: values are (count, sums...)."""
-        self.add(keys, np.ones(len(keys)), *columns)
-
 
 def channel_key(packets: np.ndarray) -> np.ndarray:
     """io_group, io_channel, chip_id, channel_id packed in one integer, sortable in that order."""
@@ -202,9 +294,9 @@ def channel_label(key: int) -> str:
     return f"{key >> 24}-{(key >> 16) & 255}-{(key >> 8) & 255}-{key & 255}"
 
 
-def tile_key(packets: np.ndarray) -> np.ndarray:
+def tile_key(io_group: np.ndarray, io_channel: np.ndarray) -> np.ndarray:
     """io_group * 1000 + tile of data packets."""
-    return packets["io_group"].astype(np.int64) * 1000 + tile_of(packets["io_channel"])
+    return io_group.astype(np.int64) * 1000 + tile_of(io_channel)
 
 
 def to_datenum(unix_seconds: np.ndarray) -> np.ndarray:
@@ -220,9 +312,9 @@ def utc_time_axis(ax: Axes) -> None:
 
 
 def plain_log(axis: Axis) -> None:
-    """Label a log axis 0.01, 1, 1e+04 in plain text: quicker to draw than mathtext powers."""
+    """Label a log axis 0.01, 1, 1e+04 in plain text, decades only: quicker to draw."""
     axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    axis.set_minor_formatter(NullFormatter())
+    axis.set_minor_locator(NullLocator())
 
 
 def log_y(ax: Axes) -> None:
@@ -322,17 +414,19 @@ class ChannelStats:
         self.first: dict[int, float] = {}
         self.last: dict[int, float] = {}
 
-    def update(self, packets: np.ndarray) -> None:
-        stamps = packets[packets["packet_type"] == TIMESTAMP]
-        for group in np.unique(stamps["io_group"]):
-            seconds = stamps["timestamp"][stamps["io_group"] == group]
-            key = int(group)
-            self.first[key] = min(self.first.get(key, np.inf), float(seconds.min()))
-            self.last[key] = max(self.last.get(key, -np.inf), float(seconds.max()))
-        data = packets[packets["packet_type"] == DATA]
-        keys = (tile_key(data) * 256 + data["chip_id"]) * 64 + data["channel_id"]
-        adc = data["dataword"].astype(np.float64)
-        self.totals.add_counts(keys, adc, adc * adc)
+    def update(self, packets: np.ndarray, only: tuple[int, int] | None = None) -> None:
+        """Add a batch; with ``only=(io_group, tile)``, just that tile."""
+        for group, (first, last) in timestamp_spans(packets).items():
+            if only is None or group == only[0]:
+                self.first[group] = min(self.first.get(group, np.inf), first)
+                self.last[group] = max(self.last.get(group, -np.inf), last)
+        keys, hits, adc, squares = channel_sums(packets)
+        tiles = (keys >> 24) * 1000 + tile_of((keys >> 16) & 255)
+        if only is not None:
+            mine = tiles == only[0] * 1000 + only[1]
+            keys, hits, adc, squares, tiles = (a[mine] for a in (keys, hits, adc, squares, tiles))
+        self.totals.add(tiles * 16384 + ((keys >> 8) & 255) * 64 + (keys & 255),
+                        hits, adc, squares)
 
     def livetime(self, io_group: int) -> float:
         if io_group not in self.first:

@@ -6,7 +6,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from exporter.packets import DATA, tile_of
-from plotters._support import BuiltinPlot, KeyedTotals, log_y, rescale
+from plotters._support import BuiltinPlot, KeyedTotals, channel_sums, log_y, rescale
 
 ADC_VALUES = 256
 
@@ -21,10 +21,14 @@ class AdcSpectrum(BuiltinPlot):
         self.counts: dict[int, np.ndarray] = {}
 
     def update(self, packets: np.ndarray) -> None:
-        data = packets[packets["packet_type"] == DATA]
-        for group in np.unique(data["io_group"]):
-            spectrum = np.bincount(data["dataword"][data["io_group"] == group],
-                                   minlength=ADC_VALUES)
+        data = packets["packet_type"] == DATA
+        groups = packets["io_group"][data]
+        present = np.flatnonzero(np.bincount(groups, minlength=256))
+        index = np.zeros(256, dtype=np.int64)
+        index[present] = np.arange(len(present))
+        spectra = np.bincount(index[groups] * ADC_VALUES + packets["dataword"][data],
+                              minlength=len(present) * ADC_VALUES).reshape(-1, ADC_VALUES)
+        for group, spectrum in zip(present, spectra, strict=True):
             self.counts[int(group)] = self.counts.get(int(group), 0) + spectrum
 
     def ready(self) -> bool:
@@ -43,7 +47,7 @@ class AdcSpectrum(BuiltinPlot):
         ax.set_xlim(0, ADC_VALUES - 1)
         ax.set_xlabel("ADC [counts]")
         ax.set_ylabel("data packets per ADC value")
-        ax.grid(True, which="both", alpha=0.3)
+        ax.grid(True, alpha=0.3)
 
     def refresh(self, fig: Figure) -> None:
         ax = fig.axes[0]
@@ -65,10 +69,9 @@ class ChipMeanAdc(BuiltinPlot):
         self.totals = KeyedTotals(2)
 
     def update(self, packets: np.ndarray) -> None:
-        data = packets[packets["packet_type"] == DATA]
-        keys = ((data["io_group"].astype(np.int64) * 1000 + tile_of(data["io_channel"])) * 256
-                + data["chip_id"])
-        self.totals.add_counts(keys, data["dataword"].astype(np.float64))
+        keys, hits, adc, _ = channel_sums(packets)
+        chips = ((keys >> 24) * 1000 + tile_of((keys >> 16) & 255)) * 256 + ((keys >> 8) & 255)
+        self.totals.add(chips, hits, adc)
 
     def ready(self) -> bool:
         return len(self.totals.keys) > 0

@@ -36,14 +36,11 @@ class FifoFlags(BuiltinPlot):
     def update(self, packets: np.ndarray) -> None:
         seconds = data_times(packets, self.last_timestamp)
         data = packets["packet_type"] == DATA
-        seconds, packets = seconds[data], packets[data]
-        keys = [np.full(len(packets), _ALL_DATA)]
-        times = [seconds]
+        seconds = seconds[data]
+        self.bins.add(seconds, np.full(len(seconds), _ALL_DATA))
         for key, (_, name, bit) in enumerate(FLAGS):
-            flagged = (packets[name] & bit) != 0
-            keys.append(np.full(int(flagged.sum()), key))
-            times.append(seconds[flagged])
-        self.bins.add(np.concatenate(times), np.concatenate(keys))
+            flagged = (packets[name][data] & bit) != 0
+            self.bins.add(seconds[flagged], np.full(int(flagged.sum()), key))
 
     def ready(self) -> bool:
         return len(self.bins.counts) > 0
@@ -51,14 +48,14 @@ class FifoFlags(BuiltinPlot):
     def build(self, fig: Figure) -> None:
         fig.subplots_adjust(left=0.09, right=0.97, bottom=0.09, hspace=0.1)
         rate_ax, fraction_ax = fig.subplots(2, 1, sharex=True)
-        self.rates = [rate_ax.plot([], [], ".-", ms=3, lw=1, label=label)[0]
+        self.rates = [rate_ax.plot([], [], "-", lw=1, label=label)[0]
                       for label, _, _ in FLAGS]
-        self.fractions = [fraction_ax.plot([], [], ".-", ms=3, lw=1, label=label)[0]
+        self.fractions = [fraction_ax.plot([], [], "-", lw=1, label=label)[0]
                           for label, _, _ in FLAGS]
         fraction_ax.set_ylabel("fraction of data packets")
         for ax in (rate_ax, fraction_ax):
             log_y(ax)
-            ax.grid(True, which="both", alpha=0.3)
+            ax.grid(True, alpha=0.3)
             ax.legend(loc="upper left", fontsize="small", ncols=4)
         utc_time_axis(fraction_ax)
 

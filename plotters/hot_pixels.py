@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from exporter.packets import DATA
-from plotters._support import BuiltinPlot, KeyedTotals, channel_key, channel_label, log_x
+from plotters._support import BuiltinPlot, KeyedTotals, channel_label, channel_sums, log_x
 
 
 class HotPixels(BuiltinPlot):
@@ -20,8 +19,8 @@ class HotPixels(BuiltinPlot):
         self.counts = KeyedTotals()
 
     def update(self, packets: np.ndarray) -> None:
-        data = packets[packets["packet_type"] == DATA]
-        self.counts.add_counts(channel_key(data))
+        keys, hits, _, _ = channel_sums(packets)
+        self.counts.add(keys, hits)
 
     def ready(self) -> bool:
         return len(self.counts.keys) > 0
@@ -45,7 +44,7 @@ class HotPixels(BuiltinPlot):
         log_x(ax)
         ax.set_xlabel("share of data packets [%]")
         ax.set_ylabel("io_group-io_channel-chip-channel")
-        ax.grid(True, axis="x", which="both", alpha=0.3)
+        ax.grid(True, axis="x", alpha=0.3)
 
     def refresh(self, fig: Figure) -> None:
         ax = fig.axes[0]

@@ -40,12 +40,12 @@ class PacketRate(BuiltinPlot):
     def build(self, fig: Figure) -> None:
         fig.subplots_adjust(left=0.08, right=0.83, bottom=0.12)
         ax = fig.add_subplot()
-        self.lines = [ax.plot([], [], ".-", ms=3, lw=1, label=PACKET_TYPE_NAMES[code])[0]
+        self.lines = [ax.plot([], [], "-", lw=1, label=PACKET_TYPE_NAMES[code])[0]
                       for code in self.bins.keys]
         self.total = ax.plot([], [], "k-", lw=1.5, label="total")[0]
         log_y(ax)
         utc_time_axis(ax)
-        ax.grid(True, which="both", alpha=0.3)
+        ax.grid(True, alpha=0.3)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
 
     def refresh(self, fig: Figure) -> None:
@@ -125,7 +125,7 @@ class ParityErrorFraction(BuiltinPlot):
     def build(self, fig: Figure) -> None:
         fig.subplots_adjust(left=0.08, right=0.75, bottom=0.13)
         ax = fig.add_subplot()
-        self.lines = {group: ax.plot([], [], ".-", ms=3, lw=1)[0]
+        self.lines = {group: ax.plot([], [], "-", lw=1)[0]
                       for group in np.unique(self.bins.keys // 2)}
         ax.set_yscale("symlog", linthresh=1e-5)
         plain_log(ax.yaxis)

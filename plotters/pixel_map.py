@@ -15,7 +15,6 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
 from exporter.geometry import TileLayout, shared_geometry
-from exporter.packets import tile_of
 from plotters._support import BuiltinPlot, ChannelStats, plain_log
 
 #: (array, colour-bar label, log scale) of each panel of a tile map.
@@ -73,10 +72,7 @@ class _TileMap(BuiltinPlot):
         self.geometry = shared_geometry()
 
     def update(self, packets: np.ndarray) -> None:
-        mine = ((packets["io_group"] == self.io_group)
-                & ((tile_of(packets["io_channel"]) == self.tile)
-                   | (packets["io_channel"] == 0)))
-        self.stats.update(packets[mine])
+        self.stats.update(packets, only=(self.io_group, self.tile))
 
     def ready(self) -> bool:
         return self.geometry is not None and (self.io_group, self.tile) in self.stats.tiles()

@@ -30,7 +30,8 @@ class TileRate(BuiltinPlot):
     def update(self, packets: np.ndarray) -> None:
         seconds = data_times(packets, self.last_timestamp)
         data = packets["packet_type"] == DATA
-        self.bins.add(seconds[data], tile_key(packets[data]))
+        self.bins.add(seconds[data],
+                      tile_key(packets["io_group"][data], packets["io_channel"][data]))
 
     def ready(self) -> bool:
         return len(self.bins.counts) > 0
@@ -48,10 +49,10 @@ class TileRate(BuiltinPlot):
         self.lines = {}
         for ax, group in zip(axes, groups, strict=True):
             for key in self.bins.keys[self.bins.keys // 1000 == group]:
-                self.lines[key] = ax.plot([], [], ".-", ms=3, lw=1, label=f"tile {key % 1000}")[0]
+                self.lines[key] = ax.plot([], [], "-", lw=1, label=f"tile {key % 1000}")[0]
             log_y(ax)
             ax.set_ylabel(f"io_group {group}\ndata rate [Hz]")
-            ax.grid(True, which="both", alpha=0.3)
+            ax.grid(True, alpha=0.3)
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
         utc_time_axis(axes[-1])
 

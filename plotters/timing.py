@@ -27,7 +27,6 @@ class _HistogramPlot(BuiltinPlot):
     """One panel of per-io_group histograms; subclasses fill ``self.histograms``."""
 
     figsize = (9.0, 5.0)
-    logarithmic_x = False
     xlabel = ""
     ylabel = ""
     histograms: Histograms
@@ -41,7 +40,7 @@ class _HistogramPlot(BuiltinPlot):
     def build(self, fig: Figure) -> None:
         fig.subplots_adjust(left=0.1, right=0.97, bottom=0.12)
         ax = fig.add_subplot()
-        self.histograms.build(ax, self.logarithmic_x)
+        self.histograms.build(ax)
         ax.set_xlabel(self.xlabel)
         ax.set_ylabel(self.ylabel)
 
@@ -60,8 +59,9 @@ class TimestampHist(_HistogramPlot):
         self.histograms = Histograms(TIMESTAMP_EDGES)
 
     def update(self, packets: np.ndarray) -> None:
-        data = packets[packets["packet_type"] == DATA]
-        self.histograms.add(data["io_group"], data["timestamp"].astype(np.float64))
+        data = packets["packet_type"] == DATA
+        self.histograms.add(packets["io_group"][data],
+                            packets["timestamp"][data].astype(np.float64))
 
 
 class ReadoutDelay(_HistogramPlot):
@@ -71,18 +71,17 @@ class ReadoutDelay(_HistogramPlot):
     """
 
     what = "Readout delay"
-    logarithmic_x = True
     xlabel = "receipt time - timestamp [ticks of 100 ns]"
     ylabel = "data packets per bin"
 
     def __init__(self) -> None:
-        self.histograms = Histograms(DELAY_EDGES)
+        self.histograms = Histograms(DELAY_EDGES, logarithmic=True)
 
     def update(self, packets: np.ndarray) -> None:
-        data = packets[(packets["packet_type"] == DATA) & (packets["receipt_timestamp"] != 0)]
-        delay = (data["receipt_timestamp"].astype(np.int64) % RECEIPT_MODULUS
-                 - data["timestamp"].astype(np.int64))
-        self.histograms.add(data["io_group"], delay.astype(np.float64))
+        data = (packets["packet_type"] == DATA) & (packets["receipt_timestamp"] != 0)
+        delay = (packets["receipt_timestamp"][data].astype(np.int64) % RECEIPT_MODULUS
+                 - packets["timestamp"][data].astype(np.int64))
+        self.histograms.add(packets["io_group"][data], delay.astype(np.float64))
 
 
 class SyncOffset(BuiltinPlot):

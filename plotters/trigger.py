@@ -26,7 +26,7 @@ class TriggerCorrelation(BuiltinPlot):
     def __init__(self) -> None:
         self.last_trigger: dict[int, float] = {}
         self.after = Histograms(AFTER_TRIGGER_EDGES)
-        self.spacing = Histograms(DELAY_EDGES)
+        self.spacing = Histograms(DELAY_EDGES, logarithmic=True)
 
     def update(self, packets: np.ndarray) -> None:
         triggers = packets["packet_type"] == TRIGGER
@@ -35,11 +35,12 @@ class TriggerCorrelation(BuiltinPlot):
         data = (packets["packet_type"] == DATA) & np.isfinite(latest)
         self.after.add(packets["io_group"][data],
                        packets["timestamp"][data].astype(np.float64) - latest[data])
-        self._add_spacing(packets[triggers], previous)
+        self._add_spacing(packets["io_group"][triggers], packets["timestamp"][triggers], previous)
 
-    def _add_spacing(self, triggers: np.ndarray, previous: dict[int, float]) -> None:
-        for group in np.unique(triggers["io_group"]):
-            stamps = triggers["timestamp"][triggers["io_group"] == group].astype(np.float64)
+    def _add_spacing(self, groups: np.ndarray, timestamps: np.ndarray,
+                     previous: dict[int, float]) -> None:
+        for group in np.unique(groups):
+            stamps = timestamps[groups == group].astype(np.float64)
             before = previous.get(int(group))
             if before is not None:
                 stamps = np.concatenate([[before], stamps])
@@ -57,7 +58,7 @@ class TriggerCorrelation(BuiltinPlot):
         self.after.build(after_ax)
         after_ax.set_xlabel("data timestamp - latest trigger timestamp [ticks of 100 ns]")
         after_ax.set_ylabel("data packets per 10 us")
-        self.spacing.build(spacing_ax, logarithmic_x=True)
+        self.spacing.build(spacing_ax)
         spacing_ax.set_xlabel("time between consecutive triggers [ticks of 100 ns]")
         spacing_ax.set_ylabel("triggers per bin")
 

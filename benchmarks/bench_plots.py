@@ -1,0 +1,99 @@
+"""Render time of the built-in plots for 1 M new packets: each plot alone, then all together.
+
+Each plot alone: a fresh instance gets the packets in one call and its figure is
+saved as PNG, timed together. All together: the PlotRenderer with the default
+plots, from ``add_packets`` to the finished render (files written). The target
+is the default plots for 1 M packets in at most 5 s.
+
+    .venv/bin/python benchmarks/bench_plots.py [--packets N] [--docs-images docs/images]
+
+``--docs-images`` also writes a few of the figures, at a smaller size, for the docs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from exporter.plotting import PacketFile, PlotRenderer, discover_plots
+from exporter.reader import FileReader
+from exporter.rendering import save_figure
+from exporter.simulate import simulate_file
+
+TARGET_SECONDS = 5.0
+DOC_PLOTS = ("PacketRate", "TileRate", "HotPixels", "AdcSpectrum", "PixelMaps", "ChannelHealth")
+
+
+def simulated_packets(folder: Path, n_packets: int) -> tuple[Path, np.ndarray]:
+    path = folder / "bench_run.h5"
+    simulate_file(path, "packet", n_packets=n_packets, seed=1)
+    packets = np.concatenate([chunk.packets for chunk in FileReader(path).read_new()])
+    return path, packets
+
+
+def time_each(catalog, path: Path, packets: np.ndarray, out: Path) -> dict[str, float]:
+    seconds = {}
+    for name, cls in sorted(catalog.plots.items()):
+        started = time.perf_counter()
+        fig = cls()(str(path), PacketFile(str(path), packets), None)
+        if fig is not None:
+            save_figure(fig, out / f"{name}.png", ".png")
+        seconds[name] = time.perf_counter() - started
+    return seconds
+
+
+def time_together(catalog, path: Path, packets: np.ndarray, out: Path) -> tuple[float, int]:
+    renderer = PlotRenderer(catalog, out, max_buffered_rows=len(packets) + 1)
+    started = time.perf_counter()
+    renderer.add_packets(path, packets)
+    made = renderer.render(path).result()
+    elapsed = time.perf_counter() - started
+    renderer.shutdown()
+    return elapsed, len(made)
+
+
+def write_doc_images(catalog, path: Path, packets: np.ndarray, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in DOC_PLOTS:
+        fig = catalog.plots[name]()(str(path), PacketFile(str(path), packets), None)
+        fig.set_dpi(60)
+        save_figure(fig, folder / f"{name}.png", ".png")
+        print(f"wrote {folder / f'{name}.png'}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--packets", type=int, default=1_000_000)
+    parser.add_argument("--docs-images", type=Path, metavar="DIR")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as work:
+        work_dir = Path(work)
+        os.environ.setdefault("XDG_CACHE_HOME", str(work_dir / "cache"))
+        path, packets = simulated_packets(work_dir, args.packets)
+        catalog = discover_plots([])
+        defaults = [n for n, cls in catalog.plots.items() if getattr(cls, "default", True)]
+        # Warm-up: fonts, the layout, numpy and matplotlib code paths.
+        time_each(catalog, path, packets[:20_000], work_dir / "warm")
+        each = time_each(catalog, path, packets, work_dir / "each")
+        together, made = time_together(catalog, path, packets, work_dir / "all")
+        print(f"{len(packets):,} packets, {os.cpu_count()} CPUs")
+        print(f"{'plot':<22} {'seconds':>8}")
+        for name, seconds in each.items():
+            mark = "" if name in defaults else "  (only with --plots)"
+            print(f"{name:<22} {seconds:8.3f}{mark}")
+        print(f"{'sum of default plots':<22} {sum(each[n] for n in defaults):8.3f}")
+        verdict = "meets" if together <= TARGET_SECONDS else "misses"
+        print(f"{'all default, renderer':<22} {together:8.3f}  ({made} figures; {verdict} "
+              f"the {TARGET_SECONDS:g} s target)")
+        if args.docs_images:
+            write_doc_images(catalog, path, packets, args.docs_images)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
