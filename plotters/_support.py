@@ -317,17 +317,18 @@ def plain_log(axis: Axis) -> None:
     axis.set_minor_locator(NullLocator())
 
 
-def log_y(ax: Axes) -> None:
+def log_y(ax: Axes, nonpositive: str = "mask") -> None:
+    """Log y axis; zeros are masked (lines) or clipped to the edge (bars, which start at 0)."""
     with warnings.catch_warnings():  # the axes are still empty: nothing to scale yet
         warnings.filterwarnings("ignore", NO_POSITIVE_DATA)
-        ax.set_yscale("log", nonpositive="mask")
+        ax.set_yscale("log", nonpositive=nonpositive)
     plain_log(ax.yaxis)
 
 
-def log_x(ax: Axes) -> None:
+def log_x(ax: Axes, nonpositive: str = "mask") -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", NO_POSITIVE_DATA)
-        ax.set_xscale("log", nonpositive="mask")
+        ax.set_xscale("log", nonpositive=nonpositive)
     plain_log(ax.xaxis)
 
 

@@ -41,7 +41,7 @@ class HotPixels(BuiltinPlot):
         self.bars = ax.barh(positions, np.ones(len(positions)), color="tab:red")
         ax.set_yticks(positions, [""] * len(positions), fontsize=6)
         ax.set_ylim(len(positions) - 0.5, -0.5)
-        log_x(ax)
+        log_x(ax, nonpositive="clip")
         ax.set_xlabel("share of data packets [%]")
         ax.set_ylabel("io_group-io_channel-chip-channel")
         ax.grid(True, axis="x", alpha=0.3)

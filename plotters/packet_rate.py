@@ -82,7 +82,7 @@ class PacketTypeFraction(BuiltinPlot):
         self.bars = ax.bar(PACKET_TYPE_NAMES, np.ones(len(PACKET_TYPE_NAMES)), color="tab:blue")
         self.labels = [ax.text(bar.get_x() + bar.get_width() / 2, 1.0, "", ha="center",
                                va="bottom", fontsize="small") for bar in self.bars]
-        log_y(ax)
+        log_y(ax, nonpositive="clip")
         ax.set_ylabel("fraction of packets")
         ax.tick_params(axis="x", rotation=30)
 
