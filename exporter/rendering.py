@@ -97,12 +97,23 @@ def output_path(plot_dir: Path, source: Path, plot: str, ext: str) -> Path:
     return plot_dir / f"{stem}_dqm" / f"{stem}_{plot}{ext}"
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: Read once, at import: os.umask can only be read by setting it, which is not thread-safe.
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
 def _write_atomically(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as out:
             write(out)
+        os.chmod(tmp, _FILE_MODE)  # mkstemp makes it private; figures are for everyone
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colorbar import Colorbar
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullLocator
 
@@ -315,6 +316,12 @@ def plain_log(axis: Axis) -> None:
     """Label a log axis 0.01, 1, 1e+04 in plain text, decades only: quicker to draw."""
     axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     axis.set_minor_locator(NullLocator())
+
+
+def plain_log_colorbar(colorbar: Colorbar) -> None:
+    """``plain_log`` for a colour bar, which keeps its own locators through updates."""
+    colorbar.formatter = FuncFormatter(lambda value, _: f"{value:g}")
+    colorbar.minorlocator = NullLocator()
 
 
 def log_y(ax: Axes, nonpositive: str = "mask") -> None:

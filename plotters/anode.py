@@ -9,7 +9,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from exporter.geometry import shared_geometry
-from plotters._support import BuiltinPlot, ChannelStats, plain_log
+from plotters._support import BuiltinPlot, ChannelStats, plain_log_colorbar
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,8 @@ class AnodeMap(BuiltinPlot):
         for ax, group in zip(axes, groups, strict=True):
             self.points[group] = ax.scatter([], [], c=[], marker="s", s=2, linewidths=0,
                                             norm=LogNorm(1.0, 10.0), cmap="viridis")
-            plain_log(fig.colorbar(self.points[group], ax=ax, label="hit rate [Hz]",
-                                   shrink=0.8).ax.yaxis)
+            plain_log_colorbar(fig.colorbar(self.points[group], ax=ax, label="hit rate [Hz]",
+                                            shrink=0.8))
             ax.set_xlabel("z [mm]")
             ax.set_ylabel("y [mm]")
             ax.set_aspect("equal")

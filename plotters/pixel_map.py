@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
 from exporter.geometry import TileLayout, shared_geometry
-from plotters._support import BuiltinPlot, ChannelStats, plain_log
+from plotters._support import BuiltinPlot, ChannelStats, plain_log_colorbar
 
 #: (array, colour-bar label, log scale) of each panel of a tile map.
 PANELS = (("mean", "mean ADC [counts]", False), ("std", "ADC spread (std) [counts]", False),
@@ -85,7 +85,7 @@ class _TileMap(BuiltinPlot):
             self.images.append(tile_image(ax, layout, log))
             colorbar = fig.colorbar(self.images[-1], ax=ax, label=label, shrink=0.8)
             if log:
-                plain_log(colorbar.ax.yaxis)
+                plain_log_colorbar(colorbar)
             ax.set_xlabel("x [mm]")
         fig.axes[0].set_ylabel("y [mm]")
         self.note = fig.text(0.01, 0.01, "", fontsize="small")
@@ -151,7 +151,7 @@ class PixelMaps(BuiltinPlot):
             ax.set_axis_off()
         colorbar = fig.colorbar(self.images[0], cax=fig.add_axes((0.88, 0.1, 0.025, 0.8)),
                                 label="hit rate [Hz]")
-        plain_log(colorbar.ax.yaxis)
+        plain_log_colorbar(colorbar)
 
     def refresh(self, fig: Figure) -> None:
         rates = [self.stats.tile_arrays(group, tile)["rate"] for group, tile in self.stats.tiles()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import textwrap
 import threading
 from pathlib import Path
@@ -12,7 +13,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from PIL import Image
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.metrics import DetectorMetrics, MonitorHealth, build_registry
 from exporter.packets import PACKET_DTYPE
 from exporter.plotting import (
     PacketFile,
@@ -26,18 +30,12 @@ SEED_PLUGINS = Path(__file__).parent / "seed_plugins"
 SEED_PLOTS = {"TemplatePlot", "CumulativeDataPackets", "PairCount_1", "PairCount_2"}
 
 
-class RecordingHealth:
-    """Collects what the renderer reports, as MonitorHealth would count it."""
-
-    def __init__(self) -> None:
-        self.renders: list[tuple[str, float]] = []
-        self.errors: list[str] = []
-
-    def observe_render(self, plot: str, seconds: float) -> None:
-        self.renders.append((plot, seconds))
-
-    def count_plot_error(self, plot: str) -> None:
-        self.errors.append(plot)
+def exposed(health: MonitorHealth) -> dict[tuple[str, str], float]:
+    """(sample name, plot label) -> value, from the Prometheus exposition of ``health``."""
+    text = generate_latest(build_registry(DetectorMetrics(), health)).decode()
+    return {(sample.name, sample.labels.get("plot", "")): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples
+            if "plot" in sample.labels and "le" not in sample.labels}
 
 
 def packets(n: int, io_group: int = 1, packet_type: int = 0, start: int = 0) -> np.ndarray:
@@ -241,7 +239,7 @@ def test_failing_plugin_keeps_last_image_and_others_go_on(tmp_path, caplog):
     """)
     write_module(tmp_path / "plugins", "recorder", RECORDER)
     catalog = discover_plots([tmp_path / "plugins"])
-    health = RecordingHealth()
+    health = MonitorHealth()
     renderer = PlotRenderer(catalog, tmp_path / "out", health=health,
                             selected=["Flaky", "NotAFigure", "Recorder"])
     source = Path("/d/run.h5")
@@ -258,9 +256,12 @@ def test_failing_plugin_keeps_last_image_and_others_go_on(tmp_path, caplog):
     assert kept.path.read_bytes() == first["Flaky"].png
     assert renderer.image("run", "Recorder").png != first["Recorder"].png
     assert renderer.image("run", "NotAFigure") is None
-    assert health.errors.count("Flaky") == 3
-    assert health.errors.count("NotAFigure") == 4
-    assert sum(1 for plot, _ in health.renders if plot == "Recorder") == 4
+    metrics = exposed(health)
+    assert metrics[("larpix_monitor_plot_errors_total", "Flaky")] == 3
+    assert metrics[("larpix_monitor_plot_errors_total", "NotAFigure")] == 4
+    assert metrics[("larpix_monitor_plot_render_seconds_count", "Recorder")] == 4
+    assert metrics[("larpix_monitor_plot_render_seconds_count", "Flaky")] == 1
+    assert ("larpix_monitor_plot_errors_total", "Recorder") not in metrics
     tracebacks = [r for r in caplog.records if "Traceback" in r.getMessage()]
     assert len(tracebacks) == 2
     assert any("ZeroDivisionError: bad bin" in r.getMessage() for r in tracebacks)
@@ -282,6 +283,9 @@ def test_extensions_on_disk_and_png_in_memory(tmp_path, ext, magic):
     assert image.png.startswith(b"\x89PNG")
     assert image.etag == '"' + hashlib.blake2b(image.png, digest_size=16).hexdigest() + '"'
     assert sorted(p.name for p in image.path.parent.iterdir()) == [image.path.name]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert image.path.stat().st_mode & 0o777 == 0o666 & ~umask
     assert renderer.images() == [image]
 
 
