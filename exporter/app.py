@@ -2,9 +2,11 @@
 
 No part of a request path is ever joined to a filesystem path: images are
 looked up by name among the ones the renderer holds in memory, and anything
-else is 404. Handlers are plain functions so FastAPI runs them in its thread
-pool: a scrape or an image request never waits on the event loop, and the
-ingest thread never blocks them.
+else is 404. Ingest and rendering run on their own threads, so requests never
+wait for them: lookups that take microseconds (images, listings, health) run
+on the event loop, and the one handler that can take milliseconds, building
+the /metrics exposition, is a plain function that FastAPI runs in its thread
+pool.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from prometheus_client.exposition import choose_encoder
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from exporter import __version__
+from exporter.exposition import Exposition
 from exporter.gallery import CONTENT_SECURITY_POLICY, plot_listing, render_gallery
 
 if TYPE_CHECKING:
@@ -65,18 +68,19 @@ class ExpositionCache:
     def __init__(self, registry: CollectorRegistry, monitor: MonitorSource) -> None:
         self._registry = registry
         self._monitor = monitor
+        self._exposition = Exposition()
         self._lock = threading.Lock()
         self._cached: dict[str, tuple[int, float, bytes]] = {}
 
     def get(self, accept: str | None) -> tuple[bytes, str]:
-        encoder, content_type = choose_encoder(accept)
+        _, content_type = choose_encoder(accept or "")
         generation = self._monitor.generation
         now = time.monotonic()
-        with self._lock:
+        with self._lock:  # concurrent scrapes wait for one build, then share it
             hit = self._cached.get(content_type)
             if hit and hit[0] == generation and now - hit[1] < METRICS_CACHE_SECONDS:
                 return hit[2], content_type
-            body = encoder(self._registry)
+            body, content_type = self._exposition.encode(self._registry, accept)
             self._cached[content_type] = (generation, now, body)
         return body, content_type
 
@@ -157,20 +161,20 @@ def create_app(registry: CollectorRegistry, monitor: MonitorSource,
 
     @route("/", response_class=HTMLResponse,
            summary="Gallery of the latest plots of every file")
-    def gallery() -> HTMLResponse:
+    async def gallery() -> HTMLResponse:
         page = render_gallery(monitor.files(), plot_source.images())
         return HTMLResponse(page, headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY,
                                            "Cache-Control": "no-cache"})
 
     @route("/api/plots",
            summary="Every plot: file, plot, url, updated (unix time)")
-    def api_plots() -> JSONResponse:
+    async def api_plots() -> JSONResponse:
         return JSONResponse(plot_listing(plot_source.images()),
                             headers={"Cache-Control": "no-cache"})
 
     @route("/plots/{file}/{plot}.png", response_class=Response,
            summary="Latest PNG of one plot of one file")
-    def plot_image(file: str, plot: str, request: Request) -> Response:
+    async def plot_image(file: str, plot: str, request: Request) -> Response:
         image = plot_source.image(file, plot)
         if image is None:
             return _not_found()
@@ -182,13 +186,13 @@ def create_app(registry: CollectorRegistry, monitor: MonitorSource,
         return Response(image.png, media_type="image/png", headers=headers)
 
     @route("/healthz", summary="Liveness")
-    def healthz() -> JSONResponse:
+    async def healthz() -> JSONResponse:
         if monitor.is_alive():
             return JSONResponse({"status": "ok"})
         return JSONResponse({"status": "ingest stopped"}, status_code=503)
 
     @route("/readyz", summary="Ready once the first scan is done")
-    def readyz() -> JSONResponse:
+    async def readyz() -> JSONResponse:
         if monitor.is_ready():
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "starting"}, status_code=503)
