@@ -35,6 +35,7 @@ class StartupError(Exception):
 
 def serve(config: MonitorConfig) -> int:
     logging.getLogger().setLevel(config.log_level)
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)  # our own lines name the files
     try:
         data_dir, plot_dir = _check_directories(config)
         sock = _listen(config.host, config.port)
