@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
+import subprocess
+import sys
 import textwrap
 import threading
 from pathlib import Path
@@ -27,6 +30,7 @@ from exporter.plotting import (
 )
 
 SEED_PLUGINS = Path(__file__).parent / "seed_plugins"
+BIN = Path(sys.executable).parent
 SEED_PLOTS = {"TemplatePlot", "CumulativeDataPackets", "PairCount_1", "PairCount_2"}
 
 
@@ -369,3 +373,72 @@ def test_plots_marked_not_default_run_only_when_named(tmp_path):
     assert not per_tile & set(by_default.plots)
     assert {"PixelMaps", "ChannelHealth", "PacketRate"} <= set(by_default.plots)
     assert list(named.plots) == ["PixelMap_1_3", "HotPixels"]
+
+
+# -- the command line and the service, as a user runs them -----------------------------
+
+FAILING_PLUGINS = {
+    "broken_syntax": "class Broken(:\n    pass\n",
+    "raises": """
+        from matplotlib.figure import Figure
+
+        class Raises(object):
+            def __call__(self, filename, fh, fig=None):
+                raise RuntimeError('this plugin always fails')
+    """,
+}
+
+
+@pytest.fixture(scope="module")
+def sim_file(tmp_path_factory):
+    from exporter.simulate import simulate_file
+
+    path = tmp_path_factory.mktemp("cli") / "run_cli.h5"
+    simulate_file(path, "packet", n_packets=20_000, seed=2)
+    return path
+
+
+def run(*args, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300, check=False)
+
+
+@pytest.mark.parametrize("entry", ["once", "run_monitor"])
+def test_seed_plugins_in_once_mode_write_the_seed_paths(entry, sim_file, tmp_path):
+    broken = tmp_path / "broken"
+    for name, source in FAILING_PLUGINS.items():
+        write_module(broken, name, source)
+    plots = ["TemplatePlot", "CumulativeDataPackets", "PairCount_2", "Raises", "PacketRate"]
+    out = tmp_path / "out"
+    if entry == "once":
+        done = run(BIN / "larpix-monitor", "once", sim_file, "-o", out, "--plugin-dir",
+                   SEED_PLUGINS, "--plugin-dir", broken, "--plots", *plots, cwd=tmp_path)
+    else:
+        done = run(BIN / "run_monitor.py", "--once", sim_file, "-o", out, "--plugin-dir",
+                   SEED_PLUGINS, "--plugin-dir", broken, "--plots", *plots, cwd=tmp_path)
+    written = sorted(p.name for p in (out / "run_cli_dqm").iterdir())
+    assert written == sorted(f"run_cli_{p}.png" for p in plots if p != "Raises"), done.stderr
+    for name in written:
+        with Image.open(out / "run_cli_dqm" / name) as image:
+            assert np.asarray(image.convert("L"), dtype=float).var() > 0
+    failure = [line for line in done.stderr.splitlines() if "broken_syntax.py" in line]
+    assert len(failure) == 1 and "SyntaxError" in failure[0]
+    assert done.stderr.count("RuntimeError: this plugin always fails") == 1
+
+
+def test_seed_plugins_in_serve_mode_are_served_and_written(sim_file, tmp_path):
+    from service_support import MonitorProcess, wait_for
+
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(sim_file, data / sim_file.name)
+    out = tmp_path / "plots"
+    plots = ["TemplatePlot", "CumulativeDataPackets", "PacketRate"]
+    with MonitorProcess(data, out, "--plugin-dir", str(SEED_PLUGINS), "--plots", *plots) as mon:
+        files = [out / "run_cli_dqm" / f"run_cli_{p}.png" for p in plots]
+        wait_for(lambda: all(f.exists() for f in files), 60, "plot files")
+        for plot, path in zip(plots, files, strict=True):
+            response = mon.get(f"/plots/run_cli/{plot}.png")
+            assert response.status_code == 200
+            assert response.headers["content-type"] == "image/png"
+            assert response.content == path.read_bytes()
