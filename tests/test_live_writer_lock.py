@@ -121,7 +121,11 @@ def go(writer: subprocess.Popen) -> None:
 def poll_until_done(writer: subprocess.Popen, reader: FileReader) -> tuple[list, int, list]:
     """Read in a loop while the writer runs; then once more after it exits."""
     chunks, polls_with_rows, errors = [], 0, []
+    deadline = time.monotonic() + 300
     while True:
+        if time.monotonic() > deadline:
+            writer.kill()
+            raise AssertionError("the writer did not finish within 300 s")
         done = writer.poll() is not None
         try:
             new = list(reader.read_new())
