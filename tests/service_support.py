@@ -20,8 +20,9 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-#: The installed console script (pyproject's ``larpix-monitor = exporter.cli:main``).
+#: The installed console scripts (pyproject's ``[project.scripts]``).
 MONITOR = str(Path(sys.executable).parent / "larpix-monitor")
+RUN_MONITOR = str(Path(sys.executable).parent / "run_monitor.py")
 
 Samples = dict[tuple[str, frozenset], float]
 
@@ -43,12 +44,13 @@ class MonitorProcess:
     """``larpix-monitor serve`` as a user runs it, logging to ``log_path``."""
 
     def __init__(self, data_dir: Path, plot_dir: Path, *extra: str, port: int | None = None,
-                 interval: float = 1.0, log_path: Path | None = None) -> None:
+                 interval: float = 1.0, log_path: Path | None = None,
+                 command: tuple[str, ...] = (MONITOR, "serve")) -> None:
         self.data_dir, self.plot_dir = data_dir, plot_dir
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path or plot_dir.parent / f"monitor-{self.port}.log"
-        self.args = [MONITOR, "serve", "-i", str(data_dir), "-o", str(plot_dir),
+        self.args = [*command, "-i", str(data_dir), "-o", str(plot_dir),
                      "--port", str(self.port), "--interval", str(interval), *extra]
         self.proc: subprocess.Popen | None = None
         self.headers: dict[str, str] = {}

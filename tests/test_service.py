@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import h5py
 import httpx
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from larpix import Packet_v2
 from larpix.format import hdf5format
 from service_support import (
     MONITOR,
+    RUN_MONITOR,
     MonitorProcess,
     all_mismatches,
     free_port,
@@ -46,8 +48,18 @@ def rows_read(samples, fmt: str) -> float:
     return value(samples, "larpix_monitor_rows_read_total", format=fmt)
 
 
+def payload_bytes(packet_file: Path, raw_file: Path) -> int:
+    """Bytes of rows as stored: packet rows, or raw messages plus their header rows."""
+    with h5py.File(packet_file, "r", locking=False) as f:
+        packets = f["packets"].shape[0] * f["packets"].dtype.itemsize
+    with h5py.File(raw_file, "r", locking=False) as f:
+        raw = sum(m.size for m in f["msgs"][:]) + f["msg_headers"][:].nbytes
+    return packets + raw
+
+
 def test_live_packet_and_raw_files_match_the_ground_truth(dirs) -> None:
     data, plots = dirs
+    started = time.time()
     with MonitorProcess(data, plots, "--plots", *PLOTS) as monitor:
         packet = LiveSimulation(data / "run-packet.h5", "packet", rate=3000, io_groups=(1, 2),
                                 seed=11)
@@ -72,8 +84,12 @@ def test_live_packet_and_raw_files_match_the_ground_truth(dirs) -> None:
         assert 0 < seen_growing[3] < seen_growing[-1]  # counted while the file grew
         assert value(samples, "larpix_monitor_read_errors_total") == 0
         assert series(samples, "larpix_monitor_read_errors_total") == {}
-        assert value(samples, "larpix_monitor_bytes_read_total") > 0
+        assert value(samples, "larpix_monitor_bytes_read_total") == payload_bytes(
+            data / "run-packet.h5", data / "run-raw.h5")
         assert value(samples, "larpix_monitor_files", state="active") == 2
+        last = value(samples, "larpix_monitor_last_ingest_timestamp_seconds")
+        assert started <= last <= time.time()
+        assert 0 <= value(samples, "larpix_monitor_ingest_lag_seconds") < 5
 
         expected_plots = {(stem, plot) for stem in ("run-packet", "run-raw") for plot in PLOTS}
         listing = wait_for(lambda: (lst := monitor.get("/api/plots").json()) and {
@@ -389,3 +405,16 @@ def test_demo_serves_live_runs_of_both_formats_and_cleans_up(tmp_path: Path) -> 
     assert f"Open http://127.0.0.1:{port}/" in output
     assert data_dir.name == "data" and not data_dir.parent.exists()  # temporary: removed
     assert "Traceback" not in output
+
+
+def test_the_seed_entry_point_serves_the_same(dirs) -> None:
+    data, plots = dirs
+    truth = simulate_file(data / "seed.h5", "packet", n_packets=4_000, seed=7, io_groups=(3,))
+    with MonitorProcess(data, plots, "--plots", "AdcSpectrum",
+                        command=(RUN_MONITOR,)) as monitor:
+        samples = wait_for(lambda: (s := monitor.scrape()) and rows_read(s, "packet")
+                           == truth["rows"] and s, 10, "the file")
+        assert all_mismatches(samples, [truth]) == []
+        wait_for(lambda: (plots / "seed_dqm" / "seed_AdcSpectrum.png").exists(), 20,
+                 "the seed's plot path")
+        assert monitor.get("/plots/seed/AdcSpectrum.png").status_code == 200
