@@ -20,7 +20,7 @@ from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colorbar import Colorbar
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, NullLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from exporter.packets import DATA, TIMESTAMP, tile_of
 
@@ -319,7 +319,11 @@ def plain_log(axis: Axis) -> None:
 
 
 def plain_log_colorbar(colorbar: Colorbar) -> None:
-    """``plain_log`` for a colour bar, which keeps its own locators through updates."""
+    """``plain_log`` for a colour bar (which keeps its own locators through updates).
+
+    Ticks at 1, 2 and 5 per decade: a map's colour range is often under a decade.
+    """
+    colorbar.locator = LogLocator(subs=(1.0, 2.0, 5.0))
     colorbar.formatter = FuncFormatter(lambda value, _: f"{value:g}")
     colorbar.minorlocator = NullLocator()
 

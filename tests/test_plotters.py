@@ -436,11 +436,15 @@ def multi_tile_layout(layout_env, tmp_path_factory):
     return make_multi_tile_layout(layout_env.path, tmp_path_factory.mktemp("multi"))
 
 
-def test_anode_map_places_each_tile_where_the_layout_says(sim, multi_tile_layout):
+def test_anode_map_places_each_tile_where_the_layout_says(sim, multi_tile_layout, tmp_path):
     doc = yaml.safe_load(multi_tile_layout.read_text())
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PIXEL_GEOMETRY_PATH", str(multi_tile_layout))
         fig = call("AnodeMap", sim["path"], sim["packets"])
+    save_figure(fig, tmp_path / "AnodeMap.png", ".png")
+    with Image.open(tmp_path / "AnodeMap.png") as image:
+        assert image.size == tuple(np.rint(fig.get_size_inches() * fig.dpi).astype(int))
+        assert np.asarray(image.convert("L"), dtype=float).var() > 100
     rows = sim["rows"]
     cells = np.array(list(doc["chip_channel_to_position"].values()))
     half_z, half_y = (cells.max(axis=0) - cells.min(axis=0) + 1) * doc["pixel_pitch"] / 2
