@@ -178,6 +178,7 @@ class FileReader:
         available = min(msgs.shape[0], headers.shape[0])
         start = self._first_row(available)
         end = _filled_end(msgs, start, available, _empty_messages)
+        end = _headers_written_end(headers, start, end)
         blocks, stop, packets = [], start, 0
         while stop < end and stop - start < self.chunk_rows and packets < self.chunk_rows:
             wanted = math.ceil((self.chunk_rows - packets) / self._packets_per_message)
@@ -235,6 +236,15 @@ def _filled_end(dset: h5py.Dataset, start: int, end: int,
         end = low
         block = min(block * 16, _MAX_TAIL_BLOCK)
     return start
+
+
+def _headers_written_end(headers: h5py.Dataset, start: int, end: int) -> int:
+    """to_rawfile writes ``msgs`` before ``msg_headers``: in a file whose messages carry
+    io_groups, trailing zero headers are not written yet, so their messages wait."""
+    header_end = _filled_end(headers, start, end, _zero_rows)
+    if header_end > start or (start > 0 and headers[start - 1]["io_groups"] != 0):
+        return header_end
+    return end
 
 
 def _zero_rows(rows: np.ndarray) -> np.ndarray:

@@ -301,6 +301,37 @@ def test_raw_trailing_empty_messages_wait(tmp_path):
                                   larpix_conversion(msgs, [2] * 6, tmp_path))
 
 
+def test_raw_messages_wait_for_their_headers(tmp_path):
+    """A poll between to_rawfile's write of msgs and of msg_headers must not read io_group 0."""
+    rng = np.random.default_rng(14)
+    path = tmp_path / "raw.h5"
+    msgs = [data_message(random_words(rng, 3)) for _ in range(6)]
+    rawhdf5format.to_rawfile(str(path), msgs=msgs[:4], msg_headers={"io_groups": [3] * 4})
+    with h5py.File(path, "a", libver="latest") as f:  # messages written, headers not yet
+        f["msgs"].resize((6,))
+        f["msg_headers"].resize((6,))
+        f["msgs"][4:] = [np.frombuffer(m, np.uint8) for m in msgs[4:]]
+    reader = FileReader(path)
+    first = drain(reader)
+    assert reader.cursor.rows == 4
+    with h5py.File(path, "a", libver="latest") as f:
+        f["msg_headers"][4:] = np.array([(3,), (3,)], f["msg_headers"].dtype)
+    second = drain(reader)
+    assert reader.cursor.rows == 6
+    np.testing.assert_array_equal(packets_of(first + second),
+                                  larpix_conversion(msgs, [3] * 6, tmp_path))
+
+
+def test_raw_file_without_headers_is_read(tmp_path):
+    """Files written without msg_headers carry io_group 0 throughout: nothing waits."""
+    rng = np.random.default_rng(15)
+    path = tmp_path / "raw.h5"
+    msgs = [data_message(random_words(rng, 3)) for _ in range(5)]
+    rawhdf5format.to_rawfile(str(path), msgs=msgs, msg_headers={"io_groups": [0] * 5})
+    chunks = drain(FileReader(path))
+    np.testing.assert_array_equal(packets_of(chunks), larpix_conversion(msgs, [0] * 5, tmp_path))
+
+
 HOLD_OPEN_FOR_SWMR_WRITE = """
 import sys, time, h5py
 with h5py.File(sys.argv[1], 'a', libver='latest', locking=False) as f:
