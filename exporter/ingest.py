@@ -26,7 +26,7 @@ from exporter.config import MonitorConfig
 from exporter.errors import InputError, TransientReadError
 from exporter.metrics import DetectorMetrics, MonitorHealth
 from exporter.plotting import PlotRenderer
-from exporter.reader import FileReader
+from exporter.reader import Cursor, FileReader
 from exporter.state import StateStore
 from exporter.watcher import DirectoryWatcher, FileChange, FileStat
 
@@ -92,6 +92,7 @@ class Ingest:
         self._file_counts: dict[str, int] = {}
         self._idle_closer: threading.Thread | None = None
         self._idle_checked = time.monotonic()
+        self._save_failing = False
 
     # -- seen from the web side -------------------------------------------------------
 
@@ -181,7 +182,7 @@ class Ingest:
         return (watched.retry or now - watched.changed_at < ACTIVE_SECONDS
                 or watched.read_version != watched.stat)
 
-    def _start_watching(self, change: FileChange, cursor, now: float) -> None:
+    def _start_watching(self, change: FileChange, cursor: Cursor | None, now: float) -> None:
         assert change.stat is not None
         fresh = now - change.stat.mtime <= self.config.flush_interval
         if cursor is not None:
@@ -326,7 +327,14 @@ class Ingest:
             self.store.save(w.reader.cursor for w in list(self._files.values())
                             if w.reader is not None)
         except OSError as err:
-            log.error("%s: cannot save the state: %s", self.store.path, err.strerror or err)
+            if not self._save_failing:
+                log.error("%s: cannot save the state: %s", self.store.path,
+                          err.strerror or err)
+            self._save_failing = True
+            return
+        if self._save_failing:
+            log.info("%s: state saved again", self.store.path)
+            self._save_failing = False
 
     def _publish_file_counts(self) -> None:
         now = time.monotonic()

@@ -189,3 +189,19 @@ def test_sigterm_saves_the_state_and_exits_cleanly(dirs, stop_signal) -> None:
         truth = live.close()
         wait_for(lambda: rows_read(second.scrape()) == truth["rows"] - written, 10,
                  "the new seconds only")
+
+
+def test_a_state_file_that_cannot_be_written_is_reported_once(dirs) -> None:
+    data, plots = dirs
+    (plots / STATE).mkdir(parents=True)  # a directory where the state file should go
+    live = LiveSimulation(data / "run.h5", "packet", rate=1000, io_groups=(2,), seed=51)
+    with MonitorProcess(data, plots, "--no-plots") as monitor:
+        for _ in range(4):
+            live.append(1)
+            time.sleep(0.3)
+        truth = live.close()
+        wait_for(lambda: rows_read(monitor.scrape()) == truth["rows"], 10, "every row")
+        log = monitor.log_text()
+    assert log.count("cannot save the state") == 1
+    assert "cannot read the saved state" in log
+    assert "Traceback" not in log
