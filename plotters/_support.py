@@ -88,7 +88,10 @@ def data_times(packets: np.ndarray, last_timestamp: dict[int, float]) -> np.ndar
 
 
 def channel_sums(packets: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Data packets per ``channel_key``: (keys, hits, sum of ADC, sum of ADC squared).
+    """Data packets per channel: (keys, hits, sum of ADC, sum of ADC squared).
+
+    A channel key is ``io_group << 24 | io_channel << 16 | chip_id << 8 | channel_id``,
+    so keys sort by io_group, io_channel, chip and channel.
 
     Counted with ``bincount`` over a dense index (the (io_group, io_channel) pairs
     present, times 65,536 chip and channel values) rather than by sorting.
@@ -141,10 +144,10 @@ class TimeBins:
         self.keys = np.zeros(0, dtype=np.int64)
         self.counts = np.zeros((0, 0))
 
-    def add(self, seconds: np.ndarray, keys: np.ndarray, weights: np.ndarray | None = None) -> None:
+    def add(self, seconds: np.ndarray, keys: np.ndarray) -> None:
+        """Count one per (second, key); NaN seconds (no data time) are left out."""
         known = np.isfinite(seconds)
         seconds, keys = seconds[known].astype(np.int64), keys[known].astype(np.int64)
-        weights = None if weights is None else weights[known]
         if len(seconds) == 0:
             return
         self._add_keys(np.unique(keys))
@@ -158,8 +161,7 @@ class TimeBins:
         rows = seconds // self.width - self.first
         cols = np.searchsorted(self.keys, keys)
         n_cols = len(self.keys)
-        flat = np.bincount(rows * n_cols + cols, weights=weights,
-                           minlength=self.counts.size)
+        flat = np.bincount(rows * n_cols + cols, minlength=self.counts.size)
         self.counts += flat.reshape(self.counts.shape)
 
     def _add_keys(self, new: np.ndarray) -> None:
@@ -282,16 +284,8 @@ class KeyedTotals:
         self.keys, self.values = merged, values
 
 
-def channel_key(packets: np.ndarray) -> np.ndarray:
-    """io_group, io_channel, chip_id, channel_id packed in one integer, sortable in that order."""
-    return ((packets["io_group"].astype(np.int64) << 24)
-            | (packets["io_channel"].astype(np.int64) << 16)
-            | (packets["chip_id"].astype(np.int64) << 8)
-            | packets["channel_id"].astype(np.int64))
-
-
 def channel_label(key: int) -> str:
-    """``io_group-io_channel-chip-channel`` of a ``channel_key``."""
+    """``io_group-io_channel-chip-channel`` of a channel key (see ``channel_sums``)."""
     return f"{key >> 24}-{(key >> 16) & 255}-{(key >> 8) & 255}-{key & 255}"
 
 

@@ -25,6 +25,7 @@ from exporter.reader import FileReader
 from exporter.rendering import save_figure
 from exporter.simulate import simulate_file, truth_path
 from exporter.simulate_gen import SimConfig, channel_population
+from plotters._support import Histograms, TimeBins
 from plotters.timing import DELAY_EDGES, TIMESTAMP_EDGES
 from plotters.trigger import AFTER_TRIGGER_EDGES
 
@@ -496,3 +497,40 @@ def test_two_halves_draw_the_same_as_the_whole(name, sim, layout_env, figures):
                 np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-12)
             else:
                 assert x == pytest.approx(y)
+
+
+# -- the accumulators behind the plots -------------------------------------------------------
+
+def test_time_bins_widen_to_stay_bounded_whatever_the_split():
+    rng = np.random.default_rng(7)
+    seconds = np.sort(rng.integers(1_700_000_000, 1_700_000_000 + 1000, 5000)).astype(float)
+    keys = rng.integers(0, 3, len(seconds))
+    whole = TimeBins(max_bins=16)
+    whole.add(seconds, keys)
+    pieces = TimeBins(max_bins=16)
+    for part in np.array_split(np.arange(len(seconds)), [10, 11, 900, 2500, 4999]):
+        pieces.add(seconds[part], keys[part])
+    # The smallest power-of-two width that fits the span in 16 epoch-aligned bins.
+    width = next(w for w in (2 ** k for k in range(20))
+                 if seconds.max() // w - seconds.min() // w + 1 <= 16)
+    assert whole.width == pieces.width == width
+    for key in range(3):
+        expected = Counter((seconds[keys == key] // width * width).tolist())
+        drawn = dict(zip(whole.starts.tolist(), whole.column(key).tolist(), strict=True))
+        assert {s: c for s, c in drawn.items() if c} == expected
+        np.testing.assert_array_equal(pieces.column(key), whole.column(key))
+    assert len(whole.counts) <= 16
+
+
+@pytest.mark.parametrize("edges,logarithmic", [(TIMESTAMP_EDGES, False), (DELAY_EDGES, True),
+                                               (AFTER_TRIGGER_EDGES, False)])
+def test_histogram_bins_are_numpys(edges, logarithmic):
+    rng = np.random.default_rng(3)
+    values = np.concatenate([edges, edges * (1 + 1e-12), rng.uniform(edges[0] - 10,
+                                                                     edges[-1] * 1.1, 20_000),
+                             [np.nan, -5.0, 0.0]])
+    histograms = Histograms(edges, logarithmic=logarithmic)
+    histograms.add(np.ones(len(values), dtype=np.uint8), values)
+    expected, _ = np.histogram(values[np.isfinite(values)], edges)
+    np.testing.assert_array_equal(histograms.counts[1], expected)
+    assert histograms.outside[1] == len(values) - expected.sum()
