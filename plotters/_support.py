@@ -411,7 +411,7 @@ class ChannelStats:
     """Hits, ADC sum and ADC sum of squares per channel of each (io_group, tile), and live time.
 
     Live time of an io_group: from its first to its last timestamp packet, plus one
-    second (the span of whole data seconds seen).
+    second (the span of whole data seconds seen); see ``livetime``.
     """
 
     def __init__(self) -> None:
@@ -423,7 +423,7 @@ class ChannelStats:
     def update(self, packets: np.ndarray, only: tuple[int, int] | None = None) -> None:
         """Add a batch; with ``only=(io_group, tile)``, just that tile."""
         for group, (first, last) in timestamp_spans(packets).items():
-            if only is None or group == only[0]:
+            if only is None or group in (only[0], 0):
                 self.first[group] = min(self.first.get(group, np.inf), first)
                 self.last[group] = max(self.last.get(group, -np.inf), last)
         keys, hits, adc, squares = channel_sums(packets)
@@ -435,9 +435,15 @@ class ChannelStats:
                         hits, adc, squares)
 
     def livetime(self, io_group: int) -> float:
-        if io_group not in self.first:
+        """Seconds of the io_group's timestamps; of all timestamps if it has none of its own.
+
+        Packet files before hdf5format 2.3 store timestamp packets with io_group 0.
+        """
+        if io_group in self.first:
+            return self.last[io_group] - self.first[io_group] + 1.0
+        if not self.first:
             return np.nan
-        return self.last[io_group] - self.first[io_group] + 1.0
+        return max(self.last.values()) - min(self.first.values()) + 1.0
 
     def tiles(self) -> list[tuple[int, int]]:
         """(io_group, tile) pairs with data, sorted."""

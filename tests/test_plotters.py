@@ -534,3 +534,23 @@ def test_histogram_bins_are_numpys(edges, logarithmic):
     expected, _ = np.histogram(values[np.isfinite(values)], edges)
     np.testing.assert_array_equal(histograms.counts[1], expected)
     assert histograms.outside[1] == len(values) - expected.sum()
+
+
+def test_maps_of_old_files_use_the_file_live_time(layout_env, cells, tmp_path):
+    """hdf5format < 2.3 stores timestamp packets with io_group 0: the maps still get rates."""
+    path = tmp_path / "old.h5"
+    simulate_file(path, "packet", seconds=6, seed=4, version="2.2")
+    with h5py.File(path, "r") as f:
+        rows = f["packets"][:]
+    stamps = rows["timestamp"][rows["packet_type"] == 4]
+    assert set(rows["io_group"][rows["packet_type"] == 4].tolist()) == {0}
+    live = float(stamps.max() - stamps.min() + 1)
+    packets = np.concatenate([chunk.packets for chunk in FileReader(path).read_new()])
+    fig = call("PixelMaps", path, packets)
+    panel = next(ax for ax in fig.axes if ax.get_title() == "io_group 2 tile 3")
+    expected = np.full((70, 70), np.nan)
+    for key, values in tile_reference(rows, 2, 3).items():
+        if key in cells:
+            expected[cells[key]] = len(values) / live
+    image = np.ma.filled(np.ma.asarray(panel.images[0].get_array(), float), np.nan)
+    np.testing.assert_allclose(image, expected)
