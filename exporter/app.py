@@ -12,8 +12,6 @@ pool.
 from __future__ import annotations
 
 import hmac
-import threading
-import time
 from collections.abc import Callable
 from email.utils import formatdate, parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -21,27 +19,20 @@ from typing import TYPE_CHECKING, Any, Protocol
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from exporter import __version__
-from exporter.exposition import Exposition
 from exporter.gallery import CONTENT_SECURITY_POLICY, plot_listing, render_gallery
+from exporter.metrics import exposition
 
 if TYPE_CHECKING:
     from exporter.ingest import FileStatus
     from exporter.plotting import PlotImage
 
-#: Longest time a cached exposition is served while ingest reports no change
-#: (render-time metrics change on the render thread without an ingest update).
-METRICS_CACHE_SECONDS = 2.0
-
 
 class MonitorSource(Protocol):
     """What the ingest side shows the web side."""
 
-    @property
-    def generation(self) -> int: ...  # changes whenever the metrics may have changed
     def is_ready(self) -> bool: ...
     def is_alive(self) -> bool: ...
     def files(self) -> list[FileStatus]: ...
@@ -60,29 +51,6 @@ class NoPlots:
 
     def image(self, file: str, plot: str) -> PlotImage | None:
         return None
-
-
-class ExpositionCache:
-    """One rendered exposition per content type, reused until ingest reports a change."""
-
-    def __init__(self, registry: CollectorRegistry, monitor: MonitorSource) -> None:
-        self._registry = registry
-        self._monitor = monitor
-        self._exposition = Exposition()
-        self._lock = threading.Lock()
-        self._cached: dict[str, tuple[int, float, bytes]] = {}
-
-    def get(self, accept: str | None) -> tuple[bytes, str]:
-        _, content_type = choose_encoder(accept or "")
-        generation = self._monitor.generation
-        now = time.monotonic()
-        with self._lock:  # concurrent scrapes wait for one build, then share it
-            hit = self._cached.get(content_type)
-            if hit and hit[0] == generation and now - hit[1] < METRICS_CACHE_SECONDS:
-                return hit[2], content_type
-            body, content_type = self._exposition.encode(self._registry, accept)
-            self._cached[content_type] = (generation, now, body)
-        return body, content_type
 
 
 class BearerAuth:
@@ -140,7 +108,6 @@ def _not_found() -> Response:
 def create_app(registry: CollectorRegistry, monitor: MonitorSource,
                plots: PlotSource | None = None, auth_token: str | None = None) -> FastAPI:
     plot_source: PlotSource = plots or NoPlots()
-    exposition = ExpositionCache(registry, monitor)
     app = FastAPI(title="larpix-monitor", version=__version__,
                   description="Live data-quality monitor for LArPix pixel detectors.")
 
@@ -156,7 +123,7 @@ def create_app(registry: CollectorRegistry, monitor: MonitorSource,
     @route("/metrics", response_class=Response,
            summary="Prometheus exposition (OpenMetrics when the Accept header asks)")
     def metrics(request: Request) -> Response:
-        body, content_type = exposition.get(request.headers.get("accept"))
+        body, content_type = exposition(registry, request.headers.get("accept"))
         return Response(body, media_type=content_type)
 
     @route("/", response_class=HTMLResponse,

@@ -88,17 +88,12 @@ class Ingest:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
-        self._generation = 0
         self._file_counts: dict[str, int] = {}
         self._idle_closer: threading.Thread | None = None
         self._idle_checked = time.monotonic()
         self._save_failing = False
 
     # -- seen from the web side -------------------------------------------------------
-
-    @property
-    def generation(self) -> int:
-        return self._generation
 
     def is_ready(self) -> bool:
         return self._ready.is_set()
@@ -251,7 +246,6 @@ class Ingest:
                 self.health.mark_ingest(max(0.0, now - watched.stat.mtime), now)
                 watched.last_read = now
                 watched.dirty = True
-                self._generation += 1
                 if self._stop.is_set():
                     break
             self._note_resets(watched)
@@ -292,7 +286,6 @@ class Ingest:
         watched.error_key = key
         watched.error_text = err.detail
         self.health.count_read_error(err.reason)
-        self._generation += 1
         log.warning("%s", err)
 
     # -- plots, state, health ---------------------------------------------------------
@@ -343,7 +336,6 @@ class Ingest:
         if counts != self._file_counts:
             self._file_counts = counts
             self.health.set_files(counts)
-            self._generation += 1
 
     @staticmethod
     def _state(watched: _Watched, now: float) -> str:
