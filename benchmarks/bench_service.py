@@ -78,7 +78,8 @@ class Monitor:
     def __init__(self, data: Path, plots: Path, *extra: str) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.log = open(plots.parent / f"monitor-{self.port}.log", "wb")  # noqa: SIM115
+        self.log_path = plots.parent / f"monitor-{self.port}.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [MONITOR, "serve", "-i", str(data), "-o", str(plots), "--port", str(self.port),
              "--interval", "2", *extra], stdout=self.log, stderr=subprocess.STDOUT)
@@ -178,6 +179,10 @@ def measure_latency(fmt: str, rate: float, seconds: float, flush: float, work: P
         seen = next((t for t, counted in scrapes if t >= t_landed and counted >= rows), None)
         latencies.append(float("inf") if seen is None else seen - t_landed)
     note = f"  (writer fell behind by up to {behind:.2f} s)" if behind > flush else ""
+    if not np.isfinite(latencies).all():
+        tail = monitor.log_path.read_text(errors="replace").splitlines()[-15:]
+        note += ("\n  some rows were never counted; the monitor's log ends:\n    "
+                 + "\n    ".join(tail))
     return f"{fmt:6} {rate / 1000:6.0f} k packets/s: {percentiles(latencies)}{note}"
 
 
