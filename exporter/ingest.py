@@ -163,9 +163,10 @@ class Ingest:
             try:
                 self._read(watched)
             except Exception as err:  # a fault with one file must not stop the others
-                log.exception("%s: unexpected failure while reading", watched.path)
-                self._report(watched, InputError(str(watched.path), "internal", repr(err)))
                 watched.read_version = watched.stat
+                if self._report(watched, InputError(str(watched.path), "internal", repr(err)),
+                                per_version=False):
+                    log.exception("%s: unexpected failure while reading", watched.path)
         self._save_state()
         self._render_due(now)
         self._close_idle_figures(now)
@@ -278,15 +279,17 @@ class Ingest:
         self.detector.forget(str(watched.path))
         log.info("%s: truncated or replaced; reading it again from the start", watched.path)
 
-    def _report(self, watched: _Watched, err: InputError) -> None:
-        """One log line and one count per error and file version, not one per poll."""
-        key = (err.reason, watched.stat)
+    def _report(self, watched: _Watched, err: InputError, per_version: bool = True) -> bool:
+        """One log line and one count per error and file version, not one per poll
+        (per file, whatever its version, for faults of the monitor itself)."""
+        key = (err.reason, watched.stat if per_version else None)
         if key == watched.error_key:
-            return
+            return False
         watched.error_key = key
         watched.error_text = err.detail
         self.health.count_read_error(err.reason)
         log.warning("%s", err)
+        return True
 
     # -- plots, state, health ---------------------------------------------------------
 
