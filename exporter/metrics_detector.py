@@ -19,6 +19,7 @@ from exporter.metrics_clock import N_GROUPS, DataClock, Segments
 from exporter.metrics_rows import (
     DELAY_BUCKETS,
     FIFO_BITS,
+    Block,
     ChipSlots,
     Rows,
     Tally,
@@ -128,26 +129,41 @@ class DetectorMetrics:
             self._version += 1
 
     def _update(self, rows: Rows, source: str) -> None:
-        kind = np.minimum(rows.packet_type, UNKNOWN_TYPE)
-        is_data = kind == DATA
-        special = np.flatnonzero(kind > CONFIG_READ)  # timestamp, message, sync, trigger
-        slot = self._chips.lookup(rows.chip_keys())
+        n = len(rows.ids)
+        # every row but data (packet_type, the high byte, not 0): few, so found once
+        other = np.flatnonzero(rows.ids >= np.uint32(1 << 24))
+        other_kind = np.minimum(rows.packet_type[other], UNKNOWN_TYPE)
+        is_special = other_kind > CONFIG_READ  # timestamp, message, sync, trigger
+        special, special_kind = other[is_special], other_kind[is_special]
+        slot = self._chips.lookup(rows.ids)
         self._grow(self._chips.capacity)
-        stamps = special[kind[special] == TIMESTAMP]
+        stamps = special[special_kind == TIMESTAMP]
         seg = self._clock.segments(source, rows.group, stamps, rows.timestamp(stamps))
-        ring = seg.per_row(self._window.ring_slots(seg, self._chips.group))
-        column = np.where(is_data, rows.channel_id & np.uint8(CHANNELS_PER_CHIP - 1),
-                          kind + np.uint8(CHANNELS_PER_CHIP))
-        for start in range(0, len(kind), BLOCK_ROWS):
-            block = slice(start, start + BLOCK_ROWS)
-            ring_slot = ring[block] * self._chips.capacity  # (ring slot, chip slot)
-            ring_slot += slot[block]
-            self._count_slots(ring_slot, column[block])
-            self._count_adc_and_delay(rows, block, is_data[block], seg)
-            self._count_rare(rows, block, slot[block], kind[block], is_data[block])
-        self._count_sync_and_triggers(rows, special, kind, seg)
+        # (ring slot, chip slot) part of the window keys, per segment
+        key_dtype = self._window.key_dtype
+        columns = key_dtype(self._window.columns)
+        ring = self._window.ring_slots(seg, self._chips.group).astype(key_dtype)
+        ring *= key_dtype(self._chips.capacity) * columns
+        bounds = np.searchsorted(other, np.arange(0, n + BLOCK_ROWS, BLOCK_ROWS))
+        rare = []
+        for start in range(0, n, BLOCK_ROWS):
+            rows_of_block = slice(start, min(start + BLOCK_ROWS, n))
+            in_block = slice(bounds[start // BLOCK_ROWS], bounds[start // BLOCK_ROWS + 1])
+            block = rows.block(rows_of_block)
+            block_other = other[in_block] - start
+            segments, seg_starts, seg_lengths = seg.within(start, rows_of_block.stop)
+            key = np.repeat(ring[segments], seg_lengths)
+            chip = slot[rows_of_block].astype(key_dtype)
+            chip *= columns
+            key += chip
+            self._count_slots(block, key, block_other, other_kind[in_block])
+            self._count_adc_and_delay(block, rows.ids[rows_of_block], block_other,
+                                      seg.group[segments], seg_starts)
+            rare.append(block.rare() + start)
+        self._count_rare(rows, np.concatenate(rare), slot)
+        self._count_sync_and_triggers(rows, special, special_kind, seg)
 
-        self._unfolded_rows += len(kind)
+        self._unfolded_rows += n
         if self._unfolded_rows > _FOLD_ROWS:
             self._adc_delay.fold()
             self._window.fold_outside()
@@ -159,48 +175,55 @@ class DetectorMetrics:
             self._fifo = grow_axis(self._fifo, 0, capacity)
             self._window.grow(capacity)
 
-    def _count_slots(self, ring_slot: np.ndarray, column: np.ndarray) -> None:
-        """Rows by (ring slot, chip slot, channel_id of data packets or 64 + type)."""
-        key = ring_slot * self._window.columns
+    def _count_slots(self, block: Block, key: np.ndarray, other: np.ndarray,
+                     other_kind: np.ndarray) -> None:
+        """Rows by (ring slot, chip slot, channel_id of data packets or 64 + type).
+
+        ``key`` holds the (ring slot, chip slot) part and is completed in place;
+        ``other`` are the block's non-data rows and ``other_kind`` their types.
+        """
+        column = block.channel_id()
+        column &= np.uint32(CHANNELS_PER_CHIP - 1)
+        column[other] = other_kind + np.uint32(CHANNELS_PER_CHIP)
         key += column
         self._window.count(key)
 
-    def _count_rare(self, rows: Rows, block: slice, slot: np.ndarray, kind: np.ndarray,
-                    is_data: np.ndarray) -> None:
-        """Rows with valid_parity == 0 or a FIFO flag: few, found in one scan, counted apart."""
-        valid_parity = rows.valid_parity[block]
-        word = rows.word[block]
-        rare = np.flatnonzero((valid_parity == 0) | (word & np.uint32(FIFO_BITS) != 0))
-        if not len(rare):
-            return
-        bad = rare[valid_parity[rare] == 0]
-        np.add.at(self._parity, (slot[bad], kind[bad]), 1)
-        flagged = rare[(word[rare] & np.uint32(FIFO_BITS) != 0) & is_data[rare]]
-        code = rows.local_fifo[block][flagged] & np.uint8(3)
-        code |= (rows.shared_fifo[block][flagged] & np.uint8(3)) << np.uint8(2)
-        np.add.at(self._fifo, (slot[flagged], code), 1)
+    def _count_rare(self, rows: Rows, rare: np.ndarray, slot: np.ndarray) -> None:
+        """Rows with valid_parity == 0 or a FIFO flag: few, so counted apart."""
+        kind = np.minimum(rows.packet_type[rare], UNKNOWN_TYPE)
+        bad = rows.valid_parity[rare] == 0
+        np.add.at(self._parity.reshape(-1), slot[rare[bad]] * N_TYPES + kind[bad], 1)
+        flagged = rare[(rows.word[rare] & np.uint32(FIFO_BITS) != 0) & (kind == DATA)]
+        np.add.at(self._fifo.reshape(-1), slot[flagged] * 16 + rows.fifo_code(flagged), 1)
 
-    def _count_adc_and_delay(self, rows: Rows, block: slice, is_data: np.ndarray,
-                             seg: Segments) -> None:
-        """Data rows by (io_group, delay bucket, dataword): both histograms in one count."""
-        key = rows.group[block].astype(np.intp)
-        key[~is_data] = N_GROUPS
-        key *= DELAY_BUCKETS + 1
-        delay = rows.readout_delay(block)
+    def _count_adc_and_delay(self, block: Block, ids: np.ndarray, other: np.ndarray,
+                             seg_group: np.ndarray, seg_starts: np.ndarray) -> None:
+        """Data rows by (io_group, delay bucket, dataword): both histograms in one count.
+
+        ``ids`` are the block's first words (io_group in the low byte);
+        ``other`` its non-data rows: they count in the io_group row
+        ``N_GROUPS``, which is never read. ``seg_group`` and ``seg_starts`` are
+        the io_groups and first rows of the block's segments.
+        """
+        key = ids & np.uint32(0xFF)
+        key *= np.uint32(DELAY_BUCKETS + 1)
+        delay = block.readout_delay()
         if delay is None:
-            key += _NO_DELAY
+            key += np.uint32(_NO_DELAY)
         else:
             key += delay_bucket(delay)
-            delay *= is_data
-            starts, groups = seg.within(block.start, block.start + len(delay))
-            np.add.at(self._delay_sum, groups, np.add.reduceat(delay, starts, dtype=np.int64))
-        key *= ADC_VALUES
-        key += rows.dataword[block]
+            delay[other] = 0
+            np.add.at(self._delay_sum, seg_group,
+                      np.add.reduceat(delay, seg_starts, dtype=np.int64))
+        key *= np.uint32(ADC_VALUES)
+        key += block.dataword()
+        key[other] = N_GROUPS * (DELAY_BUCKETS + 1) * ADC_VALUES
         self._adc_delay.add(key)
 
     def _count_sync_and_triggers(self, rows: Rows, special: np.ndarray, kind: np.ndarray,
                                  seg: Segments) -> None:
-        sync = special[kind[special] == SYNC]
+        """``kind`` is the type of each of the ``special`` rows."""
+        sync = special[kind == SYNC]
         sync_group = rows.group[sync].astype(np.intp)
         sync_type = rows.trigger_type[sync]
         np.add.at(self._sync, (sync_group, sync_type), 1)
@@ -214,7 +237,7 @@ class DetectorMetrics:
         self._gaps.add((seg.group[seg.is_timestamp], seg.second[seg.is_timestamp]),
                        (s_group, seg.second[seg.of_rows(s_sync)]))
 
-        trigger = special[kind[special] == TRIGGER]
+        trigger = special[kind == TRIGGER]
         np.add.at(self._trigger, (rows.group[trigger].astype(np.intp),
                                   rows.trigger_type[trigger]), 1)
 

@@ -1,12 +1,14 @@
 """From packed packet rows to the integers the metric model counts.
 
-The 2.4 dtype is packed (36 bytes a row, 4-byte aligned), so the fields the
-metrics need sit in six 32-bit words: bytes 0-3 (io_group, io_channel,
+The 2.4 dtype is packed (36 bytes a row, 4-byte aligned), so every field the
+metrics need sits at a fixed offset: bytes 0-3 (io_group, io_channel,
 chip_id, packet_type), 4-7 (downstream_marker, parity, valid_parity,
 channel_id), 8-15 (timestamp), 16-19 (dataword, trigger_type, local_fifo,
-shared_fifo) and 32-35 (receipt_timestamp). Copying those words out with one
-``take`` reads every row once; copying one field at a time would stream the
-whole chunk from memory once per field.
+shared_fifo) and 32-35 (receipt_timestamp). numpy works on a field of packed
+rows at a stride of 36 bytes, several times slower than on a contiguous
+array, so each field is copied out once (the first word for the whole chunk,
+the others one cache-sized block at a time) and all arithmetic runs on the
+copies.
 """
 
 from __future__ import annotations
@@ -23,8 +25,13 @@ FIFO_BITS = 0x0303_0000
 DELAY_BUCKETS = 14
 DELAY_EDGES = tuple(4**j - 1 for j in range(DELAY_BUCKETS - 1))
 _RECEIPT_MASK = (1 << 31) - 1
-#: The 32-bit words of a row that hold what the metrics read.
-_WORDS = (0, 1, 2, 3, 4, 8)
+_ROW_WORDS = PACKET_DTYPE.itemsize // 4
+#: Rows of a chip-slot lookup step: its temporaries stay in the CPU cache.
+_LOOKUP_ROWS = 1 << 16
+#: The fields a block needs besides the first word, as one view of the packed rows.
+_BLOCK_FIELDS = np.dtype({"names": ["flags", "timestamp", "word", "receipt"],
+                          "formats": ["<u4", "<u8", "<u4", "<u4"],
+                          "offsets": [4, 8, 16, 32], "itemsize": PACKET_DTYPE.itemsize})
 
 
 def _check_layout() -> None:
@@ -41,71 +48,114 @@ _check_layout()
 
 
 class Rows:
-    """The six words of a chunk's rows, copied out in one pass; fields are views into them."""
+    """A chunk's first words (copied whole) and its other fields (copied block by block)."""
 
     def __init__(self, packets: np.ndarray, has_receipt: bool) -> None:
         n = len(packets)
-        table = packets.view(np.uint32).reshape(n, PACKET_DTYPE.itemsize // 4).take(_WORDS, axis=1)
+        words = packets.view(np.uint32).reshape(n, _ROW_WORDS)
         self.has_receipt = has_receipt
+        self._fields = packets.view(_BLOCK_FIELDS)
         #: io_group, io_channel, chip_id, packet_type: contiguous, for whole-chunk passes
-        self.ids = np.ascontiguousarray(table[:, 0])
-        flags = np.ascontiguousarray(table[:, 1]).view(np.uint8).reshape(n, 4)
-        self.word = table[:, 4]
-        self._stamp_low, self._stamp_high, self._receipt = table[:, 2], table[:, 3], table[:, 5]
+        self.ids = np.ascontiguousarray(words[:, 0])
         ids = self.ids.view(np.uint8).reshape(n, 4)
-        raw = table.view(np.uint8).reshape(n, 4 * len(_WORDS))
         self.group = ids[:, 0]
         self.packet_type = ids[:, 3]
-        self.valid_parity = flags[:, 2]
-        self.channel_id = flags[:, 3]
-        self.dataword = raw[:, 16]
+        raw = packets.view(np.uint8).reshape(n, PACKET_DTYPE.itemsize)
+        #: Strided views, for picking a few rows
+        self.valid_parity = raw[:, 6]
         self.trigger_type = raw[:, 17]
-        self.local_fifo = raw[:, 18]
-        self.shared_fifo = raw[:, 19]
-
-    def chip_keys(self) -> np.ndarray:
-        """chip_id | io_channel << 8 | io_group << 16 of every row (bytes 2, 1, 0)."""
-        return np.right_shift(self.ids.byteswap(), 8, dtype=np.intp)
+        self.word = words[:, 4]
+        self._stamp_low, self._stamp_high = words[:, 2], words[:, 3]
 
     def timestamp(self, rows: np.ndarray) -> np.ndarray:
         """Full 64-bit ``timestamp`` of some rows."""
         return self._stamp_low[rows] | self._stamp_high[rows].astype(np.uint64) << np.uint64(32)
 
-    def readout_delay(self, rows: slice) -> np.ndarray | None:
+    def fifo_code(self, rows: np.ndarray) -> np.ndarray:
+        """``local_fifo & 3 | (shared_fifo & 3) << 2`` of some rows."""
+        word = self.word[rows]
+        return (word >> np.uint32(16) & np.uint32(3)) | (word >> np.uint32(22) & np.uint32(12))
+
+    def block(self, rows: slice) -> Block:
+        fields = self._fields[rows]
+        return Block(fields["flags"].copy(), fields["timestamp"].copy(), fields["word"].copy(),
+                     fields["receipt"].copy() if self.has_receipt else None)
+
+
+class Block:
+    """Contiguous copies of the fields of some consecutive rows."""
+
+    def __init__(self, flags: np.ndarray, timestamp: np.ndarray, word: np.ndarray,
+                 receipt: np.ndarray | None) -> None:
+        #: downstream_marker, parity, valid_parity, channel_id
+        self.flags = flags
+        self.timestamp = timestamp
+        #: dataword, trigger_type, local_fifo, shared_fifo
+        self.word = word
+        self.receipt = receipt
+
+    def channel_id(self) -> np.ndarray:
+        return self.flags >> np.uint32(24)
+
+    def dataword(self) -> np.ndarray:
+        return self.word & np.uint32(0xFF)
+
+    def rare(self) -> np.ndarray:
+        """Rows with valid_parity == 0 or a FIFO flag set.
+
+        ``valid_parity <= word & FIFO_BITS`` holds exactly for them: a set FIFO
+        bit makes the right side at least 2**16, above any byte.
+        """
+        valid_parity = self.flags >> np.uint32(16)
+        valid_parity &= np.uint32(0xFF)
+        return np.flatnonzero(np.less_equal(valid_parity, self.word & np.uint32(FIFO_BITS)))
+
+    def readout_delay(self) -> np.ndarray | None:
         """``receipt_timestamp mod 2**31 - timestamp``, or None if the file has no receipts.
 
         int32 when every timestamp of the rows is below 2**31 (LArPix v2 and
         PACMAN times are), so the difference cannot wrap; int64 otherwise.
         """
-        if not self.has_receipt:
+        if self.receipt is None:
             return None
-        low, high = self._stamp_low[rows], self._stamp_high[rows]
-        delay = self._receipt[rows] & np.uint32(_RECEIPT_MASK)
-        if high.any() or low.max(initial=0) > _RECEIPT_MASK:
+        delay = self.receipt & np.uint32(_RECEIPT_MASK)
+        if self.timestamp.max(initial=0) > _RECEIPT_MASK:
             wide = delay.astype(np.int64)
-            wide -= low
-            wide -= high.astype(np.int64) << 32
+            wide -= self.timestamp.view(np.int64)
             return wide
         delay = delay.view(np.int32)
-        delay -= low.view(np.int32)
+        delay -= self.timestamp.view(np.int32)[::2]
         return delay
 
 
 def delay_bucket(delay: np.ndarray) -> np.ndarray:
-    """Bucket j of each delay: ``4**(j-1) <= delay <= 4**j - 1``; 0 for delay <= 0.
+    """Bucket j of each delay: ``4**(j-1) <= delay <= 4**j - 1``; 0 for delay <= 0 (uint32).
 
     The bit length of a positive integer is read from the exponent of its
     float32 (exact: float32 holds every integer up to 2**24, and above that
     rounding cannot leave the overflow bucket); bucket j holds bit lengths
-    2j-1 and 2j. Negative delays have the sign bit set and land in bucket 0.
+    2j-1 and 2j. The sign and exponent bits (9) index a table of buckets:
+    negative delays have the sign bit set and map to bucket 0.
     """
-    exponent = delay.astype(np.float32).view(np.int32)
-    exponent >>= 23                      # biased exponent: bit length + 126, 0 for 0
-    exponent -= 125
-    exponent >>= 1
-    np.maximum(exponent, 0, out=exponent)
-    np.minimum(exponent, DELAY_BUCKETS - 1, out=exponent)
-    return exponent
+    exponent = delay.astype(np.float32).view(np.uint32)
+    exponent >>= np.uint32(23)
+    return _BUCKET_OF_EXPONENT.take(exponent)
+
+
+def _bucket_of_exponent() -> np.ndarray:
+    """Bucket of each float32 sign and biased exponent (bit length + 126) of a delay."""
+    exponent = np.arange(512)
+    bucket = np.clip((exponent - 125) >> 1, 0, DELAY_BUCKETS - 1)
+    bucket[exponent >= 256] = 0
+    return bucket.astype(np.uint32)
+
+
+_BUCKET_OF_EXPONENT = _bucket_of_exponent()
+
+
+def chip_keys(ids: np.ndarray) -> np.ndarray:
+    """chip_id | io_channel << 8 | io_group << 16 of first words (bytes 2, 1, 0)."""
+    return np.right_shift(ids.byteswap(), 8, dtype=np.intp)
 
 
 class ChipSlots:
@@ -123,14 +173,23 @@ class ChipSlots:
     def capacity(self) -> int:
         return len(self.keys)
 
-    def lookup(self, keys: np.ndarray) -> np.ndarray:
-        slots = self._slot_of.take(keys)
+    def lookup(self, ids: np.ndarray) -> np.ndarray:
+        """Slot of each row, from its first word (new chips get slots in key order).
+
+        Keys are made and looked up one block at a time, so that no temporary
+        the size of the chunk is made (fresh pages cost more than the work).
+        """
+        slots = np.empty(len(ids), np.int32)
+        for start in range(0, len(ids), _LOOKUP_ROWS):
+            block = slice(start, start + _LOOKUP_ROWS)
+            self._slot_of.take(chip_keys(ids[block]), out=slots[block])
         if not slots.all():
             missing = np.flatnonzero(slots == 0)
-            new = self._distinct(keys[missing])
+            keys = chip_keys(ids[missing])
+            new = self._distinct(keys)
             self._slot_of[new] = np.arange(len(self.keys), len(self.keys) + len(new))
             self.keys = np.concatenate([self.keys, new])
-            slots[missing] = self._slot_of.take(keys[missing])
+            slots[missing] = self._slot_of.take(keys)
         return slots
 
     def _distinct(self, keys: np.ndarray) -> np.ndarray:
@@ -161,8 +220,8 @@ class ChipSlots:
 class Tally:
     """Counts at flat keys: int32 (cache-sized) while counting, folded into int64 totals.
 
-    ``np.add.at`` with intp keys into an int32 array is as fast as
-    ``np.bincount`` and needs no temporary the size of the key space.
+    ``np.add.at`` into an int32 array is as fast as ``np.bincount`` (numpy
+    2) and needs no temporary the size of the key space.
     """
 
     def __init__(self, shape: tuple[int, ...]) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from exporter.metrics_clock import N_GROUPS, NO_TIME, Segments
+from exporter.metrics_clock import N_GROUPS, NO_TIME, Segments, sorted_unique
 from exporter.metrics_rows import grow_axis
 from exporter.packets import DATA
 
@@ -80,6 +80,11 @@ class SlidingWindow:
         ring = np.where(inside, seg.second % self.n_slots, self.outside)
         self._claim(ring[inside], seg.group[inside], seg.second[inside], chip_group)
         return ring
+
+    @property
+    def key_dtype(self) -> type[np.unsignedinteger] | type[np.signedinteger]:
+        """uint32 (cheapest arithmetic) whenever it can hold every flat key."""
+        return np.uint32 if self.counts.size <= 1 << 32 else np.intp
 
     def count(self, keys: np.ndarray) -> None:
         """Count rows at flat (ring slot, chip slot, column) keys."""
@@ -160,7 +165,7 @@ class SyncGaps:
         synced = _fresh_keys(*synced_seconds, self.pending)
         waiting = np.flatnonzero(self.pending != NO_TIME)
         old = _key(waiting, self.pending[waiting])
-        keys = np.union1d(keys, old)
+        keys = sorted_unique(keys, old)
         if len(keys) == 0:
             return
         group, second = keys >> 40, keys & ((1 << 40) - 1)
@@ -181,4 +186,4 @@ def _key(group: np.ndarray, second: np.ndarray) -> np.ndarray:
 def _fresh_keys(group: np.ndarray, second: np.ndarray, pending: np.ndarray) -> np.ndarray:
     """Unique (io_group, second) keys that are not older than the pending second."""
     timed = (second != NO_TIME) & (second >= pending[group])
-    return np.unique(_key(group[timed], second[timed]))
+    return sorted_unique(_key(group[timed], second[timed]))
