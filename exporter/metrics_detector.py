@@ -24,6 +24,7 @@ from exporter.metrics_rows import (
     Rows,
     Tally,
     delay_bucket,
+    fifo_code,
     grow_axis,
 )
 from exporter.metrics_window import CHANNELS_PER_CHIP, SlidingWindow, SyncGaps, WindowView
@@ -142,10 +143,15 @@ class DetectorMetrics:
         # (ring slot, chip slot) part of the window keys, per segment
         key_dtype = self._window.key_dtype
         columns = key_dtype(self._window.columns)
-        ring = self._window.ring_slots(seg, self._chips.group).astype(key_dtype)
+        ring = self._window.ring_slots(seg, self._chips.group)
+        # The outside slot is only ever summed per type: its data rows all count in column 0,
+        # so that they touch one counter per chip.
+        channel_mask = np.where(ring == self._window.outside, 0, CHANNELS_PER_CHIP - 1
+                                ).astype(np.uint32)
+        ring = ring.astype(key_dtype)
         ring *= key_dtype(self._chips.capacity) * columns
         bounds = np.searchsorted(other, np.arange(0, n + BLOCK_ROWS, BLOCK_ROWS))
-        rare = []
+        rare: list[tuple[np.ndarray, ...]] = []
         for start in range(0, n, BLOCK_ROWS):
             rows_of_block = slice(start, min(start + BLOCK_ROWS, n))
             in_block = slice(bounds[start // BLOCK_ROWS], bounds[start // BLOCK_ROWS + 1])
@@ -156,11 +162,13 @@ class DetectorMetrics:
             chip = slot[rows_of_block].astype(key_dtype)
             chip *= columns
             key += chip
-            self._count_slots(block, key, block_other, other_kind[in_block])
+            self._count_slots(block, key, np.repeat(channel_mask[segments], seg_lengths),
+                              block_other, other_kind[in_block])
             self._count_adc_and_delay(block, rows.ids[rows_of_block], block_other,
                                       seg.group[segments], seg_starts)
-            rare.append(block.rare() + start)
-        self._count_rare(rows, np.concatenate(rare), slot)
+            rare.append(self._rare_rows(block, slot[rows_of_block],
+                                        rows.packet_type[rows_of_block]))
+        self._count_rare(*(np.concatenate(column) for column in zip(*rare, strict=True)))
         self._count_sync_and_triggers(rows, special, special_kind, seg)
 
         self._unfolded_rows += n
@@ -175,26 +183,36 @@ class DetectorMetrics:
             self._fifo = grow_axis(self._fifo, 0, capacity)
             self._window.grow(capacity)
 
-    def _count_slots(self, block: Block, key: np.ndarray, other: np.ndarray,
-                     other_kind: np.ndarray) -> None:
+    def _count_slots(self, block: Block, key: np.ndarray, channel_mask: np.ndarray,
+                     other: np.ndarray, other_kind: np.ndarray) -> None:
         """Rows by (ring slot, chip slot, channel_id of data packets or 64 + type).
 
         ``key`` holds the (ring slot, chip slot) part and is completed in place;
+        ``channel_mask`` (per row) is 63, or 0 where channels are not kept apart;
         ``other`` are the block's non-data rows and ``other_kind`` their types.
         """
         column = block.channel_id()
-        column &= np.uint32(CHANNELS_PER_CHIP - 1)
+        column &= channel_mask
         column[other] = other_kind + np.uint32(CHANNELS_PER_CHIP)
         key += column
         self._window.count(key)
 
-    def _count_rare(self, rows: Rows, rare: np.ndarray, slot: np.ndarray) -> None:
+    @staticmethod
+    def _rare_rows(block: Block, slot: np.ndarray, packet_type: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Chip slot, type, valid_parity and word of the block's rows with valid_parity == 0
+        or a FIFO flag (picked while the block is in the cache)."""
+        rare = block.rare()
+        return (slot[rare], packet_type[rare], block.valid_parity(rare), block.word[rare])
+
+    def _count_rare(self, slot: np.ndarray, packet_type: np.ndarray, valid_parity: np.ndarray,
+                    word: np.ndarray) -> None:
         """Rows with valid_parity == 0 or a FIFO flag: few, so counted apart."""
-        kind = np.minimum(rows.packet_type[rare], UNKNOWN_TYPE)
-        bad = rows.valid_parity[rare] == 0
-        np.add.at(self._parity.reshape(-1), slot[rare[bad]] * N_TYPES + kind[bad], 1)
-        flagged = rare[(rows.word[rare] & np.uint32(FIFO_BITS) != 0) & (kind == DATA)]
-        np.add.at(self._fifo.reshape(-1), slot[flagged] * 16 + rows.fifo_code(flagged), 1)
+        kind = np.minimum(packet_type, UNKNOWN_TYPE)
+        bad = valid_parity == 0
+        np.add.at(self._parity.reshape(-1), slot[bad] * N_TYPES + kind[bad], 1)
+        flagged = (word & np.uint32(FIFO_BITS) != 0) & (kind == DATA)
+        np.add.at(self._fifo.reshape(-1), slot[flagged] * 16 + fifo_code(word[flagged]), 1)
 
     def _count_adc_and_delay(self, block: Block, ids: np.ndarray, other: np.ndarray,
                              seg_group: np.ndarray, seg_starts: np.ndarray) -> None:

@@ -60,21 +60,12 @@ class Rows:
         ids = self.ids.view(np.uint8).reshape(n, 4)
         self.group = ids[:, 0]
         self.packet_type = ids[:, 3]
-        raw = packets.view(np.uint8).reshape(n, PACKET_DTYPE.itemsize)
-        #: Strided views, for picking a few rows
-        self.valid_parity = raw[:, 6]
-        self.trigger_type = raw[:, 17]
-        self.word = words[:, 4]
+        self.trigger_type = packets.view(np.uint8).reshape(n, PACKET_DTYPE.itemsize)[:, 17]
         self._stamp_low, self._stamp_high = words[:, 2], words[:, 3]
 
     def timestamp(self, rows: np.ndarray) -> np.ndarray:
         """Full 64-bit ``timestamp`` of some rows."""
         return self._stamp_low[rows] | self._stamp_high[rows].astype(np.uint64) << np.uint64(32)
-
-    def fifo_code(self, rows: np.ndarray) -> np.ndarray:
-        """``local_fifo & 3 | (shared_fifo & 3) << 2`` of some rows."""
-        word = self.word[rows]
-        return (word >> np.uint32(16) & np.uint32(3)) | (word >> np.uint32(22) & np.uint32(12))
 
     def block(self, rows: slice) -> Block:
         fields = self._fields[rows]
@@ -99,6 +90,9 @@ class Block:
 
     def dataword(self) -> np.ndarray:
         return self.word & np.uint32(0xFF)
+
+    def valid_parity(self, rows: np.ndarray) -> np.ndarray:
+        return (self.flags[rows] >> np.uint32(16)) & np.uint32(0xFF)
 
     def rare(self) -> np.ndarray:
         """Rows with valid_parity == 0 or a FIFO flag set.
@@ -151,6 +145,11 @@ def _bucket_of_exponent() -> np.ndarray:
 
 
 _BUCKET_OF_EXPONENT = _bucket_of_exponent()
+
+
+def fifo_code(word: np.ndarray) -> np.ndarray:
+    """``local_fifo & 3 | (shared_fifo & 3) << 2`` from the dataword word."""
+    return (word >> np.uint32(16) & np.uint32(3)) | (word >> np.uint32(22) & np.uint32(12))
 
 
 def chip_keys(ids: np.ndarray) -> np.ndarray:

@@ -113,8 +113,12 @@ class SlidingWindow:
         changed = (wanted != NO_TIME) & (wanted != self.slot_second)
         for slot in np.flatnonzero(changed.any(axis=1)).tolist():
             stale = changed[slot, chip_group]
-            self.retired[stale] += self._types(self.counts[slot, stale])
-            self.counts[slot, stale] = 0
+            if stale.all():
+                self.retired += self._types(self.counts[slot])
+                self.counts[slot] = 0
+            else:
+                self.retired[stale] += self._types(self.counts[slot, stale])
+                self.counts[slot, stale] = 0
         self.slot_second[changed] = wanted[changed]
 
     def view(self, chip_group: np.ndarray) -> WindowView:
