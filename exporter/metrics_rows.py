@@ -179,16 +179,20 @@ class ChipSlots:
         the size of the chunk is made (fresh pages cost more than the work).
         """
         slots = np.empty(len(ids), np.int32)
+        incomplete, new = [], []
         for start in range(0, len(ids), _LOOKUP_ROWS):
             block = slice(start, start + _LOOKUP_ROWS)
-            self._slot_of.take(chip_keys(ids[block]), out=slots[block])
-        if not slots.all():
-            missing = np.flatnonzero(slots == 0)
-            keys = chip_keys(ids[missing])
-            new = self._distinct(keys)
-            self._slot_of[new] = np.arange(len(self.keys), len(self.keys) + len(new))
-            self.keys = np.concatenate([self.keys, new])
-            slots[missing] = self._slot_of.take(keys)
+            keys = chip_keys(ids[block])
+            found = self._slot_of.take(keys, out=slots[block])
+            if not found.all():
+                incomplete.append(block)
+                new.append(self._distinct(keys[found == 0]))
+        if incomplete:
+            added = self._distinct(np.concatenate(new))
+            self._slot_of[added] = np.arange(len(self.keys), len(self.keys) + len(added))
+            self.keys = np.concatenate([self.keys, added])
+            for block in incomplete:
+                self._slot_of.take(chip_keys(ids[block]), out=slots[block])
         return slots
 
     def _distinct(self, keys: np.ndarray) -> np.ndarray:
