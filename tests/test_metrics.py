@@ -109,6 +109,21 @@ def test_whole_file_equals_truth(tmp_path, fmt, version):
     assert len(edges) >= 17 and edges[0] >= 0 and edges[-2] >= 255 and edges[-1] == float("inf")
 
 
+def test_chunks_of_many_blocks_equal_truth(tmp_path):
+    """One chunk of ~150 k rows: counted in several cache-sized blocks, new chips in each."""
+    path = tmp_path / "big.h5"
+    truth = simulate_file(path, "packet", n_packets=150_000, rate=5000.0, seed=4,
+                          io_groups=(1, 2, 5))
+    detector = DetectorMetrics(truth["rate_window"], truth["hot_rate"])
+    read_all(detector, FileReader(path, chunk_rows=1 << 20))
+    samples = scrape(detector)
+
+    assert truth_mismatches(samples, truth) == []
+    adc, delay = truth_histograms(truth)
+    assert histogram_mismatches(samples, "larpix_adc", adc) == []
+    assert histogram_mismatches(samples, "larpix_readout_delay_ticks", delay) == []
+
+
 @pytest.mark.parametrize("fmt", ["packet", "raw"])
 def test_file_read_while_appended_equals_truth(tmp_path, fmt):
     path = tmp_path / f"live.{fmt}.h5"
@@ -241,6 +256,38 @@ def test_fifo_flag_bits():
              for k, v in named(scrape(detector), "larpix_fifo_flags_total").items()}
     assert flags == {("local", "half"): 3, ("local", "full"): 2,
                      ("shared", "half"): 3, ("shared", "full"): 2}
+
+
+def test_parity_and_fifo_flags_of_the_same_rows():
+    detector = DetectorMetrics()
+    detector.update(chunk(packets(
+        ts(1, 10),
+        data(1, valid_parity=255), data(1, valid_parity=255, local_fifo=1),
+        data(1, valid_parity=0, shared_fifo=2), data(1, local_fifo=4), data(1, valid_parity=0),
+    )), "f")
+    s = scrape(detector)
+    errors = {dict(k)["io_channel"]: v for k, v in named(s, "larpix_parity_errors_total").items()}
+    flags = {(dict(k)["fifo"], dict(k)["level"]): v
+             for k, v in named(s, "larpix_fifo_flags_total").items() if v}
+    assert errors == {"1": 2}
+    assert flags == {("local", "half"): 1, ("shared", "full"): 1}
+
+
+def test_readout_delay_of_timestamps_past_31_bits():
+    """receipt_timestamp mod 2**31 - timestamp, computed without wrapping."""
+    detector = DetectorMetrics()
+    detector.update(chunk(packets(
+        ts(1, 10),
+        data(1, timestamp=(1 << 31) + 5, receipt_timestamp=100),
+        data(1, timestamp=1 << 40, receipt_timestamp=(1 << 31) + 7),
+        data(1, timestamp=3, receipt_timestamp=4),
+    )), "f")
+    s = scrape(detector)
+    delays = (100 - (1 << 31) - 5, 7 - (1 << 40), 1)
+    assert value(s, "larpix_readout_delay_ticks_sum", io_group="1") == sum(delays)
+    buckets = named(s, "larpix_readout_delay_ticks_bucket")
+    assert all(count == sum(d <= float(dict(k)["le"]) for d in delays)
+               for k, count in buckets.items())
 
 
 def test_adc_and_readout_delay_histograms_by_hand():
