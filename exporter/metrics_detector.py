@@ -224,16 +224,15 @@ class DetectorMetrics:
         the io_groups and first rows of the block's segments.
         """
         key = ids & np.uint32(0xFF)
-        key *= np.uint32(DELAY_BUCKETS + 1)
+        key *= np.uint32((DELAY_BUCKETS + 1) * ADC_VALUES)
         delay = block.readout_delay()
         if delay is None:
-            key += np.uint32(_NO_DELAY)
+            key += np.uint32(_NO_DELAY * ADC_VALUES)
         else:
-            key += delay_bucket(delay)
+            key += delay_bucket(delay, ADC_VALUES)
             delay[other] = 0
             np.add.at(self._delay_sum, seg_group,
                       np.add.reduceat(delay, seg_starts, dtype=np.int64))
-        key *= np.uint32(ADC_VALUES)
         key += block.dataword()
         key[other] = N_GROUPS * (DELAY_BUCKETS + 1) * ADC_VALUES
         self._adc_delay.add(key)

@@ -122,9 +122,10 @@ class Block:
         return delay
 
 
-def delay_bucket(delay: np.ndarray) -> np.ndarray:
-    """Bucket j of each delay: ``4**(j-1) <= delay <= 4**j - 1``; 0 for delay <= 0 (uint32).
+def delay_bucket(delay: np.ndarray, scale: int = 1) -> np.ndarray:
+    """``scale`` times bucket j of each delay (uint32).
 
+    Bucket j holds ``4**(j-1) <= delay <= 4**j - 1``, bucket 0 every delay <= 0.
     The bit length of a positive integer is read from the exponent of its
     float32 (exact: float32 holds every integer up to 2**24, and above that
     rounding cannot leave the overflow bucket); bucket j holds bit lengths
@@ -133,7 +134,8 @@ def delay_bucket(delay: np.ndarray) -> np.ndarray:
     """
     exponent = delay.astype(np.float32).view(np.uint32)
     exponent >>= np.uint32(23)
-    return _BUCKET_OF_EXPONENT.take(exponent)
+    table = _BUCKET_OF_EXPONENT if scale == 1 else _BUCKET_OF_EXPONENT * np.uint32(scale)
+    return table.take(exponent)
 
 
 def _bucket_of_exponent() -> np.ndarray:

@@ -113,7 +113,7 @@ class SlidingWindow:
         changed = (wanted != NO_TIME) & (wanted != self.slot_second)
         for slot in np.flatnonzero(changed.any(axis=1)).tolist():
             stale = changed[slot, chip_group]
-            if stale.all():
+            if stale[1:].all():  # chip slot 0 is never counted in
                 self.retired += self._types(self.counts[slot])
                 self.counts[slot] = 0
             else:
