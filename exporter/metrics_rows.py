@@ -28,6 +28,8 @@ _RECEIPT_MASK = (1 << 31) - 1
 _ROW_WORDS = PACKET_DTYPE.itemsize // 4
 #: Rows of a chip-slot lookup step: its temporaries stay in the CPU cache.
 _LOOKUP_ROWS = 1 << 16
+#: Slot-table mark of a chip first seen in the chunk being looked up (numbered at its end).
+_NEW_IN_CHUNK = -1
 #: The fields a block needs besides the first word, as one view of the packed rows.
 _BLOCK_FIELDS = np.dtype({"names": ["flags", "timestamp", "word", "receipt"],
                           "formats": ["<u4", "<u8", "<u4", "<u4"],
@@ -186,11 +188,14 @@ class ChipSlots:
             block = slice(start, start + _LOOKUP_ROWS)
             keys = chip_keys(ids[block])
             found = self._slot_of.take(keys, out=slots[block])
-            if not found.all():
+            if found.min() <= 0:  # 0: a new chip; _NEW_IN_CHUNK: one an earlier block found
                 incomplete.append(block)
-                new.append(self._distinct(keys[found == 0]))
+                unseen = keys[found == 0]
+                if len(unseen):
+                    new.append(self._distinct(unseen))
+                    self._slot_of[new[-1]] = _NEW_IN_CHUNK
         if incomplete:
-            added = self._distinct(np.concatenate(new))
+            added = np.sort(np.concatenate(new))
             self._slot_of[added] = np.arange(len(self.keys), len(self.keys) + len(added))
             self.keys = np.concatenate([self.keys, added])
             for block in incomplete:
