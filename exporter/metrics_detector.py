@@ -1,10 +1,13 @@
 """The detector's metric model: every ``larpix_*`` series, accumulated chunk by chunk.
 
-``update`` is the hot path. A chunk is taken in blocks small enough that
-every intermediate array stays in cache; each block is read once (see
-``metrics_rows``), turned into fused integer keys, and counted with
-``np.add.at`` into dense int32 arrays that live for the whole run. Label
-sets only appear at scrape time. Per-chip detail is kept under compact
+``update`` is the hot path. Only the first word of each row (io_group,
+io_channel, chip_id, packet_type) is copied for the whole chunk, for the
+passes that need all of it (data-time segments, chip slots, the few non-data
+rows). The rest is done in blocks small enough that every intermediate array
+stays in cache: a block's fields are copied out once (see ``metrics_rows``),
+turned into fused uint32 keys, and counted with ``np.add.at`` into dense
+int32 arrays that live for the whole run. Label sets only appear at scrape
+time. Per-chip detail is kept under compact
 *chip slots*, so memory follows the detector actually seen.
 """
 

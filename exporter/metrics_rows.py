@@ -70,22 +70,23 @@ class Rows:
         return self._stamp_low[rows] | self._stamp_high[rows].astype(np.uint64) << np.uint64(32)
 
     def block(self, rows: slice) -> Block:
+        """Contiguous copies of the fields of ``rows`` (times only if there are receipts)."""
         fields = self._fields[rows]
-        return Block(fields["flags"].copy(), fields["timestamp"].copy(), fields["word"].copy(),
-                     fields["receipt"].copy() if self.has_receipt else None)
+        times = (fields["timestamp"].copy(), fields["receipt"].copy()) if self.has_receipt else None
+        return Block(fields["flags"].copy(), fields["word"].copy(), times)
 
 
 class Block:
     """Contiguous copies of the fields of some consecutive rows."""
 
-    def __init__(self, flags: np.ndarray, timestamp: np.ndarray, word: np.ndarray,
-                 receipt: np.ndarray | None) -> None:
+    def __init__(self, flags: np.ndarray, word: np.ndarray,
+                 times: tuple[np.ndarray, np.ndarray] | None) -> None:
         #: downstream_marker, parity, valid_parity, channel_id
         self.flags = flags
-        self.timestamp = timestamp
         #: dataword, trigger_type, local_fifo, shared_fifo
         self.word = word
-        self.receipt = receipt
+        #: timestamp and receipt_timestamp, if the file has receipt times
+        self.times = times
 
     def channel_id(self) -> np.ndarray:
         return self.flags >> np.uint32(24)
@@ -112,15 +113,16 @@ class Block:
         int32 when every timestamp of the rows is below 2**31 (LArPix v2 and
         PACMAN times are), so the difference cannot wrap; int64 otherwise.
         """
-        if self.receipt is None:
+        if self.times is None:
             return None
-        delay = self.receipt & np.uint32(_RECEIPT_MASK)
-        if self.timestamp.max(initial=0) > _RECEIPT_MASK:
+        timestamp, receipt = self.times
+        delay = receipt & np.uint32(_RECEIPT_MASK)
+        if timestamp.max(initial=0) > _RECEIPT_MASK:
             wide = delay.astype(np.int64)
-            wide -= self.timestamp.view(np.int64)
+            wide -= timestamp.view(np.int64)
             return wide
         delay = delay.view(np.int32)
-        delay -= self.timestamp.view(np.int32)[::2]
+        delay -= timestamp.view(np.int32)[::2]
         return delay
 
 
