@@ -273,14 +273,15 @@ class DetectorMetrics:
     def _take_snapshot(self) -> DetectorSnapshot:
         chips = self._chips
         adc_delay = self._adc_delay.total()[:N_GROUPS]
+        packets, window = self._window.view(chips.group)
         return DetectorSnapshot(
             chip_group=chips.group, chip_channel=chips.channel, chip_id=chips.chip,
-            packets=self._window.type_totals(), parity_errors=self._parity.copy(),
+            packets=packets, parity_errors=self._parity.copy(),
             fifo=self._fifo.copy(),
             adc=adc_delay.sum(axis=1), delay=adc_delay[:, :DELAY_BUCKETS].sum(axis=2),
             delay_sum=self._delay_sum.copy(),
             sync=self._sync.copy(), trigger=self._trigger.copy(),
             sync_offset=self._sync_offset.copy(), has_sync_offset=self._has_sync_offset.copy(),
             sync_gaps=self._gaps.gaps.copy(), data_timestamp=self._window.latest.copy(),
-            window=self._window.view(chips.group),
+            window=window,
         )

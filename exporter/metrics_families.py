@@ -2,11 +2,15 @@
 
 Label pairs are written already sorted by label name, the order both
 exposition formats print them in, so rendering needs no per-sample sorting.
+Label sets change rarely (a new chip, a new io_channel), so their rendered
+text is kept between scrapes: a scrape after new rows formats only numbers.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from prometheus_client.metrics_core import Metric
@@ -33,6 +37,8 @@ _DEC = tuple(str(i) for i in range(256))
 #: Integers below this print as "<n>.0" in Go's float format; above it, with an exponent.
 _GO_EXPONENT = 1_000_000
 _EXACT = 2**53
+#: Distinct label sets whose text is kept: every series of a large detector, several times.
+_KEPT_LABEL_SETS = 1 << 17
 
 
 @dataclass
@@ -69,8 +75,8 @@ class Family:
 
     def sample_lines(self) -> str:
         """The sample lines of the exposition (the same in both text formats)."""
-        return "".join(f"{name}{text} {_go_float(value)}\n"
-                       for name, _, text, value in self.samples)
+        return "".join([f"{name}{text} {_go_float(value)}\n"
+                        for name, _, text, value in self.samples])
 
 
 def _go_float(value: float) -> str:
@@ -80,10 +86,12 @@ def _go_float(value: float) -> str:
     return floatToGoString(value)
 
 
+@lru_cache(maxsize=_KEPT_LABEL_SETS)
 def _with_le(labels: Labels, le: str) -> Labels:
     return tuple(sorted((*labels, ("le", le))))
 
 
+@lru_cache(maxsize=_KEPT_LABEL_SETS)
 def _label_text(labels: Labels) -> str:
     if not labels:
         return ""
@@ -153,14 +161,40 @@ def _packets(chips: _ChipLabels, pair_packets: np.ndarray) -> Family:
 
 def _data_packets(chips: _ChipLabels, snap: DetectorSnapshot) -> Family:
     family = Family("larpix_data_packets", "counter", "Data packets read, per chip.")
+    labels, texts = _chip_slot_labels(snap)
+    name = family.name + "_total"
     data = snap.packets[:, DATA].tolist()
-    for slot in np.flatnonzero(snap.packets[:, DATA]).tolist():
-        chip, channel, group = (_DEC[chips.chip[slot]], _DEC[chips.channel[slot]],
-                                _DEC[chips.group[slot]])
-        family.add((("chip_id", chip), ("io_channel", channel), ("io_group", group)),
-                   data[slot], "_total",
-                   f'{{chip_id="{chip}",io_channel="{channel}",io_group="{group}"}}')
+    family.samples = [(name, labels[slot], texts[slot], data[slot])
+                      for slot in np.flatnonzero(snap.packets[:, DATA]).tolist()]
     return family
+
+
+class _SlotLabelCache:
+    """Labels and their text of every chip slot, kept while slots are only appended."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids = np.zeros((0, 3), np.int64)
+        self._labels: list[Labels] = []
+        self._texts: list[str] = []
+
+    def get(self, snap: DetectorSnapshot) -> tuple[list[Labels], list[str]]:
+        ids = np.stack([snap.chip_group, snap.chip_channel, snap.chip_id], axis=1)
+        with self._lock:
+            known = len(self._labels)
+            if known > len(ids) or not np.array_equal(self._ids, ids[:known]):
+                known = 0  # another detector, or renumbered: start again
+                self._labels, self._texts = [], []
+            for group, channel, chip in ids[known:].tolist():
+                pairs = (("chip_id", _DEC[chip]), ("io_channel", _DEC[channel]),
+                         ("io_group", _DEC[group]))
+                self._labels.append(pairs)
+                self._texts.append(_label_text(pairs))
+            self._ids = ids
+            return self._labels, self._texts
+
+
+_chip_slot_labels = _SlotLabelCache().get
 
 
 def _parity_errors(chips: _ChipLabels, pair_packets: np.ndarray,

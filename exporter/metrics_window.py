@@ -90,10 +90,6 @@ class SlidingWindow:
         """Count rows at flat (ring slot, chip slot, column) keys."""
         np.add.at(self.counts.reshape(-1), keys, np.int32(1))
 
-    def type_totals(self) -> np.ndarray:
-        """Rows ever counted, by (chip slot, type)."""
-        return self.retired + self._types(self.counts).sum(axis=0)
-
     def fold_outside(self) -> None:
         """Empty the outside slot before its int32 counts could overflow."""
         self.retired += self._types(self.counts[self.outside])
@@ -121,12 +117,19 @@ class SlidingWindow:
                 self.counts[slot, stale] = 0
         self.slot_second[changed] = wanted[changed]
 
-    def view(self, chip_group: np.ndarray) -> WindowView:
+    def view(self, chip_group: np.ndarray) -> tuple[np.ndarray, WindowView]:
+        """Rows ever counted by (chip slot, type), and the window gauges.
+
+        One sum over the whole ring serves both: the window is that sum less
+        the few slots outside it (the current second, the outside slot).
+        """
+        ring_total = self.counts.sum(axis=0, dtype=np.int64)
+        totals = self.retired + self._types(ring_total)
         has_window = self.latest != NO_TIME
         in_window = ((self.slot_second != NO_TIME)
                      & (self.slot_second >= self.latest - self.width)
                      & (self.slot_second < self.latest))
-        per_slot = self._window_sum(in_window, chip_group)
+        per_slot = ring_total - self._outside_window(in_window, chip_group)
         per_channel = per_slot[:, :CHANNELS_PER_CHIP]
         types = self._types(per_slot)
         rate = np.stack([np.bincount(chip_group, weights=column, minlength=N_GROUPS)
@@ -135,14 +138,16 @@ class SlidingWindow:
                              minlength=N_GROUPS).astype(np.int64)
         hot_channels = (per_channel / self.width > self.hot_rate).sum(axis=1)
         hot = np.bincount(chip_group, weights=hot_channels, minlength=N_GROUPS).astype(np.int64)
-        return WindowView(rate, active, hot, has_window)
+        return totals, WindowView(rate, active, hot, has_window)
 
-    def _window_sum(self, in_window: np.ndarray, chip_group: np.ndarray) -> np.ndarray:
-        """Sum over the ring slots in each chip slot's window: (chip slot, column)."""
-        total = np.zeros(self.counts.shape[1:], np.int64)
-        for slot in np.flatnonzero(in_window.any(axis=1)).tolist():
-            columns = in_window[slot, chip_group]
-            if columns.all():
+    def _outside_window(self, in_window: np.ndarray, chip_group: np.ndarray) -> np.ndarray:
+        """Sum over the ring slots outside each chip slot's window: (chip slot, column)."""
+        total = self.counts[self.outside].astype(np.int64)
+        outside = ~in_window[:, chip_group]
+        outside[:, 0] = False  # chip slot 0 is never counted in
+        for slot in np.flatnonzero(outside.any(axis=1)).tolist():
+            columns = outside[slot]
+            if columns[1:].all():
                 total += self.counts[slot]
             else:
                 total[columns] += self.counts[slot, columns]

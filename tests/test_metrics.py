@@ -228,6 +228,22 @@ def test_io_channel_zero_and_message_io_group_zero_labels_and_data_time_by_group
     assert value(s, "larpix_sync_gaps_total", io_group="2") == 1     # second 900 had none
 
 
+def test_chip_labels_follow_each_detector_as_chips_are_added():
+    def chip(group: int, channel: int, chip_id: int) -> tuple[tuple[str, str], ...]:
+        return (("chip_id", str(chip_id)), ("io_channel", str(channel)), ("io_group", str(group)))
+
+    first, second = DetectorMetrics(), DetectorMetrics()
+    first.update(chunk(packets(data(1, 2, 11), data(1, 2, 12), data(1, 2, 12))), "f")
+    second.update(chunk(packets(data(3, 4, 50))), "g")
+    assert named(scrape(first), "larpix_data_packets_total") == {chip(1, 2, 11): 1,
+                                                                 chip(1, 2, 12): 2}
+    assert named(scrape(second), "larpix_data_packets_total") == {chip(3, 4, 50): 1}
+    first.update(chunk(packets(data(7, 1, 11), data(1, 2, 5), data(1, 2, 12))), "f")
+    assert named(scrape(first), "larpix_data_packets_total") == {
+        chip(1, 2, 11): 1, chip(1, 2, 12): 3, chip(1, 2, 5): 1, chip(7, 1, 11): 1}
+    assert named(scrape(second), "larpix_data_packets_total") == {chip(3, 4, 50): 1}
+
+
 def test_parity_errors_only_for_larpix_words():
     bad = {"valid_parity": 0}
     detector = DetectorMetrics()
