@@ -22,6 +22,7 @@ from matplotlib.colorbar import Colorbar
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
+from exporter.geometry import shared_geometry
 from exporter.packets import DATA, TIMESTAMP, tile_of
 
 SECONDS_PER_DAY = 86400.0
@@ -467,3 +468,17 @@ class ChannelStats:
         with np.errstate(invalid="ignore"):
             rate = np.where(hits > 0, hits / self.livetime(io_group), np.nan)
         return {"hits": hits, "mean": mean, "std": std, "rate": rate}
+
+
+class TileMapPlot(BuiltinPlot):
+    """A map of every pixel of each tile with data, placed by the shared layout."""
+
+    def __init__(self) -> None:
+        self.stats = ChannelStats()
+        self.geometry = shared_geometry()
+
+    def update(self, packets: np.ndarray) -> None:
+        self.stats.update(packets)
+
+    def ready(self) -> bool:
+        return self.geometry is not None and bool(self.stats.tiles())

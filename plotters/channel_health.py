@@ -8,15 +8,14 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from exporter.config import DEFAULT_HOT_RATE
-from exporter.geometry import shared_geometry
-from plotters._support import BuiltinPlot, ChannelStats
+from plotters._support import TileMapPlot
 
 DEAD, NORMAL, NOISY = 0, 1, 2
 STATE_NAMES = ("dead", "normal", "noisy")
 STATE_COLOURS = ("black", "tab:green", "tab:red")
 
 
-class ChannelHealth(BuiltinPlot):
+class ChannelHealth(TileMapPlot):
     """Every pixel of each tile with data: dead (no hit), noisy (above ``noisy_rate`` Hz), normal.
 
     The pixels are those the layout connects, so a chip that sends nothing shows
@@ -26,16 +25,6 @@ class ChannelHealth(BuiltinPlot):
     what = "Channel health"
     columns = 4
     noisy_rate = DEFAULT_HOT_RATE
-
-    def __init__(self) -> None:
-        self.stats = ChannelStats()
-        self.geometry = shared_geometry()
-
-    def update(self, packets: np.ndarray) -> None:
-        self.stats.update(packets)
-
-    def ready(self) -> bool:
-        return self.geometry is not None and bool(self.stats.tiles())
 
     def states(self, io_group: int, tile: int) -> np.ndarray:
         """State of each channel, [chip_id, channel_id]; -1 where the layout has no pixel."""

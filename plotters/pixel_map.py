@@ -14,8 +14,8 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
-from exporter.geometry import TileLayout, shared_geometry
-from plotters._support import BuiltinPlot, ChannelStats, plain_log_colorbar
+from exporter.geometry import TileLayout
+from plotters._support import TileMapPlot, plain_log_colorbar
 
 #: (array, colour-bar label, log scale) of each panel of a tile map.
 PANELS = (("mean", "mean ADC [counts]", False), ("std", "ADC spread (std) [counts]", False),
@@ -57,7 +57,7 @@ def unplaced_hits(layout: TileLayout, hits: np.ndarray) -> int:
     return int(hits[~layout.connected].sum())
 
 
-class _TileMap(BuiltinPlot):
+class _TileMap(TileMapPlot):
     """Mean ADC, ADC spread and hit rate of one tile."""
 
     io_group = 1
@@ -67,9 +67,8 @@ class _TileMap(BuiltinPlot):
     figsize = (14.0, 4.2)
 
     def __init__(self) -> None:
+        super().__init__()
         self.what = f"Pixel map io_group {self.io_group} tile {self.tile}"
-        self.stats = ChannelStats()
-        self.geometry = shared_geometry()
 
     def update(self, packets: np.ndarray) -> None:
         self.stats.update(packets, only=(self.io_group, self.tile))
@@ -112,21 +111,11 @@ for _io_group in (1, 2):
         globals()[f"PixelMap_{_io_group}_{_tile}"] = pixel_map_factory(_io_group, _tile)
 
 
-class PixelMaps(BuiltinPlot):
+class PixelMaps(TileMapPlot):
     """Hit rate of every pixel of every tile with data, one panel per io_group and tile."""
 
     what = "Hit rate per pixel"
     columns = 4
-
-    def __init__(self) -> None:
-        self.stats = ChannelStats()
-        self.geometry = shared_geometry()
-
-    def update(self, packets: np.ndarray) -> None:
-        self.stats.update(packets)
-
-    def ready(self) -> bool:
-        return self.geometry is not None and bool(self.stats.tiles())
 
     def structure(self) -> object:
         return tuple(self.stats.tiles())
