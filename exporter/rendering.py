@@ -14,6 +14,17 @@ instead of dropping data; if the previous such render has not finished yet, the
 caller waits for it (back-pressure), so a file never holds more than about two
 caps of rows. Images in memory are kept for the ``max_image_files`` files
 updated most recently.
+
+Restarts: at construction the renderer loads the PNGs it wrote before, so the
+gallery and /plots show the last plots of every run (finished ones included)
+without waiting for new data. Only files laid out as ``output_path`` writes
+them, for the plots of this renderer, are taken, and only those of the
+``max_image_files`` runs modified most recently; ``updated`` is the file's
+mtime. This is one directory scan at start; requests only ever see memory.
+With another ``--ext`` the files on disk are not PNGs, so nothing is loaded and
+a run's plots appear once it is rendered again. Once mode loads them too (it
+shares this constructor); that costs a scan and a few PNG reads, and says
+nothing above DEBUG.
 """
 
 from __future__ import annotations
@@ -27,7 +38,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +58,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BUFFERED_ROWS = 1 << 21
 DEFAULT_MAX_IMAGE_FILES = 16
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+RUN_DIR_SUFFIX = "_dqm"
 
 
 class PacketFile(Mapping):
@@ -94,7 +107,54 @@ class _FileState:
 def output_path(plot_dir: Path, source: Path, plot: str, ext: str) -> Path:
     """``PLOT_DIR/<stem>_dqm/<stem>_<Plot><ext>``, the seed's layout."""
     stem = source.stem
-    return plot_dir / f"{stem}_dqm" / f"{stem}_{plot}{ext}"
+    return plot_dir / f"{stem}{RUN_DIR_SUFFIX}" / f"{stem}_{plot}{ext}"
+
+
+def png_etag(png: bytes) -> str:
+    """Strong ETag of an image's bytes, quoted for the header."""
+    return '"' + hashlib.blake2b(png, digest_size=16).hexdigest() + '"'
+
+
+def saved_pngs(plot_dir: Path, plots: Collection[str]) -> dict[str, dict[str, tuple[str, float]]]:
+    """stem -> plot -> (path, mtime) of the PNGs under ``plot_dir`` laid out as ``output_path``
+    writes them; symbolic links and anything else are left alone."""
+    found: dict[str, dict[str, tuple[str, float]]] = {}
+    try:
+        with os.scandir(plot_dir) as entries:
+            run_dirs = [e for e in entries
+                        if e.name.endswith(RUN_DIR_SUFFIX) and len(e.name) > len(RUN_DIR_SUFFIX)
+                        and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return found
+    for run_dir in run_dirs:
+        stem = run_dir.name[:-len(RUN_DIR_SUFFIX)]
+        plot_of = {f"{stem}_{plot}.png": plot for plot in plots}
+        try:
+            with os.scandir(run_dir.path) as entries:
+                for entry in entries:
+                    plot = plot_of.get(entry.name)
+                    if plot is not None and entry.is_file(follow_symlinks=False):
+                        mtime = entry.stat(follow_symlinks=False).st_mtime
+                        found.setdefault(stem, {})[plot] = (entry.path, mtime)
+        except OSError as err:  # e.g. a run directory without read permission
+            log.warning("%s: saved plots not loaded: %s", run_dir.path, err.strerror)
+    return found
+
+
+def load_png(file: str, plot: str, path: Path) -> PlotImage | None:
+    """The image saved at ``path``, or None (with a warning) if it is not a readable PNG."""
+    try:
+        with open(path, "rb") as handle:
+            updated = os.fstat(handle.fileno()).st_mtime
+            png = handle.read()
+    except OSError as err:
+        log.warning("%s: saved plot not loaded: %s", path, err.strerror)
+        return None
+    if not png.startswith(PNG_SIGNATURE):
+        log.warning("%s: saved plot not loaded: not a PNG file", path)
+        return None
+    return PlotImage(file=file, plot=plot, png=png, etag=png_etag(png), updated=updated,
+                     path=path)
 
 
 def _current_umask() -> int:
@@ -152,7 +212,8 @@ class PlotRenderer:
     def __init__(self, catalog: PlotCatalog, plot_dir: Path, ext: str = ".png",
                  selected: list[str] | None = None, health: MonitorHealth | None = None,
                  max_buffered_rows: int = DEFAULT_MAX_BUFFERED_ROWS,
-                 max_image_files: int = DEFAULT_MAX_IMAGE_FILES) -> None:
+                 max_image_files: int = DEFAULT_MAX_IMAGE_FILES,
+                 load_saved: bool = True) -> None:
         self.plot_dir = Path(plot_dir)
         self.ext = ext
         self.health = health
@@ -177,6 +238,8 @@ class PlotRenderer:
         self._last_active: dict[Path, float] = {}
         self._files: dict[Path, _FileState] = {}
         self._images: dict[tuple[str, str], PlotImage] = {}
+        if load_saved:
+            self._load_saved_images()
 
     # -- any thread -----------------------------------------------------------------------
 
@@ -221,6 +284,23 @@ class PlotRenderer:
         """Close every figure and stop the render thread (pending renders finish first)."""
         self._run_on_render_thread(self._close_idle, -1.0)
         self._executor.shutdown(wait=True)
+
+    def _load_saved_images(self) -> None:
+        """Serve the plots a previous run of the monitor left in the plot directory."""
+        if self.ext != ".png":
+            log.debug("--ext %s: saved plots are not PNGs, so none are shown until their runs "
+                     "are rendered again", self.ext)
+            return
+        saved = saved_pngs(self.plot_dir, self.plots)
+        newest = sorted(saved, key=lambda stem: max(m for _, m in saved[stem].values()))
+        loaded = [image for stem in newest[-self.max_image_files:]
+                  for plot, (path, _) in sorted(saved[stem].items())
+                  if (image := load_png(stem, plot, Path(path))) is not None]
+        with self._lock:
+            self._images.update({(image.file, image.plot): image for image in loaded})
+        if loaded:
+            log.debug("%d saved plot(s) of %d run(s) loaded from %s", len(loaded),
+                     len({image.file for image in loaded}), self.plot_dir)
 
     # -- render thread --------------------------------------------------------------------
 
@@ -279,7 +359,7 @@ class PlotRenderer:
         if self.health is not None:
             self.health.observe_render(name, time.perf_counter() - started)
         image = PlotImage(file=source.stem, plot=name, png=png,
-                          etag='"' + hashlib.blake2b(png, digest_size=16).hexdigest() + '"',
+                          etag=png_etag(png),
                           updated=time.time(), path=path)
         self._keep(image)
         return image

@@ -442,3 +442,128 @@ def test_seed_plugins_in_serve_mode_are_served_and_written(sim_file, tmp_path):
             assert response.status_code == 200
             assert response.headers["content-type"] == "image/png"
             assert response.content == path.read_bytes()
+
+
+SAVED_PLOTS = """
+    from matplotlib.figure import Figure
+
+    class Recorder(object):
+        def __call__(self, filename, fh, fig=None):
+            fig = fig or Figure(figsize=(2, 2))
+            fig.clear()
+            fig.add_subplot(111).plot(fh['packets']['timestamp'])
+            return fig
+
+    Recorder_2 = Recorder
+
+    class Other(Recorder):
+        pass
+"""
+
+
+def write_png(path: Path, shade: int) -> bytes:
+    """A small PNG made by Pillow, distinct per ``shade``; returns its bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("L", (3, 2), shade).save(path, format="PNG")
+    return path.read_bytes()
+
+
+def blake_etag(png: bytes) -> str:
+    return '"' + hashlib.blake2b(png, digest_size=16).hexdigest() + '"'
+
+
+@pytest.fixture
+def saved_catalog(tmp_path):
+    write_module(tmp_path / "plugins", "saved", SAVED_PLOTS)
+    return discover_plots([tmp_path / "plugins"])
+
+
+def test_a_new_renderer_serves_the_images_the_last_one_saved(tmp_path, saved_catalog):
+    out = tmp_path / "out"
+    first = PlotRenderer(saved_catalog, out, selected=["Recorder", "Recorder_2"])
+    made = []
+    for name, n in (("a", 5), ("b", 9)):
+        first.add_packets(Path(f"/d/{name}.h5"), packets(n))
+        made += first.render(Path(f"/d/{name}.h5")).result()
+    first.shutdown()
+    assert len(made) == 4
+
+    second = PlotRenderer(saved_catalog, out, selected=["Recorder", "Recorder_2"])
+    loaded = second.images()
+    assert [(i.file, i.plot, i.png, i.path) for i in loaded] == sorted(
+        (i.file, i.plot, i.png, i.path) for i in made)
+    for image in loaded:
+        assert image.png == image.path.read_bytes()
+        assert image.etag == blake_etag(image.png)
+        assert image.updated == image.path.stat().st_mtime
+        assert second.image(image.file, image.plot) == image
+    # New data for a loaded run replaces its image as before.
+    second.add_packets(Path("/d/a.h5"), packets(2))
+    renewed = {i.plot: i for i in second.render(Path("/d/a.h5")).result()}
+    second.shutdown()
+    assert second.image("a", "Recorder") == renewed["Recorder"]
+    assert renewed["Recorder"].png != second.image("b", "Recorder").png
+    assert renewed["Recorder"].png == (out / "a_dqm" / "a_Recorder.png").read_bytes()
+
+
+def test_only_the_layout_the_renderer_writes_is_loaded(tmp_path, saved_catalog, caplog):
+    out = tmp_path / "out"
+    wanted = {("run_1", "Recorder"): write_png(out / "run_1_dqm" / "run_1_Recorder.png", 10),
+              ("run_1", "Recorder_2"): write_png(out / "run_1_dqm" / "run_1_Recorder_2.png",
+                                                 20),
+              ("a_dqm", "Recorder"): write_png(out / "a_dqm_dqm" / "a_dqm_Recorder.png", 30)}
+    write_png(out / "run_1_dqm" / "run_1_Other.png", 40)  # a plot not selected
+    write_png(out / "run_1_dqm" / "other_Recorder.png", 50)  # another run's name
+    write_png(out / "run_1_dqm" / ".run_1_Recorder.png.x1.tmp", 60)
+    write_png(out / "run_2" / "run_2_Recorder.png", 70)  # not a run directory
+    write_png(tmp_path / "elsewhere" / "run_3_Recorder.png", 80)
+    (out / "run_3_dqm").mkdir()
+    (out / "run_3_dqm" / "run_3_Recorder.png").symlink_to(
+        tmp_path / "elsewhere" / "run_3_Recorder.png")
+    write_png(tmp_path / "linked" / "linked_Recorder.png", 90)
+    (out / "linked_dqm").symlink_to(tmp_path / "linked")
+    (out / "run_4_dqm").mkdir()
+    (out / "run_4_dqm" / "run_4_Recorder.png").write_bytes(b"<html>not a picture</html>")
+    (out / "run_5_dqm" / "run_5_Recorder.png").mkdir(parents=True)
+    (out / "state.json").write_text("{}")
+
+    caplog.set_level(logging.WARNING)
+    renderer = PlotRenderer(saved_catalog, out, selected=["Recorder", "Recorder_2"])
+    renderer.shutdown()
+    assert {(i.file, i.plot): i.png for i in renderer.images()} == wanted
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{out / 'run_4_dqm' / 'run_4_Recorder.png'}: saved plot not loaded: not a PNG file"]
+
+
+def test_saved_images_are_capped_to_the_runs_modified_last(tmp_path, saved_catalog):
+    out = tmp_path / "out"
+    mtimes = {("a", "Recorder"): 1_000_000.0, ("a", "Recorder_2"): 1_000_400.5,
+              ("b", "Recorder"): 1_000_300.0, ("c", "Recorder"): 1_000_200.0}
+    pngs = {}
+    for shade, ((run, plot), mtime) in enumerate(mtimes.items()):
+        path = out / f"{run}_dqm" / f"{run}_{plot}.png"
+        pngs[(run, plot)] = write_png(path, shade * 20)
+        os.utime(path, (mtime, mtime))
+    renderer = PlotRenderer(saved_catalog, out, selected=["Recorder", "Recorder_2"],
+                            max_image_files=2)
+    renderer.shutdown()
+    # "a" was modified last (by its newest plot), then "b"; "c" is left on disk only.
+    assert {(i.file, i.plot): (i.png, i.updated) for i in renderer.images()} == {
+        key: (pngs[key], mtimes[key]) for key in [("a", "Recorder"), ("a", "Recorder_2"),
+                                                  ("b", "Recorder")]}
+    assert renderer.image("c", "Recorder") is None
+
+
+def test_nothing_is_loaded_for_other_extensions_or_when_not_asked(tmp_path, saved_catalog):
+    out = tmp_path / "out"
+    write_png(out / "run_dqm" / "run_Recorder.png", 10)
+    for options in ({"ext": ".pdf"}, {"load_saved": False}):
+        renderer = PlotRenderer(saved_catalog, out, selected=["Recorder"], **options)
+        renderer.shutdown()
+        assert renderer.images() == [], options
+    loading = PlotRenderer(saved_catalog, out, selected=["Recorder"])
+    loading.shutdown()
+    assert [i.file for i in loading.images()] == ["run"]
+    missing = PlotRenderer(saved_catalog, tmp_path / "not_yet", selected=["Recorder"])
+    missing.shutdown()
+    assert missing.images() == []
