@@ -128,7 +128,8 @@ def _renderer(plot_dir: Path, ext: str, plots: list[str] | None, plugin_dirs: li
               health: MonitorHealth):
     from exporter.plotting import PlotRenderer, discover_plots
 
-    return PlotRenderer(discover_plots(plugin_dirs), Path(plot_dir), ext, plots, health)
+    return PlotRenderer(discover_plots(plugin_dirs), Path(plot_dir), ext, plots, health,
+                        load_saved=False)
 
 
 def _read_file(path: Path, detector: DetectorMetrics, health: MonitorHealth,
