@@ -281,45 +281,30 @@ def test_raw_chunks_bounded_by_messages(tmp_path):
                                   larpix_conversion(msgs, [1] * 40, tmp_path))
 
 
-def test_raw_trailing_empty_messages_wait(tmp_path):
+@pytest.mark.parametrize("messages_first", [False, True])
+def test_raw_rows_wait_until_message_and_header_are_written(tmp_path, messages_first):
+    """to_rawfile resizes both datasets, then writes msgs, then msg_headers: a poll in
+    between must neither consume empty messages nor read io_group 0 for unwritten headers."""
     rng = np.random.default_rng(13)
     path = tmp_path / "raw.h5"
     msgs = [data_message(random_words(rng, 3)) for _ in range(6)]
     rawhdf5format.to_rawfile(str(path), msgs=msgs[:4], msg_headers={"io_groups": [2] * 4})
-    with h5py.File(path, "a", libver="latest") as f:  # resized, not yet written
+    with h5py.File(path, "a", libver="latest") as f:  # resized, not (fully) written yet
         f["msgs"].resize((6,))
         f["msg_headers"].resize((6,))
+        if messages_first:
+            f["msgs"][4:] = [np.frombuffer(m, np.uint8) for m in msgs[4:]]
     reader = FileReader(path)
     first = drain(reader)
     assert reader.cursor.rows == 4
     with h5py.File(path, "a", libver="latest") as f:
-        f["msgs"][4:] = [np.frombuffer(m, np.uint8) for m in msgs[4:]]
+        if not messages_first:
+            f["msgs"][4:] = [np.frombuffer(m, np.uint8) for m in msgs[4:]]
         f["msg_headers"][4:] = np.array([(2,), (2,)], f["msg_headers"].dtype)
     second = drain(reader)
     assert reader.cursor.rows == 6
     np.testing.assert_array_equal(packets_of(first + second),
                                   larpix_conversion(msgs, [2] * 6, tmp_path))
-
-
-def test_raw_messages_wait_for_their_headers(tmp_path):
-    """A poll between to_rawfile's write of msgs and of msg_headers must not read io_group 0."""
-    rng = np.random.default_rng(14)
-    path = tmp_path / "raw.h5"
-    msgs = [data_message(random_words(rng, 3)) for _ in range(6)]
-    rawhdf5format.to_rawfile(str(path), msgs=msgs[:4], msg_headers={"io_groups": [3] * 4})
-    with h5py.File(path, "a", libver="latest") as f:  # messages written, headers not yet
-        f["msgs"].resize((6,))
-        f["msg_headers"].resize((6,))
-        f["msgs"][4:] = [np.frombuffer(m, np.uint8) for m in msgs[4:]]
-    reader = FileReader(path)
-    first = drain(reader)
-    assert reader.cursor.rows == 4
-    with h5py.File(path, "a", libver="latest") as f:
-        f["msg_headers"][4:] = np.array([(3,), (3,)], f["msg_headers"].dtype)
-    second = drain(reader)
-    assert reader.cursor.rows == 6
-    np.testing.assert_array_equal(packets_of(first + second),
-                                  larpix_conversion(msgs, [3] * 6, tmp_path))
 
 
 def test_raw_file_without_headers_is_read(tmp_path):
