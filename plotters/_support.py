@@ -473,6 +473,8 @@ class ChannelStats:
 class TileMapPlot(BuiltinPlot):
     """A map of every pixel of each tile with data, placed by the shared layout."""
 
+    columns = 4
+
     def __init__(self) -> None:
         self.stats = ChannelStats()
         self.geometry = shared_geometry()
@@ -482,3 +484,24 @@ class TileMapPlot(BuiltinPlot):
 
     def ready(self) -> bool:
         return self.geometry is not None and bool(self.stats.tiles())
+
+    def structure(self) -> object:
+        return tuple(self.stats.tiles())
+
+    def grid(self, height_extra: float) -> tuple[int, int, float]:
+        """Rows, columns and figure height (inches) for one 2.6-inch panel per tile."""
+        count = len(self.stats.tiles())
+        columns = min(self.columns, count)
+        rows = -(-count // columns)
+        return rows, columns, 2.6 * rows + height_extra
+
+
+def tile_panels(fig: Figure, rows: int, columns: int, count: int) -> np.ndarray:
+    """A grid of bare map axes; the ones past ``count`` are hidden."""
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[count:]:
+        ax.set_axis_off()
+    return axes

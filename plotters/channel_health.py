@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from exporter.config import DEFAULT_HOT_RATE
-from plotters._support import TileMapPlot
+from plotters._support import TileMapPlot, tile_panels
 
 DEAD, NORMAL, NOISY = 0, 1, 2
 STATE_NAMES = ("dead", "normal", "noisy")
@@ -23,7 +23,6 @@ class ChannelHealth(TileMapPlot):
     """
 
     what = "Channel health"
-    columns = 4
     noisy_rate = DEFAULT_HOT_RATE
 
     def states(self, io_group: int, tile: int) -> np.ndarray:
@@ -33,28 +32,18 @@ class ChannelHealth(TileMapPlot):
                          np.where(np.nan_to_num(arrays["rate"]) > self.noisy_rate, NOISY, NORMAL))
         return np.where(self.geometry.tile.connected, state, -1)
 
-    def structure(self) -> object:
-        return tuple(self.stats.tiles())
-
     def build(self, fig: Figure) -> None:
         tiles = self.stats.tiles()
-        columns = min(self.columns, len(tiles))
-        rows = -(-len(tiles) // columns)
-        height = 2.6 * rows + 1.2
+        rows, columns, height = self.grid(1.2)
         fig.set_size_inches(2.6 * columns, height)
         fig.subplots_adjust(left=0.02, right=0.98, bottom=0.7 / height, top=1 - 0.6 / height,
                             wspace=0.05, hspace=0.2)
-        axes = fig.subplots(rows, columns, squeeze=False).ravel()
+        axes = tile_panels(fig, rows, columns, len(tiles))
         layout = self.geometry.tile
         self.images = [ax.imshow(np.full(layout.shape, np.nan), origin="lower",
                                  extent=layout.extent, interpolation="nearest",
                                  cmap=ListedColormap(STATE_COLOURS), vmin=-0.5, vmax=2.5)
                        for ax in axes[:len(tiles)]]
-        for ax in axes:
-            ax.set_xticks([])
-            ax.set_yticks([])
-        for ax in axes[len(tiles):]:
-            ax.set_axis_off()
         self.legend = None
         fig.text(0.01, 0.01, f"io_group-tile; noisy: above {self.noisy_rate:g} Hz",
                  fontsize="small")

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
 from exporter.geometry import TileLayout
-from plotters._support import TileMapPlot, plain_log_colorbar
+from plotters._support import TileMapPlot, plain_log_colorbar, tile_panels
 
 #: (array, colour-bar label, log scale) of each panel of a tile map.
 PANELS = (("mean", "mean ADC [counts]", False), ("std", "ADC spread (std) [counts]", False),
@@ -115,29 +115,18 @@ class PixelMaps(TileMapPlot):
     """Hit rate of every pixel of every tile with data, one panel per io_group and tile."""
 
     what = "Hit rate per pixel"
-    columns = 4
-
-    def structure(self) -> object:
-        return tuple(self.stats.tiles())
 
     def build(self, fig: Figure) -> None:
         tiles = self.stats.tiles()
-        columns = min(self.columns, len(tiles))
-        rows = -(-len(tiles) // columns)
-        height = 2.6 * rows + 0.6
+        rows, columns, height = self.grid(0.6)
         fig.set_size_inches(2.6 * columns + 1.2, height)
         fig.subplots_adjust(left=0.02, right=0.85, bottom=0.02, top=1 - 0.6 / height,
                             wspace=0.05, hspace=0.15)
-        axes = fig.subplots(rows, columns, squeeze=False).ravel()
+        axes = tile_panels(fig, rows, columns, len(tiles))
         self.images = []
         for ax, (group, tile) in zip(axes, tiles, strict=False):
             self.images.append(tile_image(ax, self.geometry.tile, log=True))
             ax.set_title(f"io_group {group} tile {tile}", fontsize="small")
-        for ax in axes:
-            ax.set_xticks([])
-            ax.set_yticks([])
-        for ax in axes[len(tiles):]:
-            ax.set_axis_off()
         colorbar = fig.colorbar(self.images[0], cax=fig.add_axes((0.88, 0.1, 0.025, 0.8)),
                                 label="hit rate [Hz]")
         plain_log_colorbar(colorbar)
