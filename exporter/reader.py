@@ -13,6 +13,7 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import h5py
@@ -58,22 +59,35 @@ class Cursor:
 
 @dataclass
 class _Batch:
-    """Rows fetched from the file, still undecoded; the file is closed by now."""
+    """Rows fetched from the file, decoded, and what the open showed of the file."""
 
-    layout: Layout
+    #: Row the batch starts at: the cursor's, or 0 if the file must be read again.
+    start: int
     rows: int
-    data: np.ndarray
-    io_groups: np.ndarray | None = None
+    reset: bool
+    inode: int
+    size: int
+    layout: Layout
+    #: Whether filled rows are left after this batch (worth reading ahead).
+    more: bool
+    chunk: Chunk | None = None
 
 
 class FileReader:
-    """Reads only the rows of one file that earlier calls have not consumed."""
+    """Reads only the rows of one file that earlier calls have not consumed.
+
+    While a chunk is with its consumer, the next one (if the file holds more)
+    is read and decoded on a helper thread: h5py and numpy release the GIL,
+    so catching up on a backlog costs about the larger of reading and
+    counting, not their sum. At most two chunks are in memory.
+    """
 
     def __init__(self, path: str | os.PathLike, cursor: Cursor | None = None,
-                 chunk_rows: int = 1 << 20) -> None:
+                 chunk_rows: int = 1 << 20, read_ahead: bool = True) -> None:
         self.path = str(path)
         self.cursor = cursor if cursor is not None else Cursor(self.path, 0, 0, 0, None)
         self.chunk_rows = max(1, int(chunk_rows))
+        self.read_ahead = read_ahead
         self.resets = 0
         self._packets_per_message = float(_INITIAL_PACKETS_PER_MESSAGE)
 
@@ -85,18 +99,37 @@ class FileReader:
         elif info.st_size < self.cursor.size:
             self._reset()
         self.cursor.inode, self.cursor.size = info.st_ino, info.st_size
-        while True:
-            batch = self._fetch_retrying()
-            if batch is None:
-                return
-            chunk = self._chunk(batch)
-            yield chunk
-            self.cursor.rows += batch.rows
+        ahead: ThreadPoolExecutor | None = None
+        try:
+            batch = self._fetch_retrying(self.cursor.rows, self.cursor.inode, self.cursor.format)
+            while True:
+                self._observe(batch)
+                if batch.chunk is None:
+                    return
+                following = (batch.start + batch.rows, batch.inode, batch.layout.format)
+                pending: Future[_Batch] | None = None
+                if batch.more and self.read_ahead:
+                    ahead = ahead or ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
+                    pending = ahead.submit(self._fetch_retrying, *following)
+                yield batch.chunk
+                self.cursor.rows = following[0]
+                batch = pending.result() if pending else self._fetch_retrying(*following)
+        finally:
+            if ahead is not None:
+                ahead.shutdown(cancel_futures=True)
 
     def _reset(self) -> None:
         self.cursor.rows = 0
         self.cursor.format = None
         self.resets += 1
+
+    def _observe(self, batch: _Batch) -> None:
+        """Bring the cursor up to what the batch's open found (the consumer's thread)."""
+        if batch.reset:
+            self._reset()
+        self.cursor.rows = batch.start
+        self.cursor.inode, self.cursor.size = batch.inode, batch.size
+        self.cursor.format = batch.layout.format
 
     def _stat(self) -> os.stat_result:
         try:
@@ -118,12 +151,13 @@ class FileReader:
             raise InputError(self.path, "empty_file", "file is empty (0 bytes)")
         return info
 
-    def _fetch_retrying(self) -> _Batch | None:
-        """One chunk's rows, retrying a file caught mid-write before giving up."""
+    def _fetch_retrying(self, start: int, inode: int, known_format: str | None) -> _Batch:
+        """The chunk from row ``start`` of the file last seen as ``inode`` holding
+        ``known_format``, retrying a file caught mid-write before giving up."""
         before = _signature(self.path)
         for delay in (*RETRY_DELAYS, None):
             try:
-                return self._fetch()
+                return self._fetch(start, inode, known_format)
             except InputError as error:
                 failure = error
             except (OSError, RuntimeError, KeyError, ValueError, TypeError) as error:
@@ -138,45 +172,53 @@ class FileReader:
                 f"file is being written; {len(RETRY_DELAYS) + 1} reads failed ({failure.detail})")
         raise failure
 
-    def _fetch(self) -> _Batch | None:
+    def _fetch(self, start: int, inode: int, known_format: str | None) -> _Batch:
+        """Leaves the cursor alone: it may run while the consumer holds the previous chunk."""
         with _open(self.path) as f:
             opened = os.fstat(f.id.get_vfd_handle())
-            if opened.st_ino != self.cursor.inode:  # replaced since read_new looked
-                self._reset()
-            self.cursor.inode, self.cursor.size = opened.st_ino, opened.st_size
             layout = detect(f, self.path)
-            if self.cursor.format not in (None, layout.format):
-                self._reset()
-            self.cursor.format = layout.format
+            # replaced since the cursor's last look, or now in the other format
+            reset = opened.st_ino != inode or known_format not in (None, layout.format)
             if layout.format == PACKET_FORMAT:
-                return self._fetch_packets(f["packets"], layout)
-            return self._fetch_messages(f["msgs"], f["msg_headers"], layout)
+                dset = f["packets"]
+                available = dset.shape[0]
+            else:
+                msgs, headers = f["msgs"], f["msg_headers"]
+                available = min(msgs.shape[0], headers.shape[0])
+            reset = reset or available < start  # the file now holds fewer rows
+            if reset:
+                start = 0
+            if layout.format == PACKET_FORMAT:
+                rows, data, more = self._fetch_packets(dset, layout, start)
+                io_groups = None
+            else:
+                rows, data, io_groups, more = self._fetch_messages(msgs, headers, start,
+                                                                   available)
+        batch = _Batch(start, rows, reset, opened.st_ino, opened.st_size, layout, more)
+        if rows:
+            batch.chunk = self._chunk(layout, rows, data, io_groups)
+        return batch
 
-    def _first_row(self, available: int) -> int:
-        """Where to continue: past the consumed rows, unless the file now holds fewer."""
-        if available < self.cursor.rows:
-            self._reset()
-        return self.cursor.rows
-
-    def _fetch_packets(self, dset: h5py.Dataset, layout: Layout) -> _Batch | None:
-        start = self._first_row(dset.shape[0])
+    def _fetch_packets(self, dset: h5py.Dataset, layout: Layout, start: int
+                       ) -> tuple[int, np.ndarray | None, bool]:
+        """Rows read, the rows, whether filled rows remain."""
         end = _filled_end(dset, start, dset.shape[0], _zero_rows)
         stop = min(end, start + self.chunk_rows)
         if stop <= start:
-            return None
+            return 0, None, False
         if layout.native:
             rows = np.empty(stop - start, PACKET_DTYPE)
             dset.read_direct(rows, np.s_[start:stop])
         else:
             rows = dset[start:stop]
-        return _Batch(layout, stop - start, rows)
+        return stop - start, rows, stop < end
 
-    def _fetch_messages(self, msgs: h5py.Dataset, headers: h5py.Dataset, layout: Layout
-                        ) -> _Batch | None:
+    def _fetch_messages(self, msgs: h5py.Dataset, headers: h5py.Dataset, start: int,
+                        available: int
+                        ) -> tuple[int, np.ndarray | None, np.ndarray | None, bool]:
         """Messages holding about ``chunk_rows`` packets, read in blocks sized by the
-        packets per message seen so far (a block is at most ``_MAX_MESSAGES_PER_READ``)."""
-        available = min(msgs.shape[0], headers.shape[0])
-        start = self._first_row(available)
+        packets per message seen so far (a block is at most ``_MAX_MESSAGES_PER_READ``):
+        messages read, the messages, their io_groups, whether filled messages remain."""
         end = _filled_end(msgs, start, available, _empty_messages)
         end = _headers_written_end(headers, start, end)
         blocks, stop, packets = [], start, 0
@@ -191,19 +233,18 @@ class FileReader:
             packets += block_packets
             stop += step
         if stop == start:
-            return None
+            return 0, None, None, False
         data = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
-        return _Batch(layout, stop - start, data, headers[start:stop]["io_groups"])
+        return stop - start, data, headers[start:stop]["io_groups"], stop < end
 
-    def _chunk(self, batch: _Batch) -> Chunk:
-        layout = batch.layout
+    def _chunk(self, layout: Layout, rows: int, data: np.ndarray,
+               io_groups: np.ndarray | None) -> Chunk:
         if layout.format == PACKET_FORMAT:
-            return Chunk(normalise_packets(batch.data), batch.rows,
-                         batch.rows * batch.data.dtype.itemsize, PACKET_FORMAT,
-                         layout.has_receipt_timestamp)
-        packets, malformed = decode_messages(batch.data, batch.io_groups)
-        nbytes = int(sum(m.size for m in batch.data)) + batch.io_groups.nbytes
-        return Chunk(packets, batch.rows, nbytes, RAW_FORMAT, True, malformed)
+            return Chunk(normalise_packets(data), rows, rows * data.dtype.itemsize,
+                         PACKET_FORMAT, layout.has_receipt_timestamp)
+        packets, malformed = decode_messages(data, io_groups)
+        nbytes = int(sum(m.size for m in data)) + io_groups.nbytes
+        return Chunk(packets, rows, nbytes, RAW_FORMAT, True, malformed)
 
 
 def _open(path: str) -> h5py.File:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from larpix import Packet_v2, SyncPacket, TriggerPacket
 from larpix.format import hdf5format, pacman_msg_format, rawhdf5format
 
+from exporter.errors import InputError
 from exporter.packets import PACKET_DTYPE
 from exporter.reader import FileReader
 
@@ -71,13 +73,14 @@ def test_packet_file_read_at_once_equals_rows_written(tmp_path):
     assert drain(reader) == []
 
 
+@pytest.mark.parametrize("read_ahead", [True, False])
 @pytest.mark.parametrize("chunk_rows", [1, 7, 256, 299, 300, 5000])
-def test_chunk_boundaries_anywhere(tmp_path, chunk_rows):
+def test_chunk_boundaries_anywhere(tmp_path, chunk_rows, read_ahead):
     rows = random_rows(np.random.default_rng(chunk_rows), 300)
     path = tmp_path / "run.h5"
     new_packet_file(path)
     append_rows(path, rows)
-    chunks = drain(FileReader(path, chunk_rows=chunk_rows))
+    chunks = drain(FileReader(path, chunk_rows=chunk_rows, read_ahead=read_ahead))
     assert all(0 < c.rows <= chunk_rows and c.rows == len(c.packets) for c in chunks)
     assert len(chunks) == -(-300 // chunk_rows)
     np.testing.assert_array_equal(packets_of(chunks), rows)
@@ -140,6 +143,68 @@ def test_chunk_committed_only_when_next_is_asked(tmp_path):
     rest = drain(again)
     np.testing.assert_array_equal(first.packets, rows[:10])
     np.testing.assert_array_equal(packets_of(rest), rows[10:])
+
+
+def read_ahead_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("read-ahead")]
+
+
+def test_next_chunk_is_read_while_the_consumer_holds_one(tmp_path):
+    rows = random_rows(np.random.default_rng(15), 300)
+    path = tmp_path / "run.h5"
+    new_packet_file(path)
+    append_rows(path, rows)
+    chunks = FileReader(path, chunk_rows=100).read_new()
+    first = next(chunks)
+    assert len(read_ahead_threads()) == 1  # reading rows 100-199 now
+    rest = list(chunks)
+    assert read_ahead_threads() == []
+    np.testing.assert_array_equal(packets_of([first, *rest]), rows)
+
+    chunks = FileReader(path, chunk_rows=100).read_new()
+    next(chunks)
+    chunks.close()  # the consumer stops early: the helper thread goes too
+    assert read_ahead_threads() == []
+
+
+def test_file_replaced_while_a_chunk_is_read_ahead(tmp_path):
+    rng = np.random.default_rng(16)
+    path, other = tmp_path / "run.h5", tmp_path / "next.h5"
+    old, new = random_rows(rng, 300), random_rows(rng, 50)
+    new_packet_file(path)
+    append_rows(path, old)
+    new_packet_file(other)
+    append_rows(other, new)
+    reader = FileReader(path, chunk_rows=100)
+    chunks = reader.read_new()
+    first = next(chunks)
+    time.sleep(0.2)  # the read-ahead of rows 100-199 is done by now
+    os.replace(other, path)
+    rest = packets_of(list(chunks))
+
+    np.testing.assert_array_equal(first.packets, old[:100])
+    # rows read ahead before the replacement are the old file's; then the new file from its start
+    np.testing.assert_array_equal(rest, np.concatenate([old[100:200], new]))
+    assert reader.resets == 1 and reader.cursor.rows == 50
+    assert reader.cursor.inode == path.stat().st_ino
+
+
+def test_error_of_a_chunk_read_ahead_reaches_the_consumer(tmp_path):
+    rows = random_rows(np.random.default_rng(17), 300)
+    path = tmp_path / "run.h5"
+    new_packet_file(path)
+    append_rows(path, rows)
+    reader = FileReader(path, chunk_rows=100)
+    chunks = reader.read_new()
+    seen = [next(chunks)]
+    time.sleep(0.2)
+    path.unlink()
+    with pytest.raises(InputError) as error:
+        seen.extend(chunks)
+    assert error.value.reason == "vanished"
+    np.testing.assert_array_equal(packets_of(seen), rows[:200])
+    assert reader.cursor.rows == 200  # both chunks handed over are consumed, nothing more
+    assert read_ahead_threads() == []
 
 
 def test_saved_cursor_resumes(tmp_path):
@@ -255,14 +320,15 @@ def test_raw_file_appended_in_batches(tmp_path):
     assert all(c.malformed == 0 and c.format == "raw" for c in read)
 
 
+@pytest.mark.parametrize("read_ahead", [True, False])
 @pytest.mark.parametrize("chunk_rows", [1, 3, 17, 100, 10_000])
-def test_raw_chunk_boundaries_anywhere(tmp_path, chunk_rows):
+def test_raw_chunk_boundaries_anywhere(tmp_path, chunk_rows, read_ahead):
     rng = np.random.default_rng(chunk_rows)
     path = tmp_path / "raw.h5"
     msgs = [data_message(random_words(rng, int(rng.integers(0, 25)))) for _ in range(30)]
     groups = [int(g) for g in rng.integers(1, 9, size=30)]
     rawhdf5format.to_rawfile(str(path), msgs=msgs, msg_headers={"io_groups": groups})
-    chunks = drain(FileReader(path, chunk_rows=chunk_rows))
+    chunks = drain(FileReader(path, chunk_rows=chunk_rows, read_ahead=read_ahead))
     assert all(0 < c.rows <= chunk_rows for c in chunks) and sum(c.rows for c in chunks) == 30
     np.testing.assert_array_equal(packets_of(chunks), larpix_conversion(msgs, groups, tmp_path))
 
