@@ -10,6 +10,9 @@ Start-up policy: a file with saved state resumes where it stopped; a file
 without state that changed within ``flush_interval`` (the run in progress) is
 read from its start; an older untouched file waits until it changes, then is
 read from its start. ``read_all`` reads everything from the start.
+
+After a round that counted rows, ``on_counted`` runs on this thread (the
+service builds the next scrape's exposition there, off the request path).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,13 +80,15 @@ class Ingest:
 
     def __init__(self, config: MonitorConfig, watcher: DirectoryWatcher,
                  detector: DetectorMetrics, health: MonitorHealth, store: StateStore,
-                 renderer: PlotRenderer | None = None) -> None:
+                 renderer: PlotRenderer | None = None,
+                 on_counted: Callable[[], None] | None = None) -> None:
         self.config = config
         self.watcher = watcher
         self.detector = detector
         self.health = health
         self.store = store
         self.renderer = renderer
+        self.on_counted = on_counted
         self._files: dict[Path, _Watched] = {}
         self._lock = threading.Lock()  # guards _files for readers on other threads
         self._stop = threading.Event()
@@ -155,6 +161,7 @@ class Ingest:
 
     def _round(self) -> None:
         now = time.monotonic()
+        counted = self.detector.version
         for watched in list(self._files.values()):
             if self._stop.is_set():
                 break
@@ -168,6 +175,8 @@ class Ingest:
                                 per_version=False):
                     log.exception("%s: unexpected failure while reading", watched.path)
         self._save_state()
+        if self.on_counted is not None and self.detector.version != counted:
+            self.on_counted()
         self._render_due(now)
         self._close_idle_figures(now)
         self._publish_file_counts()

@@ -2,7 +2,8 @@
 
 A scrape takes one snapshot of the detector and one of the monitor's health,
 each under its own lock, so it never sees half an update. The families built
-from a snapshot pair, and their text, are reused until either changes.
+from each snapshot, and their text, are reused until it changes; after new
+rows, the ingest loop has the detector's built ahead of the next scrape.
 
 At 2x2 scale there are ~10^4 series; prometheus_client's generic encoders
 spend ~10 us on each, so ``exposition()`` renders the same bytes (Prometheus
@@ -11,7 +12,9 @@ text or OpenMetrics, as negotiated) from pre-sorted label tuples instead.
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -26,6 +29,11 @@ from exporter.metrics_health import MonitorHealth
 __all__ = ["DetectorMetrics", "MonitorHealth", "MetricsCollector", "MonitorRegistry",
            "build_registry", "exposition"]
 
+#: How long after a scrape ``MetricsCollector.prepare`` keeps building ahead of the next
+#: one (Prometheus scrapes every 1-60 s; nobody scraping, nothing is built in advance).
+PREPARE_AFTER_SCRAPE_SECONDS = 120.0
+
+
 def _text_header(family: Family) -> str:
     name = family.name + "_total" if family.kind == "counter" else family.name
     doc = family.help.replace("\\", r"\\").replace("\n", r"\n")
@@ -37,8 +45,10 @@ def _openmetrics_header(family: Family) -> str:
 
 
 @dataclass
-class _Rendered:
-    versions: tuple[int, int]
+class _Part:
+    """The families of one snapshot source and their text, valid while its version holds."""
+
+    version: int
     families: list[Family]
     lines: list[str]
     text: dict[bool, bytes] = field(default_factory=dict)
@@ -46,40 +56,66 @@ class _Rendered:
     def exposition(self, openmetrics: bool) -> bytes:
         if openmetrics not in self.text:
             header = _openmetrics_header if openmetrics else _text_header
-            body = "".join(header(f) + lines for f, lines in zip(self.families, self.lines,
-                                                                 strict=True))
-            self.text[openmetrics] = (body + ("# EOF\n" if openmetrics else "")).encode()
+            self.text[openmetrics] = "".join(
+                header(f) + lines for f, lines in zip(self.families, self.lines, strict=True)
+            ).encode()
         return self.text[openmetrics]
 
 
+def _part(version: int, families: list[Family]) -> _Part:
+    return _Part(version, families, [f.sample_lines() for f in families])
+
+
 class MetricsCollector(Collector):
-    """Yields every ``larpix_*`` and ``larpix_monitor_*`` family from a snapshot."""
+    """Yields every ``larpix_*`` and ``larpix_monitor_*`` family from a snapshot.
+
+    The detector's families (~10^4 series at 2x2 scale) and the monitor's own
+    (a few dozen, changed by every render) are cached apart, so that a change
+    of one does not rebuild the other.
+    """
 
     def __init__(self, detector: DetectorMetrics, health: MonitorHealth) -> None:
         self._detector = detector
         self._health = health
         self._lock = threading.Lock()
-        self._rendered: _Rendered | None = None
+        self._detector_part: _Part | None = None
+        self._health_part: _Part | None = None
+        self._last_scrape = -math.inf
 
     def describe(self) -> Iterable[Metric]:
         return []
 
     def collect(self) -> Iterator[Metric]:
-        yield from (family.metric() for family in self._current().families)
+        detector, health = self._current()
+        yield from (family.metric() for family in detector.families + health.families)
 
     def exposition(self, openmetrics: bool = False) -> bytes:
         """The whole exposition, identical to prometheus_client's encoders' output."""
-        return self._current().exposition(openmetrics)
+        self._last_scrape = time.monotonic()
+        detector, health = self._current()
+        return b"".join((detector.exposition(openmetrics), health.exposition(openmetrics),
+                         b"# EOF\n" if openmetrics else b""))
 
-    def _current(self) -> _Rendered:
-        versions = (self._detector.version, self._health.version)
+    def prepare(self) -> None:
+        """Build the detector's families now, if something scraped in the last
+        ``PREPARE_AFTER_SCRAPE_SECONDS``: called after new rows were counted, so that the
+        next scrape finds them ready instead of building them while Prometheus waits."""
+        if time.monotonic() - self._last_scrape <= PREPARE_AFTER_SCRAPE_SECONDS:
+            with self._lock:
+                self._detector_current()
+
+    def _current(self) -> tuple[_Part, _Part]:
         with self._lock:
-            if self._rendered is None or self._rendered.versions != versions:
-                families = (detector_families(self._detector.snapshot())
-                            + health_families(self._health.snapshot()))
-                self._rendered = _Rendered(versions, families,
-                                           [f.sample_lines() for f in families])
-            return self._rendered
+            version = self._health.version
+            if self._health_part is None or self._health_part.version != version:
+                self._health_part = _part(version, health_families(self._health.snapshot()))
+            return self._detector_current(), self._health_part
+
+    def _detector_current(self) -> _Part:
+        version = self._detector.version
+        if self._detector_part is None or self._detector_part.version != version:
+            self._detector_part = _part(version, detector_families(self._detector.snapshot()))
+        return self._detector_part
 
 
 class MonitorRegistry(CollectorRegistry):

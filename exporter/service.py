@@ -54,8 +54,10 @@ def serve(config: MonitorConfig) -> int:
             renderer.shutdown()
             return EXIT_USAGE
     watcher = DirectoryWatcher(data_dir, config.glob, use_events=not config.poll)
-    ingest = Ingest(config, watcher, detector, health, StateStore.in_plot_dir(plot_dir), renderer)
-    app = create_app(build_registry(detector, health), ingest, renderer, config.auth_token)
+    registry = build_registry(detector, health)
+    ingest = Ingest(config, watcher, detector, health, StateStore.in_plot_dir(plot_dir), renderer,
+                    on_counted=registry.collector.prepare)
+    app = create_app(registry, ingest, renderer, config.auth_token)
     server = uvicorn.Server(uvicorn.Config(
         app, log_config=None, log_level=config.log_level.lower(),
         access_log=config.log_level == "DEBUG", timeout_graceful_shutdown=5))

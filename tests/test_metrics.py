@@ -161,6 +161,59 @@ def test_exposition_is_byte_identical_to_prometheus_client(tmp_path):
     assert text_type.startswith("text/plain") and om_type.startswith("application/openmetrics")
 
 
+def test_exposition_follows_detector_and_health_changes_apart(tmp_path):
+    """The two parts are cached apart: each change shows, and the whole stays identical
+    to prometheus_client's own encoding."""
+    path = tmp_path / "run.h5"
+    simulate_file(path, "packet", n_packets=20_000, seed=8)
+    chunks = list(FileReader(path, chunk_rows=10_000).read_new())
+    detector, health = DetectorMetrics(), MonitorHealth()
+    registry = build_registry(detector, health)
+    detector.update(chunks[0], str(path))
+    first = exposition(registry)[0]
+    assert first == generate_latest(registry)
+
+    health.observe_render("PacketRate", 0.3)  # the monitor's part only
+    second = exposition(registry)[0]
+    assert second == generate_latest(registry) and second != first
+    assert value(parse(second.decode()), "larpix_monitor_plot_render_seconds_count",
+                 plot="PacketRate") == 1
+    detector.update(chunks[1], str(path))  # the detector's part only
+    third = exposition(registry)[0]
+    assert third == generate_latest(registry)
+    assert value(parse(third.decode()), "larpix_monitor_plot_render_seconds_count",
+                 plot="PacketRate") == 1
+    assert sum(v for (name, _), v in parse(third.decode()).items()
+               if name == "larpix_packets_total") == 20_000
+
+
+def test_prepare_builds_ahead_only_while_something_scrapes(tmp_path, monkeypatch):
+    import exporter.metrics as metrics_module
+
+    built = []
+    real = metrics_module.detector_families
+    monkeypatch.setattr(metrics_module, "detector_families",
+                        lambda snapshot: built.append(1) or real(snapshot))
+    path = tmp_path / "run.h5"
+    simulate_file(path, "packet", n_packets=20_000, seed=9)
+    chunks = list(FileReader(path, chunk_rows=10_000).read_new())
+    detector, health = DetectorMetrics(), MonitorHealth()
+    registry = build_registry(detector, health)
+
+    detector.update(chunks[0], str(path))
+    registry.collector.prepare()
+    assert built == []  # nobody has scraped: nothing built in advance
+    exposition(registry)
+    assert len(built) == 1
+    detector.update(chunks[1], str(path))
+    registry.collector.prepare()
+    assert len(built) == 2
+    text = exposition(registry)[0]
+    assert len(built) == 2  # the scrape found the new rows ready
+    assert sum(v for (name, _), v in parse(text.decode()).items()
+               if name == "larpix_packets_total") == 20_000
+
+
 # -- traps, with hand-built packets and hand-computed values ---------------------------------
 
 def packets(*rows: dict) -> np.ndarray:
