@@ -179,21 +179,17 @@ class FileReader:
             layout = detect(f, self.path)
             # replaced since the cursor's last look, or now in the other format
             reset = opened.st_ino != inode or known_format not in (None, layout.format)
-            if layout.format == PACKET_FORMAT:
-                dset = f["packets"]
-                available = dset.shape[0]
-            else:
-                msgs, headers = f["msgs"], f["msg_headers"]
-                available = min(msgs.shape[0], headers.shape[0])
+            packets = layout.format == PACKET_FORMAT
+            datasets = (f["packets"],) if packets else (f["msgs"], f["msg_headers"])
+            available = min(dataset.shape[0] for dataset in datasets)
             reset = reset or available < start  # the file now holds fewer rows
             if reset:
                 start = 0
-            if layout.format == PACKET_FORMAT:
-                rows, data, more = self._fetch_packets(dset, layout, start)
+            if packets:
+                rows, data, more = self._fetch_packets(datasets[0], layout, start)
                 io_groups = None
             else:
-                rows, data, io_groups, more = self._fetch_messages(msgs, headers, start,
-                                                                   available)
+                rows, data, io_groups, more = self._fetch_messages(*datasets, start, available)
         batch = _Batch(start, rows, reset, opened.st_ino, opened.st_size, layout, more)
         if rows:
             batch.chunk = self._chunk(layout, rows, data, io_groups)

@@ -11,8 +11,8 @@ quickly (static files); the on-disk layout is the same.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import h5py
@@ -70,6 +70,17 @@ def _open_for_writing(path: Path, **kwargs) -> h5py.File:
             time.sleep(0.002)
 
 
+@contextmanager
+def _held_or_opened(f: h5py.File | None, opened: Callable[[], AbstractContextManager[h5py.File]]
+                    ) -> Iterator[h5py.File]:
+    """``f`` when the caller holds the file open across appends, else one open for this one."""
+    if f is not None:
+        yield f
+        return
+    with opened() as f:
+        yield f
+
+
 class PacketFile:
     """A LArPix+HDF5 packet file of one format version, appended flush by flush."""
 
@@ -87,10 +98,7 @@ class PacketFile:
     def append(self, rows: np.ndarray, messages: list[tuple[str, int]] = (),
                f: h5py.File | None = None) -> None:
         """One flush: ``rows`` in this version's dtype; ``messages`` (text, time) of type-5 rows."""
-        if f is None:
-            with self.opened() as f:
-                self._append(f, rows, messages)
-        else:
+        with _held_or_opened(f, self.opened) as f:
             self._append(f, rows, messages)
 
     def _append(self, f: h5py.File, rows: np.ndarray, messages) -> None:
@@ -139,10 +147,7 @@ class RawFile:
 
     def append(self, messages: list[np.ndarray], io_groups: np.ndarray,
                f: h5py.File | None = None) -> None:
-        if f is None:
-            with self.opened() as f:
-                self._append(f, messages, io_groups)
-        else:
+        with _held_or_opened(f, self.opened) as f:
             self._append(f, messages, io_groups)
 
     def _append(self, f: h5py.File, messages: list[np.ndarray], io_groups: np.ndarray) -> None:

@@ -161,15 +161,24 @@ def test_exposition_is_byte_identical_to_prometheus_client(tmp_path):
     assert text_type.startswith("text/plain") and om_type.startswith("application/openmetrics")
 
 
+def two_halves(tmp_path, seed: int) -> tuple[str, list[Chunk]]:
+    """A simulated file of 20,000 packets, in two chunks."""
+    path = tmp_path / "run.h5"
+    simulate_file(path, "packet", n_packets=20_000, seed=seed)
+    return str(path), list(FileReader(path, chunk_rows=10_000).read_new())
+
+
+def packets_total(text: bytes) -> float:
+    return sum(v for (name, _), v in parse(text.decode()).items() if name == "larpix_packets_total")
+
+
 def test_exposition_follows_detector_and_health_changes_apart(tmp_path):
     """The two parts are cached apart: each change shows, and the whole stays identical
     to prometheus_client's own encoding."""
-    path = tmp_path / "run.h5"
-    simulate_file(path, "packet", n_packets=20_000, seed=8)
-    chunks = list(FileReader(path, chunk_rows=10_000).read_new())
+    path, chunks = two_halves(tmp_path, seed=8)
     detector, health = DetectorMetrics(), MonitorHealth()
     registry = build_registry(detector, health)
-    detector.update(chunks[0], str(path))
+    detector.update(chunks[0], path)
     first = exposition(registry)[0]
     assert first == generate_latest(registry)
 
@@ -178,13 +187,12 @@ def test_exposition_follows_detector_and_health_changes_apart(tmp_path):
     assert second == generate_latest(registry) and second != first
     assert value(parse(second.decode()), "larpix_monitor_plot_render_seconds_count",
                  plot="PacketRate") == 1
-    detector.update(chunks[1], str(path))  # the detector's part only
+    detector.update(chunks[1], path)  # the detector's part only
     third = exposition(registry)[0]
     assert third == generate_latest(registry)
     assert value(parse(third.decode()), "larpix_monitor_plot_render_seconds_count",
                  plot="PacketRate") == 1
-    assert sum(v for (name, _), v in parse(third.decode()).items()
-               if name == "larpix_packets_total") == 20_000
+    assert packets_total(third) == 20_000
 
 
 def test_prepare_builds_ahead_only_while_something_scrapes(tmp_path, monkeypatch):
@@ -194,24 +202,21 @@ def test_prepare_builds_ahead_only_while_something_scrapes(tmp_path, monkeypatch
     real = metrics_module.detector_families
     monkeypatch.setattr(metrics_module, "detector_families",
                         lambda snapshot: built.append(1) or real(snapshot))
-    path = tmp_path / "run.h5"
-    simulate_file(path, "packet", n_packets=20_000, seed=9)
-    chunks = list(FileReader(path, chunk_rows=10_000).read_new())
+    path, chunks = two_halves(tmp_path, seed=9)
     detector, health = DetectorMetrics(), MonitorHealth()
     registry = build_registry(detector, health)
 
-    detector.update(chunks[0], str(path))
+    detector.update(chunks[0], path)
     registry.collector.prepare()
     assert built == []  # nobody has scraped: nothing built in advance
     exposition(registry)
     assert len(built) == 1
-    detector.update(chunks[1], str(path))
+    detector.update(chunks[1], path)
     registry.collector.prepare()
     assert len(built) == 2
     text = exposition(registry)[0]
     assert len(built) == 2  # the scrape found the new rows ready
-    assert sum(v for (name, _), v in parse(text.decode()).items()
-               if name == "larpix_packets_total") == 20_000
+    assert packets_total(text) == 20_000
 
 
 # -- traps, with hand-built packets and hand-computed values ---------------------------------

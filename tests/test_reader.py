@@ -149,11 +149,15 @@ def read_ahead_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("read-ahead")]
 
 
-def test_next_chunk_is_read_while_the_consumer_holds_one(tmp_path):
-    rows = random_rows(np.random.default_rng(15), 300)
-    path = tmp_path / "run.h5"
+def packet_file_of(path: Path, rows: np.ndarray) -> Path:
     new_packet_file(path)
     append_rows(path, rows)
+    return path
+
+
+def test_next_chunk_is_read_while_the_consumer_holds_one(tmp_path):
+    rows = random_rows(np.random.default_rng(15), 300)
+    path = packet_file_of(tmp_path / "run.h5", rows)
     chunks = FileReader(path, chunk_rows=100).read_new()
     first = next(chunks)
     assert len(read_ahead_threads()) == 1  # reading rows 100-199 now
@@ -171,10 +175,8 @@ def test_file_replaced_while_a_chunk_is_read_ahead(tmp_path):
     rng = np.random.default_rng(16)
     path, other = tmp_path / "run.h5", tmp_path / "next.h5"
     old, new = random_rows(rng, 300), random_rows(rng, 50)
-    new_packet_file(path)
-    append_rows(path, old)
-    new_packet_file(other)
-    append_rows(other, new)
+    packet_file_of(path, old)
+    packet_file_of(other, new)
     reader = FileReader(path, chunk_rows=100)
     chunks = reader.read_new()
     first = next(chunks)
@@ -191,9 +193,7 @@ def test_file_replaced_while_a_chunk_is_read_ahead(tmp_path):
 
 def test_error_of_a_chunk_read_ahead_reaches_the_consumer(tmp_path):
     rows = random_rows(np.random.default_rng(17), 300)
-    path = tmp_path / "run.h5"
-    new_packet_file(path)
-    append_rows(path, rows)
+    path = packet_file_of(tmp_path / "run.h5", rows)
     reader = FileReader(path, chunk_rows=100)
     chunks = reader.read_new()
     seen = [next(chunks)]
