@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from exporter.metrics import DetectorMetrics  # noqa: E402
-from exporter.reader import FileReader  # noqa: E402
+from exporter.source.reader import FileReader  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "data"
 CHUNK_ROWS = 1 << 20

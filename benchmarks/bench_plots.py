@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from exporter.plotting import PacketFile, PlotRenderer, discover_plots
-from exporter.reader import FileReader
-from exporter.rendering import save_figure
+from exporter.render import PacketFile, PlotRenderer, discover_plots
+from exporter.render.renderer import save_figure
 from exporter.simulate import simulate_file
+from exporter.source.reader import FileReader
 
 TARGET_SECONDS = 5.0
 DOC_PLOTS = ("PacketRate", "TileRate", "HotPixels", "AdcSpectrum", "PixelMaps", "ChannelHealth")

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from exporter.simulate import simulate_file  # noqa: E402
-from exporter.simulate_files import PacketFile, RawFile  # noqa: E402
+from exporter.simulate.writers import PacketFileWriter, RawFileWriter  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "data"
 MONITOR = str(Path(sys.executable).parent / "larpix-monitor")
@@ -126,7 +126,7 @@ class Appender:
             else:
                 self.rows = f["msgs"][:]
                 self.groups = f["msg_headers"]["io_groups"][:]
-        self.writer = PacketFile(live) if fmt == "packet" else RawFile(live)
+        self.writer = PacketFileWriter(live) if fmt == "packet" else RawFileWriter(live)
         self.position = 0
 
     def append(self, n_packets: float) -> int:

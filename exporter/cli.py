@@ -135,7 +135,7 @@ def _run(args: argparse.Namespace) -> int:
         from exporter.simulate import simulate_command
         return simulate_command(args)
     if args.command == "plots":
-        from exporter.plotting import list_plots_command
+        from exporter.render import list_plots_command
         return list_plots_command(plugin_dirs_from_env(args.plugin_dir))
     raise AssertionError(args.command)
 

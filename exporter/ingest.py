@@ -29,10 +29,10 @@ from pathlib import Path
 from exporter.config import MonitorConfig
 from exporter.errors import InputError, TransientReadError
 from exporter.metrics import DetectorMetrics, MonitorHealth
-from exporter.plotting import PlotRenderer
-from exporter.reader import Cursor, FileReader
-from exporter.state import StateStore
-from exporter.watcher import DirectoryWatcher, FileChange, FileStat
+from exporter.render import PlotRenderer
+from exporter.source.reader import Cursor, FileReader
+from exporter.source.state import StateStore
+from exporter.source.watcher import DirectoryWatcher, FileChange, FileStat
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from tqdm import tqdm
 
 from exporter.errors import InputError
 from exporter.metrics import DetectorMetrics, MonitorHealth, build_registry
-from exporter.metrics_detector import TYPE_LABELS, DetectorSnapshot
-from exporter.metrics_families import FIFO_FLAGS
+from exporter.metrics.detector import TYPE_LABELS, DetectorSnapshot
+from exporter.metrics.families import FIFO_FLAGS
 from exporter.packets import DATA, PARITY_TYPES
-from exporter.reader import FileReader
+from exporter.source.reader import FileReader
 
 #: Files at least this big (about 3 M packets) get a progress bar on a terminal.
 PROGRESS_MIN_BYTES = 100 << 20
@@ -126,7 +126,7 @@ def _usable_dir(plot_dir: Path) -> bool:
 
 def _renderer(plot_dir: Path, ext: str, plots: list[str] | None, plugin_dirs: list[Path],
               health: MonitorHealth):
-    from exporter.plotting import PlotRenderer, discover_plots
+    from exporter.render import PlotRenderer, discover_plots
 
     return PlotRenderer(discover_plots(plugin_dirs), Path(plot_dir), ext, plots, health,
                         load_saved=False)

@@ -16,13 +16,13 @@ from types import FrameType
 
 import uvicorn
 
-from exporter.app import create_app
 from exporter.config import MonitorConfig
 from exporter.ingest import Ingest
 from exporter.metrics import DetectorMetrics, MonitorHealth, build_registry
-from exporter.plotting import PlotRenderer, discover_plots
-from exporter.state import StateStore
-from exporter.watcher import DirectoryWatcher
+from exporter.render import PlotRenderer, discover_plots
+from exporter.source.state import StateStore
+from exporter.source.watcher import DirectoryWatcher
+from exporter.web.app import create_app
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from matplotlib.colorbar import Colorbar
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
-from exporter.geometry import shared_geometry
 from exporter.packets import DATA, TIMESTAMP, tile_of
+from exporter.render.geometry import shared_geometry
 
 SECONDS_PER_DAY = 86400.0
 NO_POSITIVE_DATA = "Data has no positive values"

@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from exporter.geometry import shared_geometry
+from exporter.render.geometry import shared_geometry
 from plotters._support import BuiltinPlot, ChannelStats, plain_log_colorbar
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 ``PixelMap_<io_group>_<tile>`` exist for the seed's io_groups 1-2 and tiles 1-8
 (made by a factory, as in the seed) and run when named in ``--plots``;
 ``PixelMaps`` shows the hit rate of every tile that has data. Both need a layout
-(see ``exporter.geometry``); without a usable one they draw nothing.
+(see ``exporter.render.geometry``); without a usable one they draw nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
-from exporter.geometry import TileLayout
+from exporter.render.geometry import TileLayout
 from plotters._support import TileMapPlot, plain_log_colorbar, tile_panels
 
 #: (array, colour-bar label, log scale) of each panel of a tile map.

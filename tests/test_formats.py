@@ -12,8 +12,8 @@ import h5py
 import numpy as np
 import pytest
 
-from exporter.formats import decode_messages, detect, normalise_packets
 from exporter.packets import PACKET_DTYPE
+from exporter.source.formats import decode_messages, detect, normalise_packets
 
 
 def larpix_word(packet_type=0, chip_id=0, channel_id=0, timestamp=0, first_packet=0,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from exporter import geometry
-from exporter.geometry import GeometryError, layout_path, load_geometry, shared_geometry
+from exporter.render import geometry
+from exporter.render.geometry import GeometryError, layout_path, load_geometry, shared_geometry
 
 
 def make_multi_tile_layout(tile_layout: Path, folder: Path, n_chips: int = 20) -> Path:

@@ -13,8 +13,8 @@ from exporter.config import MonitorConfig
 from exporter.ingest import Ingest
 from exporter.metrics import DetectorMetrics, MonitorHealth
 from exporter.simulate import simulate_file
-from exporter.state import StateStore
-from exporter.watcher import DirectoryWatcher
+from exporter.source.state import StateStore
+from exporter.source.watcher import DirectoryWatcher
 
 
 def wait_for(condition, timeout: float = 20.0) -> None:

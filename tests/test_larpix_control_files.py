@@ -19,7 +19,7 @@ from larpix import MessagePacket, Packet_v2, SyncPacket, TimestampPacket, Trigge
 from larpix.format import hdf5format, pacman_msg_format, rawhdf5format
 
 from exporter.packets import PACKET_DTYPE
-from exporter.reader import FileReader
+from exporter.source.reader import FileReader
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 REAL_MESSAGES = FIXTURES / "pacman-messages-tpc12-2023-03-15.json"

@@ -21,7 +21,7 @@ from larpix.format import hdf5format, pacman_msg_format, rawhdf5format
 
 from exporter.errors import InputError
 from exporter.packets import PACKET_DTYPE
-from exporter.reader import FileReader
+from exporter.source.reader import FileReader
 
 #: The packet logger: record() batches, its flush thread appends with to_file.
 LOGGER_WRITER = r"""

@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.metrics import DetectorMetrics, MonitorHealth, build_registry, exposition
 from exporter.packets import PACKET_DTYPE, Chunk
-from exporter.reader import FileReader
 from exporter.simulate import LiveSimulation, simulate_file
+from exporter.source.reader import FileReader
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 S = ord("S")

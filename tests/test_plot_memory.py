@@ -12,10 +12,10 @@ import psutil
 import pytest
 from matplotlib.figure import Figure
 
-from exporter.plotting import PacketFile, PlotRenderer, discover_plots
-from exporter.reader import FileReader
-from exporter.rendering import save_figure
+from exporter.render import PacketFile, PlotRenderer, discover_plots
+from exporter.render.renderer import save_figure
 from exporter.simulate import simulate_file
+from exporter.source.reader import FileReader
 
 SEED_PLUGINS = Path(__file__).parent / "seed_plugins"
 UPDATES = 2_000

@@ -18,13 +18,13 @@ import yaml
 from PIL import Image
 from test_geometry import make_multi_tile_layout
 
-from exporter.geometry import shared_geometry
 from exporter.packets import PACKET_TYPE_NAMES, SYNC_PERIOD_TICKS
-from exporter.plotting import PacketFile, PlotRenderer, discover_plots
-from exporter.reader import FileReader
-from exporter.rendering import save_figure
+from exporter.render import PacketFile, PlotRenderer, discover_plots
+from exporter.render.geometry import shared_geometry
+from exporter.render.renderer import save_figure
 from exporter.simulate import simulate_file, truth_path
-from exporter.simulate_gen import SimConfig, channel_population
+from exporter.simulate.generate import SimConfig, channel_population
+from exporter.source.reader import FileReader
 from plotters._support import Histograms, TimeBins
 from plotters.timing import DELAY_EDGES, TIMESTAMP_EDGES
 from plotters.trigger import AFTER_TRIGGER_EDGES

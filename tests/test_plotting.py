@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.metrics import DetectorMetrics, MonitorHealth, build_registry
 from exporter.packets import PACKET_DTYPE
-from exporter.plotting import (
+from exporter.render import (
     PacketFile,
     PlotRenderer,
     discover_plots,

@@ -22,7 +22,7 @@ from larpix.format import hdf5format, pacman_msg_format, rawhdf5format
 
 from exporter.errors import InputError
 from exporter.packets import PACKET_DTYPE
-from exporter.reader import FileReader
+from exporter.source.reader import FileReader
 
 
 def random_rows(rng: np.random.Generator, n: int) -> np.ndarray:

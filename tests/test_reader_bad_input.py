@@ -16,7 +16,7 @@ from larpix.format import hdf5format, pacman_msg_format, rawhdf5format
 
 from exporter.errors import InputError, TransientReadError
 from exporter.packets import PACKET_DTYPE
-from exporter.reader import FileReader
+from exporter.source.reader import FileReader
 
 
 def read_error(path: Path) -> InputError:
@@ -215,7 +215,7 @@ def test_vanished_file(tmp_path):
 READ_AS_NOBODY = """
 import os, sys
 from exporter.errors import InputError
-from exporter.reader import FileReader
+from exporter.source.reader import FileReader
 os.setgid(65534)
 os.setuid(65534)
 try:

@@ -26,7 +26,7 @@ from service_support import (
 
 from exporter.packets import PACKET_TYPE_NAMES
 from exporter.simulate import LiveSimulation, simulate_file
-from exporter.simulate_gen import SecondGenerator, SimConfig
+from exporter.simulate.generate import SecondGenerator, SimConfig
 
 STATE = ".larpix-monitor-state.json"
 

@@ -12,8 +12,8 @@ import pytest
 from larpix import Packet_v2
 from larpix.format import hdf5format
 
-from exporter.reader import Cursor, FileReader
-from exporter.state import STATE_FILE_NAME, StateStore
+from exporter.source.reader import Cursor, FileReader
+from exporter.source.state import STATE_FILE_NAME, StateStore
 
 
 def larpix_packets(n: int, seed: int) -> list[Packet_v2]:

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from exporter.watcher import DirectoryWatcher, FileChange
+from exporter.source.watcher import DirectoryWatcher, FileChange
 
 
 def kinds(changes: list[FileChange]) -> dict[str, str]:

@@ -22,12 +22,12 @@ from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from exporter import __version__
-from exporter.gallery import CONTENT_SECURITY_POLICY, plot_listing, render_gallery
 from exporter.metrics import exposition
+from exporter.web.gallery import CONTENT_SECURITY_POLICY, plot_listing, render_gallery
 
 if TYPE_CHECKING:
     from exporter.ingest import FileStatus
-    from exporter.plotting import PlotImage
+    from exporter.render import PlotImage
 
 
 class MonitorSource(Protocol):

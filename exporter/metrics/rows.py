@@ -43,7 +43,7 @@ def _check_layout() -> None:
                 "trigger_type": 17, "local_fifo": 18, "shared_fifo": 19,
                 "receipt_timestamp": 32}
     if PACKET_DTYPE.itemsize != 36 or any(offsets[k] != v for k, v in expected.items()):
-        raise ImportError("PACKET_DTYPE layout changed: update exporter.metrics_rows")
+        raise ImportError("PACKET_DTYPE layout changed: update exporter.metrics.rows")
 
 
 _check_layout()

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from exporter.reader import Cursor
+from exporter.source.cursor import Cursor
 
 log = logging.getLogger(__name__)
 

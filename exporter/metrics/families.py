@@ -17,9 +17,9 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from exporter.metrics_detector import ADC_VALUES, TYPE_LABELS, DetectorSnapshot
-from exporter.metrics_health import RENDER_BUCKETS, HealthSnapshot
-from exporter.metrics_rows import DELAY_EDGES
+from exporter.metrics.detector import ADC_VALUES, TYPE_LABELS, DetectorSnapshot
+from exporter.metrics.health import RENDER_BUCKETS, HealthSnapshot
+from exporter.metrics.rows import DELAY_EDGES
 from exporter.packets import DATA, PARITY_TYPES, sync_type_label
 
 #: Label pairs of one sample, sorted by label name.

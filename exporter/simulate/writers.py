@@ -1,8 +1,8 @@
 """HDF5 writers that lay files out exactly as larpix-control 3.7.0 does.
 
-``PacketFile`` follows ``hdf5format.to_file`` (what the DAQ's ``HDF5Logger``
+``PacketFileWriter`` follows ``hdf5format.to_file`` (what the DAQ's ``HDF5Logger``
 calls on every flush): open in mode 'a', create or resize ``packets``, write
-the rows, close. ``RawFile`` follows ``rawhdf5format.to_rawfile``: open with
+the rows, close. ``RawFileWriter`` follows ``rawhdf5format.to_rawfile``: open with
 ``libver='latest'``, switch to SWMR, resize ``msgs`` and ``msg_headers``, write,
 flush, close. Both may be given an already open file to write many flushes
 quickly (static files); the on-disk layout is the same.
@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 from h5py import h5s
 
-from exporter.simulate_encode import PACKET_DTYPES
+from exporter.simulate.encode import PACKET_DTYPES
 
 #: ``packet_types`` attribute text of each version, verbatim (typo included).
 _PACKET_TYPES_2_2 = """
@@ -81,7 +81,7 @@ def _held_or_opened(f: h5py.File | None, opened: Callable[[], AbstractContextMan
         yield f
 
 
-class PacketFile:
+class PacketFileWriter:
     """A LArPix+HDF5 packet file of one format version, appended flush by flush."""
 
     def __init__(self, path: str | Path, version: str = "2.4") -> None:
@@ -134,7 +134,7 @@ class PacketFile:
             dset[first:] = table
 
 
-class RawFile:
+class RawFileWriter:
     """A raw PACMAN message file (rawhdf5format 0.0), appended the SWMR way."""
 
     def __init__(self, path: str | Path) -> None:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from exporter.metrics_clock import N_GROUPS, DataClock, Segments
-from exporter.metrics_rows import (
+from exporter.metrics.clock import N_GROUPS, DataClock, Segments
+from exporter.metrics.rows import (
     DELAY_BUCKETS,
     FIFO_BITS,
     Block,
@@ -30,7 +30,7 @@ from exporter.metrics_rows import (
     fifo_code,
     grow_axis,
 )
-from exporter.metrics_window import CHANNELS_PER_CHIP, SlidingWindow, SyncGaps, WindowView
+from exporter.metrics.window import CHANNELS_PER_CHIP, SlidingWindow, SyncGaps, WindowView
 from exporter.packets import (
     CONFIG_READ,
     DATA,

@@ -3,7 +3,7 @@
 ``simulate_file`` writes a whole file at once; ``LiveSimulation`` appends to a
 file the way the DAQ does, as fast as asked (``append``) or in real time
 (``run``). Either way ``<file>.truth.json`` beside the file holds what the
-monitor must show after reading it (see ``exporter.simulate_truth``).
+monitor must show after reading it (see ``exporter.simulate.truth``).
 """
 
 from __future__ import annotations
@@ -16,22 +16,22 @@ from pathlib import Path
 
 import numpy as np
 
-from exporter.simulate_encode import (
+from exporter.simulate.encode import (
     PACKET_VERSIONS,
     message_rows,
     packet_rows,
     raw_messages,
     repack_for_version,
 )
-from exporter.simulate_files import PacketFile, RawFile
-from exporter.simulate_gen import (
+from exporter.simulate.generate import (
     HEADER,
     RECORD_DTYPE,
     SecondGenerator,
     SimConfig,
     concat_rows,
 )
-from exporter.simulate_truth import TruthTally, truth_path, write_truth
+from exporter.simulate.truth import TruthTally, truth_path, write_truth
+from exporter.simulate.writers import PacketFileWriter, RawFileWriter
 
 __all__ = ["LiveSimulation", "SimConfig", "simulate_command", "simulate_file", "truth_path"]
 
@@ -60,7 +60,8 @@ class _Run:
         self.started = False
         self.tally = TruthTally(fmt, rate_window, hot_rate,
                                 has_receipt_timestamp=fmt == "raw" or version >= "2.3")
-        self.writer = PacketFile(self.path, version) if fmt == "packet" else RawFile(self.path)
+        self.writer = (PacketFileWriter(self.path, version) if fmt == "packet"
+                       else RawFileWriter(self.path))
         self.path.unlink(missing_ok=True)
         truth_path(self.path).unlink(missing_ok=True)
 

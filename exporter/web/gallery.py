@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 if TYPE_CHECKING:
     from exporter.ingest import FileStatus
-    from exporter.plotting import PlotImage
+    from exporter.render import PlotImage
 
 REFRESH_SECONDS = 5.0
 FULL_RELOAD_SECONDS = 300.0

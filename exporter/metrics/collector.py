@@ -22,9 +22,9 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from exporter.metrics_detector import DetectorMetrics
-from exporter.metrics_families import Family, detector_families, escape, health_families
-from exporter.metrics_health import MonitorHealth
+from exporter.metrics.detector import DetectorMetrics
+from exporter.metrics.families import Family, detector_families, escape, health_families
+from exporter.metrics.health import MonitorHealth
 
 __all__ = ["DetectorMetrics", "MonitorHealth", "MetricsCollector", "MonitorRegistry",
            "build_registry", "exposition"]

@@ -12,7 +12,7 @@ import numpy as np
 from numpy.lib.recfunctions import repack_fields
 
 from exporter.packets import MESSAGE, PACKET_DTYPE, SYNC, TIMESTAMP, TRIGGER
-from exporter.simulate_gen import HEADER, LARPIX, SYNC_WORD, TRIGGER_WORD, take_rows
+from exporter.simulate.generate import HEADER, LARPIX, SYNC_WORD, TRIGGER_WORD, take_rows
 
 PACKET_VERSIONS = ("2.2", "2.3", "2.4")
 

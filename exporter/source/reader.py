@@ -20,7 +20,9 @@ import h5py
 import numpy as np
 
 from exporter.errors import InputError, TransientReadError
-from exporter.formats import (
+from exporter.packets import PACKET_DTYPE, Chunk
+from exporter.source.cursor import Cursor
+from exporter.source.formats import (
     HEADER_LEN,
     PACKET_FORMAT,
     RAW_FORMAT,
@@ -30,7 +32,6 @@ from exporter.formats import (
     detect,
     normalise_packets,
 )
-from exporter.packets import PACKET_DTYPE, Chunk
 
 #: Pauses before the second, third, ... attempt at a file caught mid-write.
 RETRY_DELAYS = (0.01, 0.03, 0.1)
@@ -43,18 +44,6 @@ _MAX_MESSAGES_PER_READ = 4096
 
 #: Largest block read when looking backwards for the last filled row.
 _MAX_TAIL_BLOCK = 1 << 16
-
-
-@dataclass
-class Cursor:
-    """What has been consumed of one file (persisted by the state store)."""
-
-    path: str
-    inode: int
-    size: int
-    #: Dataset rows consumed: packets (packet files) or messages (raw files).
-    rows: int
-    format: str | None
 
 
 @dataclass

@@ -49,7 +49,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from exporter.packets import PACKET_DTYPE
-from exporter.plugins import PlotCatalog
+from exporter.render.discovery import PlotCatalog
 
 if TYPE_CHECKING:
     from exporter.metrics import MonitorHealth
@@ -199,7 +199,7 @@ def save_figure(fig: Figure, path: Path, ext: str) -> bytes:
 
 def close_figure(fig: Figure) -> None:
     """Release a figure, including pyplot's reference if pyplot made it."""
-    # Imported here: exporter.plugins (imported above) has chosen the Agg backend by now.
+    # Imported here: exporter.render.discovery (imported above) has chosen the Agg backend by now.
     import matplotlib.pyplot as plt
 
     plt.close(fig)

@@ -1,0 +1,13 @@
+"""Chunks -> Prometheus metrics: the detector model, the monitor's health, the exposition."""
+
+from exporter.metrics.collector import (
+    MetricsCollector,
+    MonitorRegistry,
+    build_registry,
+    exposition,
+)
+from exporter.metrics.detector import DetectorMetrics
+from exporter.metrics.health import MonitorHealth
+
+__all__ = ["DetectorMetrics", "MetricsCollector", "MonitorHealth", "MonitorRegistry",
+           "build_registry", "exposition"]

@@ -1,0 +1,8 @@
+"""Chunks -> figures: plugin discovery, the render thread, pixel geometry."""
+
+from exporter.render.discovery import PlotCatalog, discover_plots
+from exporter.render.listing import list_plots_command
+from exporter.render.renderer import PacketFile, PlotImage, PlotRenderer, output_path
+
+__all__ = ["PacketFile", "PlotCatalog", "PlotImage", "PlotRenderer", "discover_plots",
+           "list_plots_command", "output_path"]
