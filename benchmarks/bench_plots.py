@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from exporter.render import PacketFile, PlotRenderer, discover_plots
-from exporter.render.renderer import save_figure
+from exporter.render.figures import save_figure
 from exporter.simulate import simulate_file
 from exporter.source.reader import FileReader
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from exporter.packets import PACKET_DTYPE
-from exporter.source.formats import decode_messages, detect, normalise_packets
+from exporter.source.formats import detect, normalise_packets
+from exporter.source.pacman import decode_messages
 
 
 def larpix_word(packet_type=0, chip_id=0, channel_id=0, timestamp=0, first_packet=0,

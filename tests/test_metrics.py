@@ -196,7 +196,7 @@ def test_exposition_follows_detector_and_health_changes_apart(tmp_path):
 
 
 def test_prepare_builds_ahead_only_while_something_scrapes(tmp_path, monkeypatch):
-    import exporter.metrics as metrics_module
+    import exporter.metrics.collector as metrics_module
 
     built = []
     real = metrics_module.detector_families

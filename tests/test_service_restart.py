@@ -26,7 +26,8 @@ from service_support import (
 
 from exporter.packets import PACKET_TYPE_NAMES
 from exporter.simulate import LiveSimulation, simulate_file
-from exporter.simulate.generate import SecondGenerator, SimConfig
+from exporter.simulate.detector import SimConfig
+from exporter.simulate.generate import SecondGenerator
 
 STATE = ".larpix-monitor-state.json"
 

@@ -23,7 +23,7 @@ from larpix.larpix import MessagePacket
 
 from exporter import cli
 from exporter.simulate import LiveSimulation, simulate_file, truth_path
-from exporter.simulate.generate import SimConfig, channel_population
+from exporter.simulate.detector import SimConfig, channel_population
 
 TYPE_NAMES = ["data", "test", "config_write", "config_read", "timestamp", "message", "sync",
               "trigger"]

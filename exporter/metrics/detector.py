@@ -18,18 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from exporter.metrics.chips import ChipSlots, Tally, grow_axis
 from exporter.metrics.clock import N_GROUPS, DataClock, Segments
-from exporter.metrics.rows import (
-    DELAY_BUCKETS,
-    FIFO_BITS,
-    Block,
-    ChipSlots,
-    Rows,
-    Tally,
-    delay_bucket,
-    fifo_code,
-    grow_axis,
-)
+from exporter.metrics.rows import DELAY_BUCKETS, FIFO_BITS, Block, Rows, delay_bucket, fifo_code
 from exporter.metrics.window import CHANNELS_PER_CHIP, SlidingWindow, SyncGaps, WindowView
 from exporter.packets import (
     CONFIG_READ,

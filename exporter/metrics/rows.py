@@ -17,8 +17,6 @@ import numpy as np
 
 from exporter.packets import PACKET_DTYPE
 
-#: chip_id | io_channel << 8 | io_group << 16: one detector's chips sit close together.
-CHIP_KEYS = 1 << 24
 #: Bits 0-1 of local_fifo (byte 2) and of shared_fifo (byte 3) of the dataword word.
 FIFO_BITS = 0x0303_0000
 #: Readout-delay buckets: ``le = 4**j - 1`` ticks for j = 0..12 (0 .. 1.7 s), then +Inf.
@@ -26,10 +24,6 @@ DELAY_BUCKETS = 14
 DELAY_EDGES = tuple(4**j - 1 for j in range(DELAY_BUCKETS - 1))
 _RECEIPT_MASK = (1 << 31) - 1
 _ROW_WORDS = PACKET_DTYPE.itemsize // 4
-#: Rows of a chip-slot lookup step: its temporaries stay in the CPU cache.
-_LOOKUP_ROWS = 1 << 16
-#: Slot-table mark of a chip first seen in the chunk being looked up (numbered at its end).
-_NEW_IN_CHUNK = -1
 #: The fields a block needs besides the first word, as one view of the packed rows.
 _BLOCK_FIELDS = np.dtype({"names": ["flags", "timestamp", "word", "receipt"],
                           "formats": ["<u4", "<u8", "<u4", "<u4"],
@@ -156,111 +150,3 @@ _BUCKET_OF_EXPONENT = _bucket_of_exponent()
 def fifo_code(word: np.ndarray) -> np.ndarray:
     """``local_fifo & 3 | (shared_fifo & 3) << 2`` from the dataword word."""
     return (word >> np.uint32(16) & np.uint32(3)) | (word >> np.uint32(22) & np.uint32(12))
-
-
-def chip_keys(ids: np.ndarray) -> np.ndarray:
-    """chip_id | io_channel << 8 | io_group << 16 of first words (bytes 2, 1, 0)."""
-    return np.right_shift(ids.byteswap(), 8, dtype=np.intp)
-
-
-class ChipSlots:
-    """Compact numbering (1, 2, ...) of the (io_group, io_channel, chip_id) seen so far.
-
-    Slot 0 is never a chip: keys send rows that must not count there.
-    """
-
-    def __init__(self) -> None:
-        # np.zeros maps pages lazily: only those keys touch are materialised.
-        self._slot_of = np.zeros(CHIP_KEYS, np.int32)
-        self.keys = np.zeros(1, np.int64)
-
-    @property
-    def capacity(self) -> int:
-        return len(self.keys)
-
-    def lookup(self, ids: np.ndarray) -> np.ndarray:
-        """Slot of each row, from its first word (new chips get slots in key order).
-
-        Keys are made and looked up one block at a time, so that no temporary
-        the size of the chunk is made (fresh pages cost more than the work).
-        """
-        slots = np.empty(len(ids), np.int32)
-        incomplete, new = [], []
-        for start in range(0, len(ids), _LOOKUP_ROWS):
-            block = slice(start, start + _LOOKUP_ROWS)
-            keys = chip_keys(ids[block])
-            found = self._slot_of.take(keys, out=slots[block])
-            if found.min() <= 0:  # 0: a new chip; _NEW_IN_CHUNK: one an earlier block found
-                incomplete.append(block)
-                unseen = keys[found == 0]
-                if len(unseen):
-                    new.append(self._distinct(unseen))
-                    self._slot_of[new[-1]] = _NEW_IN_CHUNK
-        if incomplete:
-            added = np.sort(np.concatenate(new))
-            self._slot_of[added] = np.arange(len(self.keys), len(self.keys) + len(added))
-            self.keys = np.concatenate([self.keys, added])
-            for block in incomplete:
-                self._slot_of.take(chip_keys(ids[block]), out=slots[block])
-        return slots
-
-    def _distinct(self, keys: np.ndarray) -> np.ndarray:
-        """The distinct values of ``keys`` (unseen so far), sorted, without sorting all of them.
-
-        Every row writes its own (negative) index at its key; whichever row of
-        a key wins, exactly that row reads its own index back.
-        """
-        rows = np.arange(len(keys), dtype=np.int32)
-        self._slot_of[keys] = -1 - rows
-        winners = keys[-1 - self._slot_of.take(keys) == rows]
-        self._slot_of[winners] = 0
-        return np.sort(winners)
-
-    @property
-    def group(self) -> np.ndarray:
-        return self.keys >> 16
-
-    @property
-    def channel(self) -> np.ndarray:
-        return self.keys >> 8 & 0xFF
-
-    @property
-    def chip(self) -> np.ndarray:
-        return self.keys & 0xFF
-
-
-class Tally:
-    """Counts at flat keys: int32 (cache-sized) while counting, folded into int64 totals.
-
-    ``np.add.at`` into an int32 array is as fast as ``np.bincount`` (numpy
-    2) and needs no temporary the size of the key space.
-    """
-
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        self.recent = np.zeros(shape, np.int32)
-        self.folded = np.zeros(shape, np.int64)
-
-    def add(self, keys: np.ndarray) -> None:
-        np.add.at(self.recent.reshape(-1), keys, np.int32(1))
-
-    def fold(self) -> None:
-        self.folded += self.recent
-        self.recent[...] = 0
-
-    def total(self) -> np.ndarray:
-        return self.folded + self.recent
-
-    def grow(self, size: int) -> None:
-        """Extend the first axis to ``size``."""
-        self.recent = grow_axis(self.recent, 0, size)
-        self.folded = grow_axis(self.folded, 0, size)
-
-
-def grow_axis(array: np.ndarray, axis: int, size: int) -> np.ndarray:
-    """``array`` zero-padded along ``axis`` to ``size``."""
-    missing = size - array.shape[axis]
-    if missing <= 0:
-        return array
-    pad = [(0, 0)] * array.ndim
-    pad[axis] = (0, missing)
-    return np.pad(array, pad)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from exporter.metrics.chips import grow_axis
 from exporter.metrics.clock import N_GROUPS, NO_TIME, Segments, sorted_unique
-from exporter.metrics.rows import grow_axis
 from exporter.packets import DATA
 
 #: channel_id is a 6-bit field of the LArPix v2 word.

@@ -1,6 +1,8 @@
 """Simulated LArPix runs: realistic files in both formats, live appending, ground truth."""
 
+from exporter.simulate.detector import SimConfig
 from exporter.simulate.run import FORMATS, LiveSimulation, simulate_command, simulate_file
 from exporter.simulate.truth import truth_path
 
-__all__ = ["FORMATS", "LiveSimulation", "simulate_command", "simulate_file", "truth_path"]
+__all__ = ["FORMATS", "LiveSimulation", "SimConfig", "simulate_command", "simulate_file",
+           "truth_path"]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from exporter.simulate.detector import SimConfig
 from exporter.simulate.encode import (
     PACKET_VERSIONS,
     message_rows,
@@ -23,17 +24,9 @@ from exporter.simulate.encode import (
     raw_messages,
     repack_for_version,
 )
-from exporter.simulate.generate import (
-    HEADER,
-    RECORD_DTYPE,
-    SecondGenerator,
-    SimConfig,
-    concat_rows,
-)
+from exporter.simulate.generate import HEADER, RECORD_DTYPE, SecondGenerator, concat_rows
 from exporter.simulate.truth import TruthTally, truth_path, write_truth
 from exporter.simulate.writers import PacketFileWriter, RawFileWriter
-
-__all__ = ["LiveSimulation", "SimConfig", "simulate_command", "simulate_file", "truth_path"]
 
 FORMATS = ("packet", "raw")
 RUN_START_MESSAGE = "run start"

@@ -22,16 +22,8 @@ import numpy as np
 from exporter.errors import InputError, TransientReadError
 from exporter.packets import PACKET_DTYPE, Chunk
 from exporter.source.cursor import Cursor
-from exporter.source.formats import (
-    HEADER_LEN,
-    PACKET_FORMAT,
-    RAW_FORMAT,
-    WORD_LEN,
-    Layout,
-    decode_messages,
-    detect,
-    normalise_packets,
-)
+from exporter.source.formats import PACKET_FORMAT, RAW_FORMAT, Layout, detect, normalise_packets
+from exporter.source.pacman import HEADER_LEN, WORD_LEN, decode_messages
 
 #: Pauses before the second, third, ... attempt at a file caught mid-write.
 RETRY_DELAYS = (0.01, 0.03, 0.1)
