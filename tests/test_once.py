@@ -21,18 +21,19 @@ import pytest
 from larpix import Packet_v2, SyncPacket, TimestampPacket, TriggerPacket
 from larpix.format import pacman_msg_format, rawhdf5format
 from prometheus_client.parser import text_string_to_metric_families
+from support.paths import FIXTURES
 
 from exporter import once
 from exporter.simulate import simulate_file
 
 CLI = Path(sys.executable).with_name("larpix-monitor")
-FIXTURE = (Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-           / "pacman-messages-tpc12-2023-03-15.json")
+FIXTURE = FIXTURES / "pacman-messages-tpc12-2023-03-15.json"
 TYPE_NAMES = ("data", "test", "config_write", "config_read", "timestamp", "message", "sync",
               "trigger")
 PLUGIN = '''
 from pathlib import Path
 from matplotlib.figure import Figure
+from support.paths import FIXTURES
 
 
 class SeenPackets:

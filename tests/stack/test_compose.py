@@ -19,7 +19,7 @@ from pathlib import Path
 import compose
 import pytest
 import yaml
-from stack_support import (
+from support.stack import (
     ALERTMANAGER_CONFIG,
     COMPOSE_FILE,
     PROMETHEUS_CONFIG,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from stack_support import (
+from support.stack import (
     DASHBOARD_PROVIDER_FILE,
     DATASOURCE_FILE,
     GRAFANA_GLOBAL_VARIABLES,

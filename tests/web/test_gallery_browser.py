@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib import image as mpimg
-from service_support import MonitorProcess, wait_for
+from support.service import MonitorProcess, wait_for
 
 from exporter.simulate import simulate_file
 

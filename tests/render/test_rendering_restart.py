@@ -9,7 +9,7 @@ import time
 from email.utils import formatdate
 from pathlib import Path
 
-from service_support import MonitorProcess, wait_for
+from support.service import MonitorProcess, wait_for
 
 from exporter.simulate import simulate_file
 

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import httpx
 import psutil
 import pytest
-from service_support import MonitorProcess, wait_for
+from support.service import MonitorProcess, wait_for
 
 from exporter.simulate import simulate_file
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from larpix import Packet_v2
 from larpix.format import hdf5format
-from service_support import (
+from support.service import (
     MONITOR,
     RUN_MONITOR,
     MonitorProcess,

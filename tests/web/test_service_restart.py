@@ -12,7 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from service_support import (
+from support.service import (
     COUNTERS,
     GAUGES,
     HISTOGRAMS,

@@ -31,7 +31,7 @@ import httpx
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from stack_support import (
+from support.stack import (
     ALERT_RULES,
     ManagedProcess,
     PrometheusAPI,

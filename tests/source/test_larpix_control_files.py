@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from larpix import MessagePacket, Packet_v2, SyncPacket, TimestampPacket, TriggerPacket
 from larpix.format import hdf5format, pacman_msg_format, rawhdf5format
+from support.paths import FIXTURES
 
 from exporter.packets import PACKET_DTYPE
 from exporter.source.reader import FileReader
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 REAL_MESSAGES = FIXTURES / "pacman-messages-tpc12-2023-03-15.json"
 
 

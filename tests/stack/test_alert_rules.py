@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from stack_support import (
+from support.stack import (
     ALERT_RULES,
     ALERT_TESTS,
     PROMETHEUS_CONFIG,

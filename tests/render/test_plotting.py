@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from support.paths import SEED_PLUGINS
 
 from exporter.metrics import DetectorMetrics, MonitorHealth, build_registry
 from exporter.packets import PACKET_DTYPE
@@ -29,7 +30,6 @@ from exporter.render import (
     output_path,
 )
 
-SEED_PLUGINS = Path(__file__).parent / "seed_plugins"
 BIN = Path(sys.executable).parent
 SEED_PLOTS = {"TemplatePlot", "CumulativeDataPackets", "PairCount_1", "PairCount_2"}
 
@@ -427,7 +427,7 @@ def test_seed_plugins_in_once_mode_write_the_seed_paths(entry, sim_file, tmp_pat
 
 
 def test_seed_plugins_in_serve_mode_are_served_and_written(sim_file, tmp_path):
-    from service_support import MonitorProcess, wait_for
+    from support.service import MonitorProcess, wait_for
 
     data = tmp_path / "data"
     data.mkdir()
