@@ -45,7 +45,8 @@ generate "$raw/dashboard/x/dashboard_types.gen.d.ts" Dashboard "$schemas/grafana
 rm -rf "$schemas/grafana-panels"
 mkdir -p "$schemas/grafana-panels"
 for type in $panel_types; do
-    types_file="$(ls "$raw"/composable/"$type"/panelcfg/x/*_types.gen.d.ts)"
+    # The package names a panel's folder without hyphens (state-timeline: statetimeline).
+    types_file="$(ls "$raw"/composable/"${type//-/}"/panelcfg/x/*_types.gen.d.ts)"
     generate "$types_file" '*' "$schemas/grafana-panels/$type.schema.json"
 done
 

@@ -27,6 +27,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD_DIR = ROOT / "grafana" / "dashboards"
 DATASOURCE_FILE = ROOT / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+INFINITY_DATASOURCE_FILE = ROOT / "grafana" / "provisioning" / "datasources" / "infinity.yml"
 DASHBOARD_PROVIDER_FILE = ROOT / "grafana" / "provisioning" / "dashboards" / "larpix.yml"
 PROMETHEUS_CONFIG = ROOT / "prometheus" / "prometheus.yml"
 ALERT_RULES = ROOT / "prometheus" / "alerts.yml"
@@ -40,8 +41,11 @@ GRAFANA_GLOBAL_VARIABLES = frozenset({
     "__interval", "__interval_ms", "__rate_interval", "__rate_interval_ms", "__range",
     "__range_s", "__range_ms", "__from", "__to", "__dashboard", "__org", "__user", "__name",
     "__timeFilter", "__all_variables", "__url_time_range", "timeFilter",
+    "__all",  # the value of a variable's "All" option
 })
 _VARIABLE_USE = re.compile(r"\$(?:\{(\w+)(?::[\w:]+)?\}|(\w+)|\[\[(\w+)\]\])")
+
+INFINITY_TYPE = "yesoreyeram-infinity-datasource"
 
 T = TypeVar("T")
 
@@ -99,7 +103,16 @@ def targets(dashboard: dict) -> Iterator[tuple[dict, dict]]:
     """(panel, target) for every PromQL query of the dashboard."""
     for panel in panels(dashboard):
         for target in panel.get("targets", []):
-            yield panel, target
+            if target["datasource"]["type"] == "prometheus":
+                yield panel, target
+
+
+def infinity_targets(dashboard: dict) -> Iterator[tuple[dict, dict]]:
+    """(panel, target) for every query of the exporter's JSON API (Infinity datasource)."""
+    for panel in panels(dashboard):
+        for target in panel.get("targets", []):
+            if target["datasource"]["type"] == INFINITY_TYPE:
+                yield panel, target
 
 
 def variables_used(value: Any) -> set[str]:
