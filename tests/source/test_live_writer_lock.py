@@ -17,7 +17,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from larpix.format import hdf5format, pacman_msg_format, rawhdf5format
+from support.larpix import convert_raw_file
 
 from exporter.errors import InputError
 from exporter.packets import PACKET_DTYPE
@@ -149,27 +149,25 @@ def all_packets(chunks: list) -> np.ndarray:
     return np.concatenate([c.packets for c in chunks]) if chunks else np.zeros(0, PACKET_DTYPE)
 
 
-def larpix_conversion(path: Path, workdir: Path) -> np.ndarray:
-    """larpix-control's raw -> packets path applied to the finished file."""
-    raw = rawhdf5format.from_rawfile(str(path))
-    packets = []
-    for io_group, msg in zip(raw["msg_headers"]["io_groups"], raw["msgs"], strict=True):
-        packets.extend(pacman_msg_format.parse(msg, io_group=io_group))
-    out = workdir / "converted.h5"
-    hdf5format.to_file(str(out), packet_list=packets)
-    with h5py.File(out, "r") as f:
-        return f["packets"][:]
+
+
+def read_while_written(script: str, path: Path, batches: int, per_batch: int, chunk_rows: int
+                       ) -> tuple[FileReader, list, int, int, dict]:
+    """Start a writer, poll the file while it appends; only transient errors are allowed."""
+    writer = start(script, path, batches, per_batch)
+    reader = FileReader(path, chunk_rows=chunk_rows)
+    go(writer)
+    chunks, polls_with_rows, errors = poll_until_done(writer, reader)
+    code, report = finish(writer)
+    assert set(errors) <= {"busy"}, errors
+    return reader, chunks, polls_with_rows, code, report
 
 
 def test_packet_logger_appends_undisturbed_while_we_read(tmp_path):
     path = tmp_path / "datalog.h5"
-    writer = start(LOGGER_WRITER, path, 150, 300)
-    reader = FileReader(path, chunk_rows=1000)
-    go(writer)
-    chunks, polls_with_rows, errors = poll_until_done(writer, reader)
-    code, report = finish(writer)
+    reader, chunks, polls_with_rows, code, report = read_while_written(
+        LOGGER_WRITER, path, 150, 300, chunk_rows=1000)
     assert code == 0 and report["failures"] == [] and report["pending"] == 0, report
-    assert set(errors) <= {"busy"}, errors
     with h5py.File(path, "r") as f:
         final = f["packets"][:]
     assert len(final) == report["recorded"] == 150 * 302
@@ -180,16 +178,12 @@ def test_packet_logger_appends_undisturbed_while_we_read(tmp_path):
 
 def test_raw_writer_appends_undisturbed_while_we_read(tmp_path):
     path = tmp_path / "raw.h5"
-    writer = start(RAW_WRITER, path, 150, 12)
-    reader = FileReader(path, chunk_rows=200)
-    go(writer)
-    chunks, polls_with_rows, errors = poll_until_done(writer, reader)
-    code, report = finish(writer)
+    reader, chunks, polls_with_rows, code, report = read_while_written(
+        RAW_WRITER, path, 150, 12, chunk_rows=200)
     assert code == 0 and report.get("written") == 600, report
-    assert set(errors) <= {"busy"}, errors
     assert reader.cursor.rows == 600 and reader.resets == 0
     assert sum(c.malformed for c in chunks) == 0
-    np.testing.assert_array_equal(all_packets(chunks), larpix_conversion(path, tmp_path))
+    np.testing.assert_array_equal(all_packets(chunks), convert_raw_file(path, tmp_path)[0])
     assert polls_with_rows >= 3, "the reader never saw the file grow"
 
 

@@ -33,18 +33,18 @@ def packet_file(path: Path, dtype: np.dtype | list, version: str = "2.4") -> Non
         f.create_dataset("packets", shape=(3,), maxshape=(None,), dtype=dtype)
 
 
-def test_zero_byte_file(tmp_path):
-    path = tmp_path / "empty.h5"
-    path.touch()
+@pytest.mark.parametrize(("make", "reason", "detail"), [
+    (Path.touch, "empty_file", "0 bytes"),
+    (lambda path: path.write_bytes(np.random.default_rng(0).bytes(4096)), "not_hdf5",
+     "not an HDF5 file"),
+    (Path.mkdir, "not_a_file", "directory"),
+    (os.mkfifo, "not_a_file", ""),  # refused without blocking on the open
+], ids=["zero_bytes", "random_bytes", "directory", "fifo"])
+def test_not_an_hdf5_file_named_h5(tmp_path, make, reason, detail):
+    path = tmp_path / "x.h5"
+    make(path)
     error = read_error(path)
-    assert error.reason == "empty_file" and "0 bytes" in error.detail
-
-
-def test_random_bytes_named_h5(tmp_path):
-    path = tmp_path / "noise.h5"
-    path.write_bytes(np.random.default_rng(0).bytes(4096))
-    error = read_error(path)
-    assert error.reason == "not_hdf5" and "not an HDF5 file" in error.detail
+    assert error.reason == reason and detail in error.detail
 
 
 def test_truncated_hdf5(tmp_path):
@@ -185,19 +185,6 @@ def test_empty_datasets_are_no_rows_not_errors(tmp_path):
         reader = FileReader(path)
         assert list(reader.read_new()) == []
         assert reader.cursor.rows == 0 and reader.cursor.format == fmt
-
-
-def test_directory_named_h5(tmp_path):
-    path = tmp_path / "x.h5"
-    path.mkdir()
-    error = read_error(path)
-    assert error.reason == "not_a_file" and "directory" in error.detail
-
-
-def test_fifo_named_h5_is_refused_without_blocking(tmp_path):
-    path = tmp_path / "pipe.h5"
-    os.mkfifo(path)
-    assert read_error(path).reason == "not_a_file"
 
 
 def test_dangling_symlink(tmp_path):
