@@ -16,16 +16,16 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
-from test_geometry import make_multi_tile_layout
+from render.test_geometry import make_multi_tile_layout
 
 from exporter.packets import PACKET_TYPE_NAMES, SYNC_PERIOD_TICKS
 from exporter.render import PacketFile, PlotRenderer, discover_plots
+from exporter.render.figures import save_figure
 from exporter.render.geometry import shared_geometry
-from exporter.render.renderer import save_figure
 from exporter.simulate import simulate_file, truth_path
-from exporter.simulate.generate import SimConfig, channel_population
+from exporter.simulate.detector import SimConfig, channel_population
 from exporter.source.reader import FileReader
-from plotters._support import Histograms, TimeBins
+from plotters._accumulators import Histograms, TimeBins
 from plotters.timing import DELAY_EDGES, TIMESTAMP_EDGES
 from plotters.trigger import AFTER_TRIGGER_EDGES
 
