@@ -187,27 +187,28 @@ def test_raw_writer_appends_undisturbed_while_we_read(tmp_path):
     assert polls_with_rows >= 3, "the reader never saw the file grow"
 
 
-def test_locking_reader_kills_the_packet_logger(tmp_path):
-    path = tmp_path / "datalog.h5"
-    writer = start(LOGGER_WRITER, path, 100, 50)
-    holder = start(LOCKING_HOLDER, path, "plain")
+def write_against_locking_reader(script: str, path: Path, batches: int, per_batch: int,
+                                 mode: str) -> tuple[int, str, str]:
+    """Run a writer while another process holds the file open with HDF5 locking on."""
+    writer = start(script, path, batches, per_batch)
+    holder = start(LOCKING_HOLDER, path, mode)
     go(writer)
     try:
-        code, report = finish(writer)
+        out, err = writer.communicate(timeout=120)
+        return writer.returncode, out, err
     finally:
         holder.communicate("done\n", timeout=30)
+
+
+def test_locking_reader_kills_the_packet_logger(tmp_path):
+    code, out, _ = write_against_locking_reader(LOGGER_WRITER, tmp_path / "datalog.h5", 100, 50,
+                                                "plain")
+    report = json.loads(out.strip().splitlines()[-1])
     assert code != 0
     assert any("unable to lock file" in failure for failure in report["failures"]), report
 
 
 def test_locking_swmr_reader_stops_the_raw_writer(tmp_path):
-    path = tmp_path / "raw.h5"
-    writer = start(RAW_WRITER, path, 100, 5)
-    holder = start(LOCKING_HOLDER, path, "swmr")
-    go(writer)
-    try:
-        out, err = writer.communicate(timeout=120)
-    finally:
-        holder.communicate("done\n", timeout=30)
-    assert writer.returncode != 0
+    code, _, err = write_against_locking_reader(RAW_WRITER, tmp_path / "raw.h5", 100, 5, "swmr")
+    assert code != 0
     assert "unable to lock file" in err

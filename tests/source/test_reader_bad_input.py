@@ -79,28 +79,30 @@ def test_raw_messages_not_bytes(tmp_path):
     assert error.reason == "bad_fields" and "'msgs'" in error.detail
 
 
-def test_hdf5_without_larpix_datasets(tmp_path):
+def other_datasets(f: h5py.File) -> None:
+    f["images"] = np.zeros((4, 4))
+
+
+def header_only(f: h5py.File) -> None:
+    f.create_group("_header").attrs["version"] = "2.4"
+
+
+def raw_meta_without_headers(f: h5py.File) -> None:
+    f.create_group("meta").attrs["version"] = "0.0"
+    f.create_dataset("msgs", shape=(0,), dtype=h5py.vlen_dtype(np.uint8))
+
+
+@pytest.mark.parametrize(("layout", "detail"), [
+    (other_datasets, "'packets'"),
+    (header_only, "version 2.4"),
+    (raw_meta_without_headers, ""),
+], ids=["other_datasets", "header_without_packets", "raw_meta_without_headers"])
+def test_hdf5_without_larpix_datasets(tmp_path, layout, detail):
     path = tmp_path / "other.h5"
     with h5py.File(path, "w") as f:
-        f["images"] = np.zeros((4, 4))
+        layout(f)
     error = read_error(path)
-    assert error.reason == "no_packet_dataset" and "'packets'" in error.detail
-
-
-def test_header_without_packets_dataset(tmp_path):
-    path = tmp_path / "headless.h5"
-    with h5py.File(path, "w") as f:
-        f.create_group("_header").attrs["version"] = "2.4"
-    error = read_error(path)
-    assert error.reason == "no_packet_dataset" and "version 2.4" in error.detail
-
-
-def test_raw_meta_without_headers(tmp_path):
-    path = tmp_path / "raw.h5"
-    with h5py.File(path, "w") as f:
-        f.create_group("meta").attrs["version"] = "0.0"
-        f.create_dataset("msgs", shape=(0,), dtype=h5py.vlen_dtype(np.uint8))
-    assert read_error(path).reason == "no_packet_dataset"
+    assert error.reason == "no_packet_dataset" and detail in error.detail
 
 
 @pytest.mark.parametrize("version", ["0.0", "1.0"])
