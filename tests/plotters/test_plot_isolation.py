@@ -4,8 +4,8 @@ The renderer hands one array to every plot of a render. Built-in plots keep no
 state keyed on that array (no cache by identity) and no views into it, so a
 plugin that zeroes the ADC column after them, and a caller that refills the same
 buffer for the next render, leave their numbers those of the rows they were given.
-A plugin that runs *before* a built-in in the same render hands it what it wrote:
-keeping plots apart that way is the renderer's job, not the plots'.
+A plugin that runs *before* a built-in in the same render cannot hand it what it
+wrote: the renderer gives built-ins a read-only view and other plugins a copy each.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from exporter.metrics import MonitorHealth
 from exporter.packets import DATA, tile_of
-from exporter.render import PacketFile, discover_plots
+from exporter.render import PacketFile, PlotRenderer, discover_plots
 from exporter.simulate import simulate_file
 from exporter.source.reader import FileReader
 
@@ -76,3 +77,23 @@ def test_plugin_writing_packets_in_place_leaves_builtin_numbers_alone(rows, tmp_
     expected_image[rows_of, keys % 256 - (keys % 256).min()] = means
     drawn = figures["ChipMeanAdc"].axes[0].get_images()[0].get_array()
     np.testing.assert_allclose(np.ma.filled(drawn, np.nan), expected_image)
+
+
+def test_renderer_keeps_a_plugin_s_writes_from_the_plots_after_it(rows, tmp_path):
+    filename, packets = rows
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "zero_adc.py").write_text(ZERO_ADC)
+    catalog = discover_plots([tmp_path / "plugins"])
+    health = MonitorHealth()
+    renderer = PlotRenderer(catalog, tmp_path / "out", selected=["ZeroAdc", "AdcSpectrum"],
+                            health=health, load_saved=False)
+    try:
+        assert list(renderer.plots) == ["ZeroAdc", "AdcSpectrum"]  # the plugin goes first
+        given = packets.copy()
+        renderer.add_packets(filename, given)
+        images = renderer.render(filename).result(timeout=60)
+    finally:
+        renderer.shutdown()
+    assert [image.plot for image in images] == ["AdcSpectrum"]  # ZeroAdc drew nothing
+    assert health.snapshot().plot_errors == {}  # its write went to a copy of its own
+    np.testing.assert_array_equal(given, packets)  # the rows every other plot saw
