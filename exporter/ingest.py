@@ -32,6 +32,7 @@ from exporter.metrics import DetectorMetrics, MonitorHealth
 from exporter.render import PlotRenderer
 from exporter.source.reader import Cursor, FileReader
 from exporter.source.state import StateStore
+from exporter.source.status import FileStatus
 from exporter.source.watcher import DirectoryWatcher, FileChange, FileStat
 
 log = logging.getLogger(__name__)
@@ -43,19 +44,6 @@ POLL_SECONDS = 0.5
 ACTIVE_SECONDS = 10.0
 #: Rows per reader step: bounds memory and the time before the first counts show.
 CHUNK_ROWS = 1 << 18
-
-
-@dataclass
-class FileStatus:
-    """One watched file as the gallery and logs describe it."""
-
-    path: str
-    file: str  # stem: the file's name in plot URLs
-    state: str  # active | idle | waiting | error
-    rows: int
-    format: str | None
-    last_read: float | None  # unix time new rows were last counted
-    error: str | None
 
 
 @dataclass

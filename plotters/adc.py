@@ -6,12 +6,15 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from exporter.packets import DATA, tile_of
-from plotters._support import BuiltinPlot, KeyedTotals, channel_sums, log_y, rescale
+from plotters._accumulators import KeyedTotals
+from plotters._axes import log_y, one_panel, rescale
+from plotters._bases import BuiltinPlot, PerGroupPlot
+from plotters._packets import channel_sums
 
 ADC_VALUES = 256
 
 
-class AdcSpectrum(BuiltinPlot):
+class AdcSpectrum(PerGroupPlot):
     """Counts of each ADC value (dataword 0-255) of data packets, per io_group."""
 
     what = "ADC spectrum"
@@ -31,15 +34,11 @@ class AdcSpectrum(BuiltinPlot):
         for group, spectrum in zip(present, spectra, strict=True):
             self.counts[int(group)] = self.counts.get(int(group), 0) + spectrum
 
-    def ready(self) -> bool:
-        return bool(self.counts)
-
-    def structure(self) -> object:
-        return tuple(sorted(self.counts))
+    def groups(self) -> dict[int, np.ndarray]:
+        return self.counts
 
     def build(self, fig: Figure) -> None:
-        fig.subplots_adjust(left=0.1, right=0.97, bottom=0.12)
-        ax = fig.add_subplot()
+        ax = one_panel(fig)
         self.lines = {group: ax.plot(np.arange(ADC_VALUES), np.zeros(ADC_VALUES),
                                      drawstyle="steps-mid", lw=1)[0]
                       for group in sorted(self.counts)}

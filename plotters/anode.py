@@ -9,7 +9,9 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from exporter.render.geometry import shared_geometry
-from plotters._support import BuiltinPlot, ChannelStats, plain_log_colorbar
+from plotters._accumulators import ChannelStats
+from plotters._axes import plain_log_colorbar
+from plotters._bases import BuiltinPlot
 
 log = logging.getLogger(__name__)
 

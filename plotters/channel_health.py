@@ -8,7 +8,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from exporter.config import DEFAULT_HOT_RATE
-from plotters._support import TileMapPlot, tile_panels
+from plotters._axes import tile_panels
+from plotters._bases import TileMapPlot
 
 DEAD, NORMAL, NOISY = 0, 1, 2
 STATE_NAMES = ("dead", "normal", "noisy")

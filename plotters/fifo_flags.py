@@ -6,15 +6,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from exporter.packets import DATA
-from plotters._support import (
-    BuiltinPlot,
-    TimeBins,
-    data_times,
-    log_y,
-    rescale,
-    to_datenum,
-    utc_time_axis,
-)
+from plotters._axes import log_y, rescale, to_datenum, utc_time_axis
+from plotters._bases import TimeBinnedPlot
 
 #: (label, field, bit): bit 0 = more than half full, bit 1 = full.
 FLAGS = (("local half", "local_fifo", 1), ("local full", "local_fifo", 2),
@@ -22,19 +15,16 @@ FLAGS = (("local half", "local_fifo", 1), ("local full", "local_fifo", 2),
 _ALL_DATA = len(FLAGS)
 
 
-class FifoFlags(BuiltinPlot):
-    """Rate and fraction of data packets carrying each FIFO flag, vs data time."""
+class FifoFlags(TimeBinnedPlot):
+    """Rate and fraction of data packets carrying each FIFO flag, vs data time.
+
+    Bin keys 0-3 are FLAGS, key 4 every data packet (the denominator).
+    """
 
     what = "FIFO flags"
     figsize = (10.0, 7.0)
 
-    def __init__(self) -> None:
-        self.last_timestamp: dict[int, float] = {}
-        # Keys 0-3: FLAGS; key 4: every data packet (the denominator).
-        self.bins = TimeBins()
-
-    def update(self, packets: np.ndarray) -> None:
-        seconds = data_times(packets, self.last_timestamp)
+    def count(self, packets: np.ndarray, seconds: np.ndarray) -> None:
         data = packets["packet_type"] == DATA
         seconds = seconds[data]
         self.bins.add(seconds, np.full(len(seconds), _ALL_DATA))
@@ -42,8 +32,8 @@ class FifoFlags(BuiltinPlot):
             flagged = (packets[name][data] & bit) != 0
             self.bins.add(seconds[flagged], np.full(int(flagged.sum()), key))
 
-    def ready(self) -> bool:
-        return len(self.bins.counts) > 0
+    def structure(self) -> object:
+        return None  # one line per flag from the start: a flag seen first later needs no rebuild
 
     def build(self, fig: Figure) -> None:
         fig.subplots_adjust(left=0.09, right=0.97, bottom=0.09, hspace=0.1)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from plotters._support import BuiltinPlot, KeyedTotals, channel_label, channel_sums, log_x
+from plotters._accumulators import KeyedTotals
+from plotters._axes import log_x
+from plotters._bases import BuiltinPlot
+from plotters._packets import channel_label, channel_sums
 
 
 class HotPixels(BuiltinPlot):

@@ -6,36 +6,17 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from exporter.packets import PACKET_TYPE_NAMES, PARITY_TYPES
-from plotters._support import (
-    BuiltinPlot,
-    TimeBins,
-    data_times,
-    log_y,
-    plain_log,
-    rescale,
-    to_datenum,
-    utc_time_axis,
-)
+from plotters._axes import log_y, plain_log, rescale, to_datenum, utc_time_axis
+from plotters._bases import BuiltinPlot, TimeBinnedPlot
 
 
-class PacketRate(BuiltinPlot):
+class PacketRate(TimeBinnedPlot):
     """Packet rate per data-time bin, one line per packet type and the total."""
 
     what = "Packet rate by type"
 
-    def __init__(self) -> None:
-        self.last_timestamp: dict[int, float] = {}
-        self.bins = TimeBins()
-
-    def update(self, packets: np.ndarray) -> None:
-        seconds = data_times(packets, self.last_timestamp)
+    def count(self, packets: np.ndarray, seconds: np.ndarray) -> None:
         self.bins.add(seconds, packets["packet_type"])
-
-    def ready(self) -> bool:
-        return len(self.bins.counts) > 0
-
-    def structure(self) -> object:
-        return tuple(self.bins.keys)
 
     def build(self, fig: Figure) -> None:
         fig.subplots_adjust(left=0.08, right=0.83, bottom=0.12)
@@ -99,25 +80,19 @@ class PacketTypeFraction(BuiltinPlot):
         ax.set_title(f"{int(self.counts.sum()):,} packets", fontsize="medium")
 
 
-class ParityErrorFraction(BuiltinPlot):
-    """Fraction of LArPix words (types 0-3) with a bad parity bit, per io_group vs data time."""
+class ParityErrorFraction(TimeBinnedPlot):
+    """Fraction of LArPix words (types 0-3) with a bad parity bit, per io_group vs data time.
+
+    Bin key io_group * 2 + bad: good and bad words of a group share the same bins.
+    """
 
     what = "Parity-error fraction"
     figsize = (10.0, 5.0)
 
-    def __init__(self) -> None:
-        self.last_timestamp: dict[int, float] = {}
-        # Key io_group * 2 + bad: good and bad words of a group share the same bins.
-        self.bins = TimeBins()
-
-    def update(self, packets: np.ndarray) -> None:
-        seconds = data_times(packets, self.last_timestamp)
+    def count(self, packets: np.ndarray, seconds: np.ndarray) -> None:
         words = np.isin(packets["packet_type"], PARITY_TYPES)
         bad = packets["valid_parity"][words] == 0
         self.bins.add(seconds[words], packets["io_group"][words].astype(np.int64) * 2 + bad)
-
-    def ready(self) -> bool:
-        return len(self.bins.counts) > 0
 
     def structure(self) -> object:
         return tuple(np.unique(self.bins.keys // 2))

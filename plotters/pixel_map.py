@@ -15,7 +15,8 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
 from exporter.render.geometry import TileLayout
-from plotters._support import TileMapPlot, plain_log_colorbar, tile_panels
+from plotters._axes import plain_log_colorbar, tile_panels
+from plotters._bases import TileMapPlot
 
 #: (array, colour-bar label, log scale) of each panel of a tile map.
 PANELS = (("mean", "mean ADC [counts]", False), ("std", "ADC spread (std) [counts]", False),

@@ -6,38 +6,20 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from exporter.packets import DATA
-from plotters._support import (
-    BuiltinPlot,
-    TimeBins,
-    data_times,
-    log_y,
-    rescale,
-    tile_key,
-    to_datenum,
-    utc_time_axis,
-)
+from plotters._axes import log_y, rescale, to_datenum, utc_time_axis
+from plotters._bases import TimeBinnedPlot
+from plotters._packets import tile_key
 
 
-class TileRate(BuiltinPlot):
+class TileRate(TimeBinnedPlot):
     """Data packets per second on each tile (io_channel 4t-3 .. 4t) vs data time."""
 
     what = "Data rate per tile"
 
-    def __init__(self) -> None:
-        self.last_timestamp: dict[int, float] = {}
-        self.bins = TimeBins()  # key: io_group * 1000 + tile
-
-    def update(self, packets: np.ndarray) -> None:
-        seconds = data_times(packets, self.last_timestamp)
-        data = packets["packet_type"] == DATA
+    def count(self, packets: np.ndarray, seconds: np.ndarray) -> None:
+        data = packets["packet_type"] == DATA  # key: io_group * 1000 + tile
         self.bins.add(seconds[data],
                       tile_key(packets["io_group"][data], packets["io_channel"][data]))
-
-    def ready(self) -> bool:
-        return len(self.bins.counts) > 0
-
-    def structure(self) -> object:
-        return tuple(self.bins.keys)
 
     def build(self, fig: Figure) -> None:
         groups = np.unique(self.bins.keys // 1000)

@@ -5,15 +5,12 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
+from exporter.metrics.clock import DataClock
 from exporter.packets import DATA, SYNC, SYNC_PERIOD_TICKS
-from plotters._support import (
-    BuiltinPlot,
-    Histograms,
-    data_times,
-    rescale,
-    to_datenum,
-    utc_time_axis,
-)
+from plotters._accumulators import Histograms
+from plotters._axes import one_panel, rescale, to_datenum, utc_time_axis
+from plotters._bases import PerGroupPlot
+from plotters._packets import data_times
 
 #: Bins of data-packet timestamps: 0 to 1.2 s of the 10 MHz clock in 10 ms bins.
 TIMESTAMP_EDGES = np.linspace(0, 1.2 * SYNC_PERIOD_TICKS, 121)
@@ -23,7 +20,7 @@ RECEIPT_MODULUS = 1 << 31
 SYNC_CODE = ord("S")
 
 
-class _HistogramPlot(BuiltinPlot):
+class _HistogramPlot(PerGroupPlot):
     """One panel of per-io_group histograms; subclasses fill ``self.histograms``."""
 
     figsize = (9.0, 5.0)
@@ -31,15 +28,11 @@ class _HistogramPlot(BuiltinPlot):
     ylabel = ""
     histograms: Histograms
 
-    def ready(self) -> bool:
-        return bool(self.histograms.counts)
-
-    def structure(self) -> object:
-        return tuple(sorted(self.histograms.counts))
+    def groups(self) -> dict[int, np.ndarray]:
+        return self.histograms.counts
 
     def build(self, fig: Figure) -> None:
-        fig.subplots_adjust(left=0.1, right=0.97, bottom=0.12)
-        ax = fig.add_subplot()
+        ax = one_panel(fig)
         self.histograms.build(ax)
         ax.set_xlabel(self.xlabel)
         ax.set_ylabel(self.ylabel)
@@ -84,7 +77,7 @@ class ReadoutDelay(_HistogramPlot):
         self.histograms.add(packets["io_group"][data], delay.astype(np.float64))
 
 
-class SyncOffset(BuiltinPlot):
+class SyncOffset(PerGroupPlot):
     """Timestamp of each PACMAN 'S' sync minus 10,000,000 ticks, per io_group vs data time.
 
     Keeps the latest ``keep`` syncs per io_group (a day at one sync a second).
@@ -95,11 +88,11 @@ class SyncOffset(BuiltinPlot):
     keep = 86_400
 
     def __init__(self) -> None:
-        self.last_timestamp: dict[int, float] = {}
+        self.clock = DataClock()
         self.points: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def update(self, packets: np.ndarray) -> None:
-        seconds = data_times(packets, self.last_timestamp)
+        seconds = data_times(self.clock, packets)
         syncs = (packets["packet_type"] == SYNC) & (packets["trigger_type"] == SYNC_CODE)
         groups = packets["io_group"][syncs]
         offsets = packets["timestamp"][syncs].astype(np.float64) - SYNC_PERIOD_TICKS
@@ -110,15 +103,11 @@ class SyncOffset(BuiltinPlot):
             self.points[int(group)] = (np.concatenate([old_t, seconds[mine]])[-self.keep:],
                                        np.concatenate([old_offset, offsets[mine]])[-self.keep:])
 
-    def ready(self) -> bool:
-        return bool(self.points)
-
-    def structure(self) -> object:
-        return tuple(sorted(self.points))
+    def groups(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        return self.points
 
     def build(self, fig: Figure) -> None:
-        fig.subplots_adjust(left=0.1, right=0.97, bottom=0.13)
-        ax = fig.add_subplot()
+        ax = one_panel(fig, bottom=0.13)
         self.lines = {group: ax.plot([], [], ".", ms=4)[0] for group in sorted(self.points)}
         ax.set_ylabel("sync timestamp - 10,000,000 [ticks]")
         ax.grid(True, alpha=0.3)

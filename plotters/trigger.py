@@ -6,11 +6,31 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from exporter.packets import DATA, TRIGGER
-from plotters._support import BuiltinPlot, Histograms, latest_before
+from plotters._accumulators import Histograms
+from plotters._bases import BuiltinPlot
 from plotters.timing import DELAY_EDGES
 
 #: Data timestamp minus the latest trigger's: -0.2 ms to +2 ms in 10 us bins.
 AFTER_TRIGGER_EDGES = np.arange(-2_000, 20_001, 100, dtype=np.float64)
+
+
+def latest_before(packets: np.ndarray, is_mark: np.ndarray, last: dict[int, float]) -> np.ndarray:
+    """``timestamp`` of the latest marked packet at or before each packet, same io_group.
+
+    ``last`` carries the latest marked timestamp per io_group from one call to the
+    next and is updated; packets with no mark before them get NaN.
+    """
+    values = np.full(len(packets), np.nan)
+    groups = packets["io_group"]
+    for group in np.unique(groups):
+        rows = np.flatnonzero(groups == group)
+        marks = np.where(is_mark[rows], np.arange(len(rows)), -1)
+        np.maximum.accumulate(marks, out=marks)
+        stamps = packets["timestamp"][rows[np.maximum(marks, 0)]].astype(np.float64)
+        values[rows] = np.where(marks >= 0, stamps, last.get(int(group), np.nan))
+        if marks[-1] >= 0:
+            last[int(group)] = float(stamps[-1])
+    return values
 
 
 class TriggerCorrelation(BuiltinPlot):

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from exporter.packets import TIMESTAMP
+
 #: No data time yet (no timestamp packet of that io_group seen in the file).
 NO_TIME = -1
 
@@ -81,6 +83,19 @@ class DataClock:
         latest = self._latest.setdefault(source, np.full(N_GROUPS, NO_TIME, np.int64))
         second = _fill_forward_by_group(seg_group, own, latest)
         return Segments(starts, lengths, seg_group, second, seg_is_ts)
+
+    def row_seconds(self, source: str, packets: np.ndarray) -> np.ndarray:
+        """Data time of each row of a ``PACKET_DTYPE`` array (``NO_TIME`` where none yet).
+
+        For callers that hold plain packet arrays (the plots): the same segments
+        as the metrics, expanded back to one value per row.
+        """
+        if len(packets) == 0:
+            return np.zeros(0, np.int64)
+        stamps = np.flatnonzero(packets["packet_type"] == TIMESTAMP)
+        seg = self.segments(source, packets["io_group"], stamps,
+                            packets["timestamp"][stamps].astype(np.int64))
+        return np.repeat(seg.second, seg.lengths)
 
 
 def sorted_unique(*arrays: np.ndarray) -> np.ndarray:

@@ -50,6 +50,11 @@ class PlotCatalog:
     failures: dict[str, str] = field(default_factory=dict)
 
 
+def is_builtin(cls: type) -> bool:
+    """A plot of this package's ``plotters/`` (trusted not to write into its packets)."""
+    return cls.__module__.startswith(BUILTIN_PACKAGE + ".")
+
+
 def is_plot_class(module: ModuleType, name: str, obj: object) -> bool:
     if name.startswith("_") or not isinstance(obj, type):
         return False

@@ -7,13 +7,13 @@ import os
 import sys
 from pathlib import Path
 
-from exporter.render.discovery import PlotCatalog, discover_plots
+from exporter.render.discovery import PlotCatalog, discover_plots, is_builtin
 
 
 def _origin(cls: type) -> str:
     module = sys.modules.get(cls.__module__)
     where = getattr(module, "__file__", None) or cls.__module__
-    return cls.__module__ if cls.__module__.startswith("plotters.") else str(where)
+    return cls.__module__ if is_builtin(cls) else str(where)
 
 
 def _listing(catalog: PlotCatalog) -> list[str]:

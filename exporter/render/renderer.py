@@ -42,7 +42,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from exporter.packets import PACKET_DTYPE
-from exporter.render.discovery import PlotCatalog
+from exporter.render.discovery import PlotCatalog, is_builtin
 from exporter.render.figures import (
     PlotImage,
     close_figure,
@@ -198,9 +198,14 @@ class PlotRenderer:
         if len(packets) == 0 and state.called:
             return []
         state.called = True
+        shared = packets.view()
+        shared.flags.writeable = False
         made = []
-        for name in self.plots:
-            image = self._render_plot(source, state, name, packets)
+        for name, cls in self.plots.items():
+            # Like the seed's h5py reads, a plugin from elsewhere gets a copy of its own:
+            # what it writes into its packets in place, no other plot sees.
+            given = shared if is_builtin(cls) else packets.copy()
+            image = self._render_plot(source, state, name, given)
             if image is not None:
                 made.append(image)
         return made

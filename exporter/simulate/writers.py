@@ -22,16 +22,6 @@ from h5py import h5s
 from exporter.simulate.encode import PACKET_DTYPES
 
 #: ``packet_types`` attribute text of each version, verbatim (typo included).
-_PACKET_TYPES_2_2 = """
-0: 'data',
-1: 'test',
-2: 'config write',
-3: 'config read',
-4: 'timestamp',
-5: 'message',
-6: 'sync',
-7: 'trigger,
-"""
 _PACKET_TYPES = """
 0: 'data',
 1: 'test',
@@ -39,6 +29,9 @@ _PACKET_TYPES = """
 3: 'config read',
 4: 'timestamp',
 5: 'message',
+"""
+_PACKET_TYPES_2_2 = _PACKET_TYPES + """6: 'sync',
+7: 'trigger,
 """
 MESSAGES_DTYPE = np.dtype([("message", "S64"), ("timestamp", "u8"), ("index", "u4")])
 CONFIGS_DTYPE = np.dtype([("timestamp", "u8"), ("io_group", "u1"), ("io_channel", "u1"),

@@ -26,8 +26,8 @@ from exporter.metrics import exposition
 from exporter.web.gallery import CONTENT_SECURITY_POLICY, plot_listing, render_gallery
 
 if TYPE_CHECKING:
-    from exporter.ingest import FileStatus
     from exporter.render import PlotImage
+    from exporter.source import FileStatus
 
 
 class MonitorSource(Protocol):

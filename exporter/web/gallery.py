@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 if TYPE_CHECKING:
-    from exporter.ingest import FileStatus
     from exporter.render import PlotImage
+    from exporter.source import FileStatus
 
 REFRESH_SECONDS = 5.0
 FULL_RELOAD_SECONDS = 300.0

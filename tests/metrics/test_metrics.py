@@ -83,6 +83,14 @@ def truth_histograms(truth: dict) -> tuple[dict, dict]:
     return adc, delay
 
 
+def all_truth_mismatches(samples: Samples, truth: dict) -> list[str]:
+    """Counters and gauges, then the ADC and readout-delay histograms, against the truth."""
+    adc, delay = truth_histograms(truth)
+    return (truth_mismatches(samples, truth)
+            + histogram_mismatches(samples, "larpix_adc", adc)
+            + histogram_mismatches(samples, "larpix_readout_delay_ticks", delay))
+
+
 def read_all(detector: DetectorMetrics, reader: FileReader) -> None:
     for chunk in reader.read_new():
         detector.update(chunk, reader.path)
@@ -99,11 +107,8 @@ def test_whole_file_equals_truth(tmp_path, fmt, version):
     read_all(detector, FileReader(path, chunk_rows=16_384))
     samples = scrape(detector)
 
-    assert truth_mismatches(samples, truth) == []
-    adc, delay = truth_histograms(truth)
-    assert histogram_mismatches(samples, "larpix_adc", adc) == []
-    assert histogram_mismatches(samples, "larpix_readout_delay_ticks", delay) == []
-    assert (version >= "2.3") == bool(delay)
+    assert all_truth_mismatches(samples, truth) == []
+    assert (version >= "2.3") == bool(truth_histograms(truth)[1])
     buckets = named(samples, "larpix_adc_bucket")
     edges = sorted({float(dict(labels)["le"]) for labels in buckets})
     assert len(edges) >= 17 and edges[0] >= 0 and edges[-2] >= 255 and edges[-1] == float("inf")
@@ -118,10 +123,7 @@ def test_chunks_of_many_blocks_equal_truth(tmp_path):
     read_all(detector, FileReader(path, chunk_rows=1 << 20))
     samples = scrape(detector)
 
-    assert truth_mismatches(samples, truth) == []
-    adc, delay = truth_histograms(truth)
-    assert histogram_mismatches(samples, "larpix_adc", adc) == []
-    assert histogram_mismatches(samples, "larpix_readout_delay_ticks", delay) == []
+    assert all_truth_mismatches(samples, truth) == []
 
 
 @pytest.mark.parametrize("fmt", ["packet", "raw"])
@@ -138,10 +140,7 @@ def test_file_read_while_appended_equals_truth(tmp_path, fmt):
         truth = live.close()
     read_all(detector, reader)
     samples = scrape(detector)
-    assert truth_mismatches(samples, truth) == []
-    adc, delay = truth_histograms(truth)
-    assert histogram_mismatches(samples, "larpix_adc", adc) == []
-    assert histogram_mismatches(samples, "larpix_readout_delay_ticks", delay) == []
+    assert all_truth_mismatches(samples, truth) == []
 
 
 def test_exposition_is_byte_identical_to_prometheus_client(tmp_path):

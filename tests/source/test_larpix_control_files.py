@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from larpix import MessagePacket, Packet_v2, SyncPacket, TimestampPacket, TriggerPacket
 from larpix.format import hdf5format, pacman_msg_format, rawhdf5format
+from support.larpix import convert_raw_file
 from support.paths import FIXTURES
 
 from exporter.packets import PACKET_DTYPE
@@ -150,16 +151,6 @@ def test_documented_older_layouts_read_with_absent_fields_zero(tmp_path, monkeyp
         assert_row_matches_object(row, obj, version, messages, original)
 
 
-def larpix_conversion(raw_path: Path, workdir: Path) -> tuple[np.ndarray, list]:
-    """larpix-control's raw -> packet path (its module docstring's recipe)."""
-    raw = rawhdf5format.from_rawfile(str(raw_path))
-    objects = []
-    for io_group, msg in zip(raw["msg_headers"]["io_groups"], raw["msgs"], strict=True):
-        objects.extend(pacman_msg_format.parse(msg, io_group=io_group))
-    out = workdir / "converted.h5"
-    hdf5format.to_file(str(out), packet_list=objects)
-    with h5py.File(out, "r") as f:
-        return f["packets"][:], objects
 
 
 def assert_every_field_equal(ours: np.ndarray, theirs: np.ndarray) -> None:
@@ -193,7 +184,7 @@ def test_raw_file_equals_larpix_conversion(tmp_path):
     rawhdf5format.to_rawfile(str(path), msgs=msgs[:25], msg_headers={"io_groups": io_groups[:25]})
     rawhdf5format.to_rawfile(str(path), msgs=msgs[25:], msg_headers={"io_groups": io_groups[25:]})
     ours, chunks = read_all(path, chunk_rows=64)
-    theirs, objects = larpix_conversion(path, tmp_path)
+    theirs, objects = convert_raw_file(path, tmp_path)
     assert_every_field_equal(ours, theirs)
     assert sum(c.rows for c in chunks) == 60 and sum(c.malformed for c in chunks) == 0
     assert (ours["packet_type"] == 4).sum() == 60  # one timestamp packet per message
@@ -213,7 +204,7 @@ def test_real_detector_messages_equal_larpix_conversion(tmp_path):
     path = tmp_path / "tpc12-binary.h5"
     rawhdf5format.to_rawfile(str(path), msgs=msgs, msg_headers={"io_groups": io_groups})
     ours, chunks = read_all(path)
-    theirs, objects = larpix_conversion(path, tmp_path)
+    theirs, objects = convert_raw_file(path, tmp_path)
     assert_every_field_equal(ours, theirs)
     for row, obj in zip(ours, objects, strict=True):
         assert_row_matches_object(row, obj, "2.4", None, obj)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from larpix.format import hdf5format, pacman_msg_format, rawhdf5format
+from support.larpix import convert_raw_file
 
 from exporter.errors import InputError
 from exporter.packets import PACKET_DTYPE
@@ -149,27 +149,25 @@ def all_packets(chunks: list) -> np.ndarray:
     return np.concatenate([c.packets for c in chunks]) if chunks else np.zeros(0, PACKET_DTYPE)
 
 
-def larpix_conversion(path: Path, workdir: Path) -> np.ndarray:
-    """larpix-control's raw -> packets path applied to the finished file."""
-    raw = rawhdf5format.from_rawfile(str(path))
-    packets = []
-    for io_group, msg in zip(raw["msg_headers"]["io_groups"], raw["msgs"], strict=True):
-        packets.extend(pacman_msg_format.parse(msg, io_group=io_group))
-    out = workdir / "converted.h5"
-    hdf5format.to_file(str(out), packet_list=packets)
-    with h5py.File(out, "r") as f:
-        return f["packets"][:]
+
+
+def read_while_written(script: str, path: Path, batches: int, per_batch: int, chunk_rows: int
+                       ) -> tuple[FileReader, list, int, int, dict]:
+    """Start a writer, poll the file while it appends; only transient errors are allowed."""
+    writer = start(script, path, batches, per_batch)
+    reader = FileReader(path, chunk_rows=chunk_rows)
+    go(writer)
+    chunks, polls_with_rows, errors = poll_until_done(writer, reader)
+    code, report = finish(writer)
+    assert set(errors) <= {"busy"}, errors
+    return reader, chunks, polls_with_rows, code, report
 
 
 def test_packet_logger_appends_undisturbed_while_we_read(tmp_path):
     path = tmp_path / "datalog.h5"
-    writer = start(LOGGER_WRITER, path, 150, 300)
-    reader = FileReader(path, chunk_rows=1000)
-    go(writer)
-    chunks, polls_with_rows, errors = poll_until_done(writer, reader)
-    code, report = finish(writer)
+    reader, chunks, polls_with_rows, code, report = read_while_written(
+        LOGGER_WRITER, path, 150, 300, chunk_rows=1000)
     assert code == 0 and report["failures"] == [] and report["pending"] == 0, report
-    assert set(errors) <= {"busy"}, errors
     with h5py.File(path, "r") as f:
         final = f["packets"][:]
     assert len(final) == report["recorded"] == 150 * 302
@@ -180,40 +178,37 @@ def test_packet_logger_appends_undisturbed_while_we_read(tmp_path):
 
 def test_raw_writer_appends_undisturbed_while_we_read(tmp_path):
     path = tmp_path / "raw.h5"
-    writer = start(RAW_WRITER, path, 150, 12)
-    reader = FileReader(path, chunk_rows=200)
-    go(writer)
-    chunks, polls_with_rows, errors = poll_until_done(writer, reader)
-    code, report = finish(writer)
+    reader, chunks, polls_with_rows, code, report = read_while_written(
+        RAW_WRITER, path, 150, 12, chunk_rows=200)
     assert code == 0 and report.get("written") == 600, report
-    assert set(errors) <= {"busy"}, errors
     assert reader.cursor.rows == 600 and reader.resets == 0
     assert sum(c.malformed for c in chunks) == 0
-    np.testing.assert_array_equal(all_packets(chunks), larpix_conversion(path, tmp_path))
+    np.testing.assert_array_equal(all_packets(chunks), convert_raw_file(path, tmp_path)[0])
     assert polls_with_rows >= 3, "the reader never saw the file grow"
 
 
-def test_locking_reader_kills_the_packet_logger(tmp_path):
-    path = tmp_path / "datalog.h5"
-    writer = start(LOGGER_WRITER, path, 100, 50)
-    holder = start(LOCKING_HOLDER, path, "plain")
+def write_against_locking_reader(script: str, path: Path, batches: int, per_batch: int,
+                                 mode: str) -> tuple[int, str, str]:
+    """Run a writer while another process holds the file open with HDF5 locking on."""
+    writer = start(script, path, batches, per_batch)
+    holder = start(LOCKING_HOLDER, path, mode)
     go(writer)
     try:
-        code, report = finish(writer)
+        out, err = writer.communicate(timeout=120)
+        return writer.returncode, out, err
     finally:
         holder.communicate("done\n", timeout=30)
+
+
+def test_locking_reader_kills_the_packet_logger(tmp_path):
+    code, out, _ = write_against_locking_reader(LOGGER_WRITER, tmp_path / "datalog.h5", 100, 50,
+                                                "plain")
+    report = json.loads(out.strip().splitlines()[-1])
     assert code != 0
     assert any("unable to lock file" in failure for failure in report["failures"]), report
 
 
 def test_locking_swmr_reader_stops_the_raw_writer(tmp_path):
-    path = tmp_path / "raw.h5"
-    writer = start(RAW_WRITER, path, 100, 5)
-    holder = start(LOCKING_HOLDER, path, "swmr")
-    go(writer)
-    try:
-        out, err = writer.communicate(timeout=120)
-    finally:
-        holder.communicate("done\n", timeout=30)
-    assert writer.returncode != 0
+    code, _, err = write_against_locking_reader(RAW_WRITER, tmp_path / "raw.h5", 100, 5, "swmr")
+    assert code != 0
     assert "unable to lock file" in err

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from larpix import Packet_v2, SyncPacket, TriggerPacket
 from larpix.format import hdf5format, pacman_msg_format, rawhdf5format
+from support.larpix import convert_messages
 
 from exporter.errors import InputError
 from exporter.packets import PACKET_DTYPE
@@ -291,15 +292,6 @@ def data_message(packets: list) -> bytes:
     return pacman_msg_format.format(packets, msg_type="DATA")
 
 
-def larpix_conversion(msgs: list[bytes], io_groups: list[int], workdir: Path) -> np.ndarray:
-    """larpix-control's own raw -> packet path: parse each message, to_file, read back."""
-    packets = []
-    for io_group, msg in zip(io_groups, msgs, strict=True):
-        packets.extend(pacman_msg_format.parse(msg, io_group=io_group))
-    out = workdir / f"converted_{time.monotonic_ns()}.h5"
-    hdf5format.to_file(str(out), packet_list=packets)
-    with h5py.File(out, "r") as f:
-        return f["packets"][:]
 
 
 def test_raw_file_appended_in_batches(tmp_path):
@@ -314,7 +306,7 @@ def test_raw_file_appended_in_batches(tmp_path):
         msgs += new
         io_groups += groups
         read.extend(drain(reader))
-    expected = larpix_conversion(msgs, io_groups, tmp_path)
+    expected = convert_messages(msgs, io_groups, tmp_path)[0]
     np.testing.assert_array_equal(packets_of(read), expected)
     assert reader.cursor.rows == 60 and sum(c.rows for c in read) == 60
     assert all(c.malformed == 0 and c.format == "raw" for c in read)
@@ -330,7 +322,7 @@ def test_raw_chunk_boundaries_anywhere(tmp_path, chunk_rows, read_ahead):
     rawhdf5format.to_rawfile(str(path), msgs=msgs, msg_headers={"io_groups": groups})
     chunks = drain(FileReader(path, chunk_rows=chunk_rows, read_ahead=read_ahead))
     assert all(0 < c.rows <= chunk_rows for c in chunks) and sum(c.rows for c in chunks) == 30
-    np.testing.assert_array_equal(packets_of(chunks), larpix_conversion(msgs, groups, tmp_path))
+    np.testing.assert_array_equal(packets_of(chunks), convert_messages(msgs, groups, tmp_path)[0])
 
 
 def test_raw_chunks_bounded_by_messages(tmp_path):
@@ -344,7 +336,7 @@ def test_raw_chunks_bounded_by_messages(tmp_path):
     assert [c.rows for c in chunks[1:-1]] == [5] * (len(chunks) - 2)
     assert all(len(c.packets) <= 100 for c in chunks)
     np.testing.assert_array_equal(packets_of(chunks),
-                                  larpix_conversion(msgs, [1] * 40, tmp_path))
+                                  convert_messages(msgs, [1] * 40, tmp_path)[0])
 
 
 @pytest.mark.parametrize("messages_first", [False, True])
@@ -370,7 +362,7 @@ def test_raw_rows_wait_until_message_and_header_are_written(tmp_path, messages_f
     second = drain(reader)
     assert reader.cursor.rows == 6
     np.testing.assert_array_equal(packets_of(first + second),
-                                  larpix_conversion(msgs, [2] * 6, tmp_path))
+                                  convert_messages(msgs, [2] * 6, tmp_path)[0])
 
 
 def test_raw_file_without_headers_is_read(tmp_path):
@@ -380,7 +372,7 @@ def test_raw_file_without_headers_is_read(tmp_path):
     msgs = [data_message(random_words(rng, 3)) for _ in range(5)]
     rawhdf5format.to_rawfile(str(path), msgs=msgs, msg_headers={"io_groups": [0] * 5})
     chunks = drain(FileReader(path))
-    np.testing.assert_array_equal(packets_of(chunks), larpix_conversion(msgs, [0] * 5, tmp_path))
+    np.testing.assert_array_equal(packets_of(chunks), convert_messages(msgs, [0] * 5, tmp_path)[0])
 
 
 HOLD_OPEN_FOR_SWMR_WRITE = """
@@ -408,4 +400,4 @@ def test_raw_file_read_while_swmr_writer_has_it_open(tmp_path):
         writer.communicate("done\n", timeout=30)
     assert writer.returncode == 0
     np.testing.assert_array_equal(packets_of(chunks),
-                                  larpix_conversion(msgs, [1, 2, 3], tmp_path))
+                                  convert_messages(msgs, [1, 2, 3], tmp_path)[0])

@@ -33,18 +33,18 @@ def packet_file(path: Path, dtype: np.dtype | list, version: str = "2.4") -> Non
         f.create_dataset("packets", shape=(3,), maxshape=(None,), dtype=dtype)
 
 
-def test_zero_byte_file(tmp_path):
-    path = tmp_path / "empty.h5"
-    path.touch()
+@pytest.mark.parametrize(("make", "reason", "detail"), [
+    (Path.touch, "empty_file", "0 bytes"),
+    (lambda path: path.write_bytes(np.random.default_rng(0).bytes(4096)), "not_hdf5",
+     "not an HDF5 file"),
+    (Path.mkdir, "not_a_file", "directory"),
+    (os.mkfifo, "not_a_file", ""),  # refused without blocking on the open
+], ids=["zero_bytes", "random_bytes", "directory", "fifo"])
+def test_not_an_hdf5_file_named_h5(tmp_path, make, reason, detail):
+    path = tmp_path / "x.h5"
+    make(path)
     error = read_error(path)
-    assert error.reason == "empty_file" and "0 bytes" in error.detail
-
-
-def test_random_bytes_named_h5(tmp_path):
-    path = tmp_path / "noise.h5"
-    path.write_bytes(np.random.default_rng(0).bytes(4096))
-    error = read_error(path)
-    assert error.reason == "not_hdf5" and "not an HDF5 file" in error.detail
+    assert error.reason == reason and detail in error.detail
 
 
 def test_truncated_hdf5(tmp_path):
@@ -79,28 +79,30 @@ def test_raw_messages_not_bytes(tmp_path):
     assert error.reason == "bad_fields" and "'msgs'" in error.detail
 
 
-def test_hdf5_without_larpix_datasets(tmp_path):
+def other_datasets(f: h5py.File) -> None:
+    f["images"] = np.zeros((4, 4))
+
+
+def header_only(f: h5py.File) -> None:
+    f.create_group("_header").attrs["version"] = "2.4"
+
+
+def raw_meta_without_headers(f: h5py.File) -> None:
+    f.create_group("meta").attrs["version"] = "0.0"
+    f.create_dataset("msgs", shape=(0,), dtype=h5py.vlen_dtype(np.uint8))
+
+
+@pytest.mark.parametrize(("layout", "detail"), [
+    (other_datasets, "'packets'"),
+    (header_only, "version 2.4"),
+    (raw_meta_without_headers, ""),
+], ids=["other_datasets", "header_without_packets", "raw_meta_without_headers"])
+def test_hdf5_without_larpix_datasets(tmp_path, layout, detail):
     path = tmp_path / "other.h5"
     with h5py.File(path, "w") as f:
-        f["images"] = np.zeros((4, 4))
+        layout(f)
     error = read_error(path)
-    assert error.reason == "no_packet_dataset" and "'packets'" in error.detail
-
-
-def test_header_without_packets_dataset(tmp_path):
-    path = tmp_path / "headless.h5"
-    with h5py.File(path, "w") as f:
-        f.create_group("_header").attrs["version"] = "2.4"
-    error = read_error(path)
-    assert error.reason == "no_packet_dataset" and "version 2.4" in error.detail
-
-
-def test_raw_meta_without_headers(tmp_path):
-    path = tmp_path / "raw.h5"
-    with h5py.File(path, "w") as f:
-        f.create_group("meta").attrs["version"] = "0.0"
-        f.create_dataset("msgs", shape=(0,), dtype=h5py.vlen_dtype(np.uint8))
-    assert read_error(path).reason == "no_packet_dataset"
+    assert error.reason == "no_packet_dataset" and detail in error.detail
 
 
 @pytest.mark.parametrize("version", ["0.0", "1.0"])
@@ -185,19 +187,6 @@ def test_empty_datasets_are_no_rows_not_errors(tmp_path):
         reader = FileReader(path)
         assert list(reader.read_new()) == []
         assert reader.cursor.rows == 0 and reader.cursor.format == fmt
-
-
-def test_directory_named_h5(tmp_path):
-    path = tmp_path / "x.h5"
-    path.mkdir()
-    error = read_error(path)
-    assert error.reason == "not_a_file" and "directory" in error.detail
-
-
-def test_fifo_named_h5_is_refused_without_blocking(tmp_path):
-    path = tmp_path / "pipe.h5"
-    os.mkfifo(path)
-    assert read_error(path).reason == "not_a_file"
 
 
 def test_dangling_symlink(tmp_path):

@@ -47,7 +47,7 @@ from support.stack import (
     start_prometheus,
     substitute,
     targets,
-    wait_until,
+    wait_for,
     write_alertmanager_test_config,
     write_prometheus_test_config,
 )
@@ -131,7 +131,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         started.append(start_prometheus(config, root / "prometheus" / "tsdb",
                                         ports["prometheus"], logs))
         prometheus = PrometheusAPI(ports["prometheus"])
-        wait_until(lambda: prometheus.query('up{job="larpix-monitor"} == 1'), 60,
+        wait_for(lambda: prometheus.query('up{job="larpix-monitor"} == 1'), 60,
                    "Prometheus's first scrape of the exporter")
 
         live = [LiveSimulation(data / "run_a.h5", "packet", io_groups=(1,), rate=RATE, seed=1,
@@ -222,7 +222,7 @@ def test_every_alert_rule_parses_and_evaluates(stack: Stack) -> None:
         for rule in rules.values():
             assert rule["health"] in ("ok", "unknown"), f"{rule['name']}: {rule.get('lastError')}"
         return all(r["health"] == "ok" for r in rules.values())
-    wait_until(all_evaluated, 30, "every rule to be evaluated")
+    wait_for(all_evaluated, 30, "every rule to be evaluated")
 
 
 def queries_without_data(prometheus: PrometheusAPI, values: dict[str, str]) -> list[str]:
@@ -264,11 +264,11 @@ def test_template_variables_list_the_simulated_values(stack: Stack) -> None:
         pattern = variables[name].get("regex", "").strip("/")
         return {v for v in found if re.fullmatch(pattern, v)} if pattern else found
 
-    wait_until(lambda: values_of("io_group") == {"1", "2", "4"}, 60, "io_groups 1, 2 and 4")
+    wait_for(lambda: values_of("io_group") == {"1", "2", "4"}, 60, "io_groups 1, 2 and 4")
     expected = {labels["io_channel"] for labels, _ in
                 truth_series(stack.stopped_truth, "larpix_data_packets_total")}
     assert values_of("io_channel", io_group="4") == expected
-    wait_until(lambda: "HitCount" in values_of("plot"), 60, "the HitCount plot to render")
+    wait_for(lambda: "HitCount" in values_of("plot"), 60, "the HitCount plot to render")
 
 
 # -- dashboard panels against the simulator's ground truth ------------------------------
@@ -284,7 +284,7 @@ def test_tile_panel_sums_the_simulated_packets_per_tile(stack: Stack) -> None:
 
     def per_tile() -> dict[str, float]:
         return {s["metric"]["tile"]: float(s["value"][1]) for s in stack.prometheus.query(expr)}
-    wait_until(lambda: per_tile() == dict(expected), 60, "stopped.h5 counted per tile")
+    wait_for(lambda: per_tile() == dict(expected), 60, "stopped.h5 counted per tile")
     assert set(expected) == {str(t) for t in range(1, 9)}
 
 
@@ -298,7 +298,7 @@ def test_parity_panel_divides_by_larpix_packets_only(stack: Stack) -> None:
     def fraction() -> float | None:
         result = [s for s in stack.prometheus.query(expr) if s["metric"]["io_group"] == "4"]
         return float(result[0]["value"][1]) if result else None
-    wait_until(lambda: fraction() is not None, 60, "stopped.h5's parity fraction")
+    wait_for(lambda: fraction() is not None, 60, "stopped.h5's parity fraction")
     assert fraction() == pytest.approx(errors / words, rel=1e-12)
 
 
@@ -307,14 +307,14 @@ def test_parity_panel_divides_by_larpix_packets_only(stack: Stack) -> None:
 
 def test_parity_burst_fires_and_reaches_the_webhook(stack: Stack) -> None:
     before = stack.live_start + BURST_START - 3
-    wait_until(lambda: time.time() > before + 2, 60, "clean data before the burst")
+    wait_for(lambda: time.time() > before + 2, 60, "clean data before the burst")
     fraction = {s["metric"]["io_group"]: float(s["value"][1]) for s in
                 stack.prometheus.query(rule_value_expr("LArPixParityErrorsHigh"), at=before)}
     assert 0 < fraction["1"] < 0.01, "the clean run must be measured, and below the threshold"
 
-    wait_until(lambda: stack.prometheus.firing("LArPixParityErrorsHigh", io_group="1"), 90,
+    wait_for(lambda: stack.prometheus.firing("LArPixParityErrorsHigh", io_group="1"), 90,
                "LArPixParityErrorsHigh for io_group 1 in Prometheus")
-    (alert,) = wait_until(lambda: stack.webhook.alerts("LArPixParityErrorsHigh", io_group="1"),
+    (alert,) = wait_for(lambda: stack.webhook.alerts("LArPixParityErrorsHigh", io_group="1"),
                           60, "the parity alert at the webhook")
     assert alert["labels"]["severity"] == "warning"
     assert re.fullmatch(r"\d+(\.\d+)?% of io_group 1 packets fail parity",
@@ -326,13 +326,13 @@ def test_parity_burst_fires_and_reaches_the_webhook(stack: Stack) -> None:
 
 
 def test_stopped_writer_is_reported_once(stack: Stack) -> None:
-    (stale,) = wait_until(lambda: stack.webhook.alerts("LArPixDataStale", io_group="4"), 90,
+    (stale,) = wait_for(lambda: stack.webhook.alerts("LArPixDataStale", io_group="4"), 90,
                           "LArPixDataStale for io_group 4 at the webhook")
     assert stale["labels"]["severity"] == "critical"
     assert stale["annotations"]["summary"].startswith("No new data from io_group 4 for ")
     # Prometheus also sees io_group 4 lagging the live io_groups, but Alertmanager
     # inhibits that alert: one stopped writer, one notification.
-    wait_until(lambda: stack.prometheus.firing("LArPixIOGroupNoData", io_group="4"), 60,
+    wait_for(lambda: stack.prometheus.firing("LArPixIOGroupNoData", io_group="4"), 60,
                "LArPixIOGroupNoData for io_group 4 in Prometheus")
 
     def inhibited() -> bool:
@@ -340,7 +340,7 @@ def test_stopped_writer_is_reported_once(stack: Stack) -> None:
                            params={"filter": 'alertname="LArPixIOGroupNoData"'}).json()
         return any(a["labels"].get("io_group") == "4" and a["status"]["state"] == "suppressed"
                    and a["status"]["inhibitedBy"] for a in alerts)
-    wait_until(inhibited, 30, "Alertmanager to inhibit LArPixIOGroupNoData for io_group 4")
+    wait_for(inhibited, 30, "Alertmanager to inhibit LArPixIOGroupNoData for io_group 4")
     assert not stack.webhook.alerts("LArPixIOGroupNoData")
     for live_group in ("1", "2"):
         assert not stack.prometheus.firing("LArPixDataStale", io_group=live_group)
@@ -348,11 +348,11 @@ def test_stopped_writer_is_reported_once(stack: Stack) -> None:
 
 
 def test_unreadable_file_and_failing_plot_are_reported(stack: Stack) -> None:
-    (read_error,) = wait_until(
+    (read_error,) = wait_for(
         lambda: stack.webhook.alerts("LArPixFileReadErrors", reason="not_hdf5"), 60,
         "LArPixFileReadErrors at the webhook")
     assert read_error["labels"]["instance"] == f"127.0.0.1:{stack.exporter_port}"
-    wait_until(lambda: stack.webhook.alerts("LArPixPlotsFailing", plot="AlwaysFails"), 60,
+    wait_for(lambda: stack.webhook.alerts("LArPixPlotsFailing", plot="AlwaysFails"), 60,
                "LArPixPlotsFailing at the webhook")
     assert not stack.prometheus.firing("LArPixPlotsFailing", plot="HitCount"), \
         stack.exporter.log_tail()
@@ -373,12 +373,12 @@ def test_every_metric_the_stack_uses_is_exposed(stack: Stack) -> None:
     def exposed() -> set[str]:
         text = httpx.get(f"{stack.exporter_url}/metrics", timeout=5).text
         return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
-    wait_until(lambda: used <= exposed(), 60, f"the exporter to expose {sorted(used)}")
+    wait_for(lambda: used <= exposed(), 60, f"the exporter to expose {sorted(used)}")
 
 
 def test_plots_dashboard_links_resolve(stack: Stack) -> None:
     (plots,) = [d for d in dashboards().values() if d["title"] == "Plots"]
-    wait_until(lambda: any(p["plot"] == "HitCount" and p["file"] == "run_a" for p in
+    wait_for(lambda: any(p["plot"] == "HitCount" and p["file"] == "run_a" for p in
                            httpx.get(f"{stack.exporter_url}/api/plots", timeout=5).json()),
                60, "the HitCount plot of run_a")
     values = {"exporter_url": stack.exporter_url, "file": "run_a", "plot": "HitCount",
@@ -412,7 +412,7 @@ def test_image_healthcheck_probes_the_exporter(stack: Stack) -> None:
 def test_exporter_down_reaches_the_webhook(stack: Stack) -> None:
     stack.exporter.stop()
     instance = f"127.0.0.1:{stack.exporter_port}"
-    (down,) = wait_until(lambda: stack.webhook.alerts("LArPixExporterDown", instance=instance),
+    (down,) = wait_for(lambda: stack.webhook.alerts("LArPixExporterDown", instance=instance),
                          60, "LArPixExporterDown at the webhook")
     assert down["labels"]["severity"] == "critical" and down["labels"]["job"] == "larpix-monitor"
     assert down["annotations"]["summary"] == f"larpix-monitor exporter {instance} is down"

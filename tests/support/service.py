@@ -7,7 +7,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
 from prometheus_client.parser import text_string_to_metric_families
+
+from support.waiting import free_port
 
 #: The installed console scripts (pyproject's ``[project.scripts]``).
 MONITOR = str(Path(sys.executable).parent / "larpix-monitor")
@@ -34,10 +35,6 @@ GAUGES = ["larpix_sync_offset_ticks", "larpix_data_timestamp_seconds", "larpix_p
 HISTOGRAMS = ["larpix_adc", "larpix_readout_delay_ticks"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class MonitorProcess:
@@ -113,20 +110,16 @@ class MonitorProcess:
         self.stop(signal.SIGKILL)
 
 
+def _samples(families: Iterable) -> Samples:
+    return {(s.name, frozenset(s.labels.items())): s.value for f in families for s in f.samples}
+
+
 def parse_exposition(text: str) -> Samples:
-    samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            samples[(s.name, frozenset(s.labels.items()))] = s.value
-    return samples
+    return _samples(text_string_to_metric_families(text))
 
 
 def parse_openmetrics(text: str) -> Samples:
-    samples: Samples = {}
-    for family in openmetrics_families(text):
-        for s in family.samples:
-            samples[(s.name, frozenset(s.labels.items()))] = s.value
-    return samples
+    return _samples(openmetrics_families(text))
 
 
 def series(samples: Samples, name: str) -> dict[frozenset, float]:
@@ -137,15 +130,6 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-def wait_for(condition: Callable[[], object], timeout: float, what: str,
-             interval: float = 0.1) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 # -- ground truth --------------------------------------------------------------------------

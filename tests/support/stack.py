@@ -10,19 +10,19 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import dockerfile
 import httpx
 import yaml
+
+from support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD_DIR = ROOT / "grafana" / "dashboards"
@@ -47,8 +47,6 @@ _VARIABLE_USE = re.compile(r"\$(?:\{(\w+)(?::[\w:]+)?\}|(\w+)|\[\[(\w+)\]\])")
 
 INFINITY_TYPE = "yesoreyeram-infinity-datasource"
 
-T = TypeVar("T")
-
 
 def require_tool(name: str) -> str:
     """Path of a system tool the tests run for real; a missing one fails, never skips."""
@@ -57,27 +55,8 @@ def require_tool(name: str) -> str:
     return path
 
 
-def wait_until(check: Callable[[], T], timeout: float, what: str, interval: float = 0.25) -> T:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            value = check()
-            if value:
-                return value
-        except (httpx.HTTPError, OSError) as error:
-            last_error = error
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}"
-                                 + (f" (last error: {last_error})" if last_error else ""))
-        time.sleep(interval)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- the stack's files ----------------------------------------------------------------
@@ -248,7 +227,7 @@ def wait_http_ok(process: ManagedProcess, url: str, timeout: float) -> None:
         process.assert_running()
         return httpx.get(url, timeout=2).status_code == 200
     try:
-        wait_until(ok, timeout, f"{process.name} at {url}")
+        wait_for(ok, timeout, f"{process.name} at {url}")
     except AssertionError as error:
         process.stop()
         raise AssertionError(f"{error}\n{process.name}'s log:\n{process.log_tail()}") from None

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import ctypes
 import gc
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import psutil
 import pytest
 from matplotlib.figure import Figure
+from support.paths import SEED_PLUGINS
 
 from exporter.render import PacketFile, PlotRenderer, discover_plots
-from exporter.render.renderer import save_figure
+from exporter.render.figures import save_figure
 from exporter.simulate import simulate_file
 from exporter.source.reader import FileReader
 
-SEED_PLUGINS = Path(__file__).parent / "seed_plugins"
 UPDATES = 2_000
 PACKETS_PER_UPDATE = 60
 

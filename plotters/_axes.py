@@ -1,0 +1,88 @@
+"""Axis and colour-bar helpers of the built-in plots: log scales, UTC time axes, map panels.
+
+Not a plot module (its name starts with ``_``): discovery does not scan it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from datetime import timezone
+
+import matplotlib.dates as mdates
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.axis import Axis
+from matplotlib.colorbar import Colorbar
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+SECONDS_PER_DAY = 86400.0
+NO_POSITIVE_DATA = "Data has no positive values"
+
+
+def to_datenum(unix_seconds: np.ndarray) -> np.ndarray:
+    """Matplotlib date numbers (days since 1970-01-01) of unix times."""
+    return np.asarray(unix_seconds, dtype=np.float64) / SECONDS_PER_DAY
+
+
+def utc_time_axis(ax: Axes) -> None:
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=timezone.utc))
+    ax.set_xlabel("data time (UTC)")
+
+
+def plain_log(axis: Axis) -> None:
+    """Label a log axis 0.01, 1, 1e+04 in plain text, decades only: quicker to draw."""
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_locator(NullLocator())
+
+
+def plain_log_colorbar(colorbar: Colorbar) -> None:
+    """``plain_log`` for a colour bar (which keeps its own locators through updates).
+
+    Ticks at 1, 2 and 5 per decade: a map's colour range is often under a decade.
+    """
+    colorbar.locator = LogLocator(subs=(1.0, 2.0, 5.0))
+    colorbar.formatter = FuncFormatter(lambda value, _: f"{value:g}")
+    colorbar.minorlocator = NullLocator()
+
+
+def log_y(ax: Axes, nonpositive: str = "mask") -> None:
+    """Log y axis; zeros are masked (lines) or clipped to the edge (bars, which start at 0)."""
+    with warnings.catch_warnings():  # the axes are still empty: nothing to scale yet
+        warnings.filterwarnings("ignore", NO_POSITIVE_DATA)
+        ax.set_yscale("log", nonpositive=nonpositive)
+    plain_log(ax.yaxis)
+
+
+def log_x(ax: Axes, nonpositive: str = "mask") -> None:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", NO_POSITIVE_DATA)
+        ax.set_xscale("log", nonpositive=nonpositive)
+    plain_log(ax.xaxis)
+
+
+def rescale(ax: Axes) -> None:
+    """Fit the view to the artists' new data (a log axis may have none above zero yet)."""
+    ax.relim()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", NO_POSITIVE_DATA)
+        ax.autoscale_view()
+
+
+def tile_panels(fig: Figure, rows: int, columns: int, count: int) -> np.ndarray:
+    """A grid of bare map axes; the ones past ``count`` are hidden."""
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[count:]:
+        ax.set_axis_off()
+    return axes
+
+
+def one_panel(fig: Figure, bottom: float = 0.12) -> Axes:
+    """The single axes of a one-panel plot, with room for the labels."""
+    fig.subplots_adjust(left=0.1, right=0.97, bottom=bottom)
+    return fig.add_subplot()

@@ -1,0 +1,73 @@
+"""Quantities of one batch of packets that several built-in plots need.
+
+Each plot computes them from the rows it was given: nothing is shared between
+plots or kept between calls, so a plugin that changes ``fh["packets"]`` in place
+cannot feed another plot numbers from rows it was not given.
+Not a plot module (its name starts with ``_``): discovery does not scan it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from exporter.metrics.clock import NO_TIME, DataClock
+from exporter.packets import DATA, TIMESTAMP, tile_of
+
+#: A plot's clock follows one file (one instance per file), so one source key is enough.
+_ONE_FILE = ""
+
+
+def data_times(clock: DataClock, packets: np.ndarray) -> np.ndarray:
+    """Unix data time of each packet, NaN before the first timestamp packet of its io_group.
+
+    The metrics' rule and code (``DataClock``); ``clock`` carries the latest
+    timestamp per io_group from one batch to the next.
+    """
+    seconds = clock.row_seconds(_ONE_FILE, packets)
+    return np.where(seconds == NO_TIME, np.nan, seconds.astype(np.float64))
+
+
+def channel_sums(packets: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Data packets per channel: (keys, hits, sum of ADC, sum of ADC squared).
+
+    A channel key is ``io_group << 24 | io_channel << 16 | chip_id << 8 | channel_id``,
+    so keys sort by io_group, io_channel, chip and channel.
+
+    Counted with ``bincount`` over a dense index (the (io_group, io_channel) pairs
+    present, times 65,536 chip and channel values) rather than by sorting.
+    """
+    data = packets["packet_type"] == DATA
+    pair = (packets["io_group"][data].astype(np.int64) << 8) | packets["io_channel"][data]
+    used = np.zeros(1 << 16, dtype=bool)
+    used[pair] = True
+    pairs = np.flatnonzero(used)
+    index = np.zeros(1 << 16, dtype=np.int64)
+    index[pairs] = np.arange(len(pairs))
+    dense = ((index[pair] << 16) | (packets["chip_id"][data].astype(np.int64) << 8)
+             | packets["channel_id"][data])
+    size = len(pairs) << 16
+    hits = np.bincount(dense, minlength=size)
+    seen = np.flatnonzero(hits)
+    adc = packets["dataword"][data].astype(np.float64)
+    keys = (pairs[seen >> 16] << 16) | (seen & 0xFFFF)
+    return (keys, hits[seen].astype(np.float64),
+            np.bincount(dense, weights=adc, minlength=size)[seen],
+            np.bincount(dense, weights=adc * adc, minlength=size)[seen])
+
+
+def timestamp_spans(packets: np.ndarray) -> dict[int, tuple[float, float]]:
+    """First and last unix time of the timestamp packets of each io_group."""
+    is_stamp = packets["packet_type"] == TIMESTAMP
+    groups, stamps = packets["io_group"][is_stamp], packets["timestamp"][is_stamp]
+    return {int(group): (float(mine.min()), float(mine.max()))
+            for group in np.unique(groups) for mine in [stamps[groups == group]]}
+
+
+def channel_label(key: int) -> str:
+    """``io_group-io_channel-chip-channel`` of a channel key (see ``channel_sums``)."""
+    return f"{key >> 24}-{(key >> 16) & 255}-{(key >> 8) & 255}-{key & 255}"
+
+
+def tile_key(io_group: np.ndarray, io_channel: np.ndarray) -> np.ndarray:
+    """io_group * 1000 + tile of data packets."""
+    return io_group.astype(np.int64) * 1000 + tile_of(io_channel)
