@@ -12,6 +12,7 @@ from exporter import DEFAULT_PORT, __version__
 from exporter.config import (
     DEFAULT_HOT_RATE,
     DEFAULT_RATE_WINDOW,
+    NETWORK_DIR_ENV,
     PLOT_EXTENSIONS,
     MonitorConfig,
     plugin_dirs_from_env,
@@ -25,6 +26,22 @@ def _add_plot_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plots", nargs="+", metavar="NAME", help="only these plots (default: all)")
     p.add_argument("--plugin-dir", action="append", metavar="DIR",
                    help="extra directory of plot modules (repeatable)")
+    p.add_argument("--network", type=_directory, metavar="DIR",
+                   help="the DAQ's hydra-network JSON files (larpix-control controller "
+                        f"configs) for the NetworkMap plot (env {NETWORK_DIR_ENV})")
+
+
+def _directory(text: str) -> Path:
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: not a directory")
+    return path.resolve()
+
+
+def _export_network_dir(args: argparse.Namespace) -> None:
+    """Plots are constructed without arguments (the seed's contract): they read the environment."""
+    if getattr(args, "network", None):
+        os.environ[NETWORK_DIR_ENV] = str(args.network)
 
 
 def _rate_window(text: str) -> float:
@@ -142,6 +159,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _export_network_dir(args)
     logging.basicConfig(level=getattr(args, "log_level", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return _run(args)
@@ -164,6 +182,7 @@ def build_seed_parser() -> argparse.ArgumentParser:
 def run_monitor_main(argv: list[str] | None = None) -> int:
     parser = build_seed_parser()
     args = parser.parse_args(argv)
+    _export_network_dir(args)
     if args.once:
         return main(["once", args.once, "-o", args.plot_dir, "--ext", args.ext]
                     + (["--plots", *args.plots] if args.plots else [])

@@ -11,6 +11,8 @@ from exporter import DEFAULT_PORT
 PLOT_EXTENSIONS = (".png", ".pdf", ".svg", ".jpg")
 DEFAULT_RATE_WINDOW = 10.0
 DEFAULT_HOT_RATE = 20.0
+#: Directory of the DAQ's hydra-network files for the network plot (``--network`` sets it).
+NETWORK_DIR_ENV = "LARPIX_MONITOR_NETWORK_DIR"
 
 
 def plugin_dirs_from_env(flag_dirs: list[str] | None) -> list[Path]:

@@ -32,6 +32,8 @@ from plotters.trigger import AFTER_TRIGGER_EDGES
 SECONDS = 24
 SEED = 11
 BUILTIN = discover_plots([]).plots
+#: Plots that need more than a file: a multi-tile layout, hydra networks (tested apart).
+NEEDS_MORE = {"AnodeMap", "NetworkMap"}
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +123,7 @@ def drawn_numbers(fig) -> list:
 
 # -- every plot makes a real image ----------------------------------------------------------
 
-@pytest.mark.parametrize("name", sorted(n for n in BUILTIN if n != "AnodeMap"))
+@pytest.mark.parametrize("name", sorted(n for n in BUILTIN if n not in NEEDS_MORE))
 def test_builtin_plot_is_a_real_image(name, figures, tmp_path):
     fig = figures[name]
     assert fig is not None, f"{name} drew nothing on a simulated run"
@@ -145,7 +147,7 @@ def test_renderer_end_to_end_on_a_real_file(sim, layout_env, tmp_path):
     made = renderer.render(sim["path"]).result()
     renderer.shutdown()
     expected = {n for n, cls in catalog.plots.items() if getattr(cls, "default", True)}
-    expected.discard("AnodeMap")  # the default layout has one tile, no anode
+    expected -= NEEDS_MORE  # the default layout has one tile, no anode; no networks given
     assert {image.plot for image in made} == expected
     assert not any(n.startswith("PixelMap_") for n in expected)
     for image in made:
@@ -472,15 +474,16 @@ def test_a_bad_layout_turns_off_only_the_maps(sim, tmp_path, caplog):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PIXEL_GEOMETRY_PATH", str(bad))
         made = {name: call(name, sim["path"], sim["packets"][:5000]) for name in BUILTIN}
-    maps = {n for n in BUILTIN if n.startswith("PixelMap") or n in ("ChannelHealth", "AnodeMap")}
-    assert {n for n, fig in made.items() if fig is None} == maps
+    maps = {n for n in BUILTIN if n.startswith("PixelMap") or n in (
+        "ChannelHealth", "AnodeMap", "PedestalMaps", "NoiseMaps")}
+    assert {n for n, fig in made.items() if fig is None} == maps | {"NetworkMap"}
     messages = [r.getMessage() for r in caplog.records if "pixel maps disabled" in r.getMessage()]
     assert len(messages) == 1 and str(bad) in messages[0] and "not valid YAML" in messages[0]
 
 
 # -- incremental: two halves draw what the whole draws -------------------------------------
 
-@pytest.mark.parametrize("name", sorted(n for n in BUILTIN if n != "AnodeMap"))
+@pytest.mark.parametrize("name", sorted(n for n in BUILTIN if n not in NEEDS_MORE))
 def test_two_halves_draw_the_same_as_the_whole(name, sim, layout_env, figures):
     packets = sim["packets"]
     cut = len(packets) // 2 + 7  # mid-message: the data time carries over
