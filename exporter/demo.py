@@ -1,29 +1,50 @@
 """``larpix-monitor demo``: a simulated DAQ writing live runs, served by the monitor.
 
 What a new user sees first: the simulator appends one data second per wall
-second to a packet file and a raw file (different io_groups, as two DAQ
-streams would be), starts new files every ``--run-seconds``, and the monitor
-serves them. Ctrl-C stops both; a temporary directory is removed again.
+second to a packet file and a raw file (the two io_groups of one module, as two
+DAQ streams would be), starts new files every ``--run-seconds``, and the monitor
+serves them. The module's hydra networks and its multi-tile layout are written
+beside the data, so the network and anode maps draw too (unless
+``PIXEL_GEOMETRY_PATH`` or ``LARPIX_MONITOR_NETWORK_DIR`` name the user's own).
+Ctrl-C stops both; a temporary directory is removed again.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from exporter.config import MonitorConfig
+from exporter.config import NETWORK_DIR_ENV, MonitorConfig
+from exporter.render.geometry import GeometryError, layout_path
 from exporter.service import serve
 from exporter.simulate import LiveSimulation
+from exporter.simulate.network import write_multi_tile_layout, write_networks
 
 log = logging.getLogger(__name__)
 
 #: (file name prefix, format, io_groups) of the simulated DAQ streams.
-STREAMS = (("packets", "packet", (1, 2)), ("raw", "raw", (3, 4)))
+STREAMS = (("packets", "packet", (1,)), ("raw", "raw", (2,)))
+
+
+def describe_detector(folder: Path) -> None:
+    """Hydra networks and a multi-tile layout of the simulated module, for the maps needing them."""
+    io_groups = tuple(group for _, _, groups in STREAMS for group in groups)
+    networks = write_networks(folder / "networks", io_groups)
+    os.environ.setdefault(NETWORK_DIR_ENV, str(folder / "networks"))
+    if "PIXEL_GEOMETRY_PATH" in os.environ:
+        return
+    try:
+        layout = write_multi_tile_layout(layout_path(), networks, folder)
+    except (GeometryError, RuntimeError) as error:
+        log.error("anode map off: %s", error)
+        return
+    os.environ["PIXEL_GEOMETRY_PATH"] = str(layout)
 
 
 class SimulatedDaq:
@@ -71,6 +92,7 @@ def run_demo(args: argparse.Namespace) -> int:
     root = Path(tempfile.mkdtemp(prefix="larpix-monitor-demo-")) if temporary else Path(args.dir)
     data_dir, plot_dir = (root / "data", root / "plots") if temporary else (root, root / "plots")
     data_dir.mkdir(parents=True, exist_ok=True)
+    describe_detector(root / "detector")
     daq = SimulatedDaq(data_dir, rate=args.rate, run_seconds=args.run_seconds)
     daq.start()
     host = f"[{args.host}]" if ":" in args.host else args.host

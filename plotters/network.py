@@ -74,8 +74,16 @@ class NetworkMap(BuiltinPlot):
             return np.nan
         return max(self.last.values()) - min(self.first.values()) + 1.0
 
+    def shown(self) -> list[TileNetwork]:
+        """The tiles of the io_groups this file has LArPix words from."""
+        groups = set((self.totals.keys >> 16).tolist())
+        return [network for network in self.networks if network.io_group in groups]
+
     def ready(self) -> bool:
-        return bool(self.networks) and bool(self.first)
+        return bool(self.shown())
+
+    def structure(self) -> object:
+        return tuple((network.io_group, network.tile) for network in self.shown())
 
     def chip_values(self, network: TileNetwork, nodes: np.ndarray) -> tuple[np.ndarray, ...]:
         """Data rate (Hz) and parity errors of each node of ``network`` (zero for ``EXT``)."""
@@ -88,16 +96,17 @@ class NetworkMap(BuiltinPlot):
         return values[:, 0] / self.livetime(network.io_group), values[:, 1]
 
     def build(self, fig: Figure) -> None:
-        count = len(self.networks)
+        self.tiles = self.shown()
+        count = len(self.tiles)
         columns = min(self.columns, count)
         rows = -(-count // columns)
-        height = 3.2 * rows + 0.9
-        fig.set_size_inches(3.2 * columns + 1.6, height)
+        height = 3.6 * rows + 0.9
+        fig.set_size_inches(3.6 * columns + 1.6, height)
         fig.subplots_adjust(left=0.02, right=0.82, bottom=0.02, top=1 - 0.7 / height,
                             wspace=0.08, hspace=0.2)
         axes = tile_panels(fig, rows, columns, count)
         self.points, self.wires = [], []
-        for ax, network in zip(axes, self.networks, strict=False):
+        for ax, network in zip(axes, self.tiles, strict=False):
             positions = chip_positions(network.chips)
             points = ax.scatter(positions[:, 0], positions[:, 1], c=np.zeros(len(positions)),
                                 s=60, marker="s", norm=LogNorm(0.1, 10.0), cmap=SILENT_GREY,
@@ -122,7 +131,7 @@ class NetworkMap(BuiltinPlot):
 
     def refresh(self, fig: Figure) -> None:
         rates_shown, errors_shown = [], []
-        for network, points, wires in zip(self.networks, self.points, self.wires, strict=False):
+        for network, points, wires in zip(self.tiles, self.points, self.wires, strict=True):
             rate, _ = self.chip_values(network, network.chips)
             _, errors = self.chip_values(network, network.links[:, 1])
             points.set_array(np.where(rate > 0, rate, np.nan))

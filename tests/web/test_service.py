@@ -395,6 +395,10 @@ def test_demo_serves_live_runs_of_both_formats_and_cleans_up(tmp_path: Path) -> 
 
             wait_for(both_formats_and_a_second_run, 60, "two runs of both formats")
             wait_for(lambda: httpx.get(base + "/api/plots", timeout=5).json(), 90, "a plot")
+            # The demo describes its module: the anode and network maps draw too.
+            wait_for(lambda: {"AnodeMap", "NetworkMap"} <= {
+                p["plot"] for p in httpx.get(base + "/api/plots", timeout=5).json()}, 90,
+                "the anode and network maps")
         finally:
             demo.send_signal(signal.SIGINT)
             code = demo.wait(120)
@@ -404,7 +408,7 @@ def test_demo_serves_live_runs_of_both_formats_and_cleans_up(tmp_path: Path) -> 
     data_dir = Path(printed.split("simulated runs in ", 1)[1].split(",", 1)[0])
     assert f"Open http://127.0.0.1:{port}/" in output
     assert data_dir.name == "data" and not data_dir.parent.exists()  # temporary: removed
-    assert "Traceback" not in output
+    assert "Traceback" not in output and "AnodeMap off" not in output
 
 
 def test_the_seed_entry_point_serves_the_same(dirs) -> None:
