@@ -33,7 +33,6 @@ TYPE_NAMES = ("data", "test", "config_write", "config_read", "timestamp", "messa
 PLUGIN = '''
 from pathlib import Path
 from matplotlib.figure import Figure
-from support.paths import FIXTURES
 
 
 class SeenPackets:

@@ -427,7 +427,8 @@ def test_seed_plugins_in_once_mode_write_the_seed_paths(entry, sim_file, tmp_pat
 
 
 def test_seed_plugins_in_serve_mode_are_served_and_written(sim_file, tmp_path):
-    from support.service import MonitorProcess, wait_for
+    from support.service import MonitorProcess
+    from support.waiting import wait_for
 
     data = tmp_path / "data"
     data.mkdir()

@@ -9,7 +9,8 @@ import time
 from email.utils import formatdate
 from pathlib import Path
 
-from support.service import MonitorProcess, wait_for
+from support.service import MonitorProcess
+from support.waiting import wait_for
 
 from exporter.simulate import simulate_file
 

@@ -38,7 +38,6 @@ from support.stack import (
     WebhookReceiver,
     alert_rules,
     dashboards,
-    free_port,
     healthcheck_command,
     load_yaml,
     panels,
@@ -47,10 +46,10 @@ from support.stack import (
     start_prometheus,
     substitute,
     targets,
-    wait_for,
     write_alertmanager_test_config,
     write_prometheus_test_config,
 )
+from support.waiting import free_port, wait_for
 
 from exporter import DEFAULT_PORT
 from exporter.packets import tile_of

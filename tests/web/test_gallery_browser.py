@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib import image as mpimg
-from support.service import MonitorProcess, wait_for
+from support.service import MonitorProcess
+from support.waiting import wait_for
 
 from exporter.simulate import simulate_file
 

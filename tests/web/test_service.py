@@ -23,14 +23,13 @@ from support.service import (
     RUN_MONITOR,
     MonitorProcess,
     all_mismatches,
-    free_port,
     load_truth,
     parse_exposition,
     parse_openmetrics,
     series,
     value,
-    wait_for,
 )
+from support.waiting import free_port, wait_for
 
 from exporter.packets import PACKET_TYPE_NAMES
 from exporter.simulate import LiveSimulation, simulate_file

@@ -21,8 +21,8 @@ from support.service import (
     all_mismatches,
     series,
     value,
-    wait_for,
 )
+from support.waiting import wait_for
 
 from exporter.packets import PACKET_TYPE_NAMES
 from exporter.simulate import LiveSimulation, simulate_file

@@ -13,7 +13,8 @@ from urllib.parse import quote
 import httpx
 import psutil
 import pytest
-from support.service import MonitorProcess, wait_for
+from support.service import MonitorProcess
+from support.waiting import wait_for
 
 from exporter.simulate import simulate_file
 
