@@ -374,6 +374,27 @@ def test_parity_panel_divides_by_larpix_packets_only(stack: Stack) -> None:
     assert fraction() == pytest.approx(errors / words, rel=1e-12)
 
 
+def test_candlesticks_are_the_quartiles_of_the_tiles_chips(stack: Stack) -> None:
+    """The Tile page's boxes for stopped.h5, against the truth's per-chip window means and RMS."""
+    (tile_page,) = [d for d in dashboards().values() if d["title"] == "Tile detail"]
+    sticks = [p for p in panels(tile_page) if p["type"] == "candlestick"]
+    window = stack.stopped_truth["chips_window"]
+    tile = 3
+    for panel in sticks:
+        column = "adc_mean" if "mean" in panel["targets"][0]["expr"] else "adc_rms"
+        chips = np.array([v for v, channel, n in zip(window[column], window["io_channel"],
+                                                      window["count"], strict=True)
+                          if (channel - 1) // 4 + 1 == tile and n > 0])
+        assert len(chips) > 50
+        expected = {"low": chips.min(), "open": np.quantile(chips, 0.25),
+                    "close": np.quantile(chips, 0.75), "high": chips.max()}
+        for target in panel["targets"]:
+            expr = substitute(target["expr"], {"io_group": "4", "tile": str(tile)})
+            (sample,) = wait_for(lambda e=expr: stack.prometheus.query(e), 60, expr)
+            assert float(sample["value"][1]) == pytest.approx(
+                expected[target["legendFormat"]], rel=1e-9), (panel["title"], target["refId"])
+
+
 # -- faults reach the shift through Alertmanager ----------------------------------------
 
 
