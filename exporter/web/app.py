@@ -22,7 +22,8 @@ from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from exporter import __version__
-from exporter.metrics import exposition
+from exporter.metrics import DetectorMetrics, exposition
+from exporter.web.channels import channels_router
 from exporter.web.gallery import CONTENT_SECURITY_POLICY, plot_listing, render_gallery
 
 if TYPE_CHECKING:
@@ -106,7 +107,8 @@ def _not_found() -> Response:
 
 
 def create_app(registry: CollectorRegistry, monitor: MonitorSource,
-               plots: PlotSource | None = None, auth_token: str | None = None) -> FastAPI:
+               plots: PlotSource | None = None, auth_token: str | None = None,
+               detector: DetectorMetrics | None = None) -> FastAPI:
     plot_source: PlotSource = plots or NoPlots()
     app = FastAPI(title="larpix-monitor", version=__version__,
                   description="Live data-quality monitor for LArPix pixel detectors.")
@@ -164,6 +166,8 @@ def create_app(registry: CollectorRegistry, monitor: MonitorSource,
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "starting"}, status_code=503)
 
+    if detector is not None:
+        app.include_router(channels_router(detector))
     if auth_token:
         app.add_middleware(BearerAuth, token=auth_token)
     return app
