@@ -55,22 +55,30 @@ def chip_families(snap: DetectorSnapshot, labels: list, texts: list[str], family
                   "Data packets of the chip with a FIFO flag: bit 0 more than half full, "
                   "bit 1 full.")
     has_data = snap.packets[:, DATA] > 0
-    for name, level, codes in _FIFO_CODES:
+    name = fifo.name + "_total"
+    for kind, level, codes in _FIFO_CODES:
         flagged = snap.fifo[:, codes].sum(axis=1)
+        values = flagged.tolist()
         for slot in np.flatnonzero((flagged > 0) & has_data).tolist():
             chip, channel, group = labels[slot]
-            fifo.add((chip, ("fifo", name), channel, group, ("level", level)),
-                     int(flagged[slot]), "_total")
-    fifo.samples.sort(key=lambda sample: sample[1])
+            head, tail = _split(texts[slot])
+            fifo.samples.append((name, (chip, ("fifo", kind), channel, group, ("level", level)),
+                                 f'{head},fifo="{kind}",{tail},level="{level}"}}',
+                                 values[slot]))
 
     config = Family("larpix_config_packets", "counter",
                     "Config packets (types 2 write, 3 read) of the chip, by direction "
                     "(downstream_marker 1: downstream).")
+    name = config.name + "_total"
+    counts = snap.config.tolist()
     for slot, column in zip(*np.nonzero(snap.config), strict=True):
         chip, channel, group = labels[slot]
         op, direction = CONFIG_COLUMNS[column]
-        config.add((chip, ("direction", direction), channel, group, ("op", op)),
-                   int(snap.config[slot, column]), "_total")
+        head, tail = _split(texts[slot])
+        config.samples.append((name, (chip, ("direction", direction), channel, group,
+                                      ("op", op)),
+                               f'{head},direction="{direction}",{tail},op="{op}"}}',
+                               counts[slot][column]))
     return [mean, rms, parity, fifo, config, *_io_channel_and_clock(snap, Family)]
 
 
@@ -88,3 +96,10 @@ def _io_channel_and_clock(snap: DetectorSnapshot, Family) -> list:
     for group in np.flatnonzero(snap.has_clock_source).tolist():
         clock.add((("io_group", _DEC[group]),), int(snap.clock_source[group]))
     return [info, clock]
+
+
+def _split(chip_text: str) -> tuple[str, str]:
+    """``{chip_id="c"`` and ``io_channel="x",io_group="g"`` of a chip's label text, so that
+    labels sorting between and after them can be put in without sorting again."""
+    head, _, tail = chip_text.partition(",")
+    return head, tail[:-1]
