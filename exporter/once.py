@@ -23,6 +23,7 @@ from exporter.errors import InputError
 from exporter.metrics import DetectorMetrics, MonitorHealth, build_registry
 from exporter.metrics.detector import TYPE_LABELS, DetectorSnapshot
 from exporter.metrics.families import FIFO_FLAGS
+from exporter.once_channels import ChannelOutputs
 from exporter.packets import DATA, PARITY_TYPES
 from exporter.source.reader import FileReader
 
@@ -76,7 +77,8 @@ class FileRead:
 def run_once(files: list[Path], plot_dir: Path, ext: str = ".png",
              plots: list[str] | None = None, plugin_dirs: list[Path] | None = None,
              metrics_file: Path | None = None, no_plots: bool = False,
-             rate_window: float = 10.0, hot_rate: float = 20.0) -> int:
+             rate_window: float = 10.0, hot_rate: float = 20.0,
+             channels_file: Path | None = None, disable_list_file: Path | None = None) -> int:
     """Process ``files`` one after the other; exit status 2 if any was unusable."""
     try:
         detector = DetectorMetrics(rate_window, hot_rate)
@@ -93,6 +95,7 @@ def run_once(files: list[Path], plot_dir: Path, ext: str = ".png",
         renderer.shutdown()
         return 2
     status = 0
+    outputs = ChannelOutputs(channels_file, disable_list_file, hot_rate)
     try:
         for path in files:
             before = Totals.of(detector.snapshot())
@@ -104,12 +107,15 @@ def run_once(files: list[Path], plot_dir: Path, ext: str = ".png",
                 status = 2
                 continue
             after = detector.snapshot()
+            outputs.take(detector, Path(path))
             print(summary(Path(path), read, Totals.of(after) - before, after,
                           detector.data_span(str(path)), rate_window))
     finally:
         if renderer is not None:
             renderer.shutdown()
     if metrics_file is not None and not _write_metrics(metrics_file, detector, health):
+        status = 2
+    if not outputs.write():
         status = 2
     return status
 

@@ -22,8 +22,10 @@ from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from exporter import __version__
-from exporter.metrics import exposition
+from exporter.metrics import DetectorMetrics, exposition
+from exporter.web.channels import channels_router
 from exporter.web.gallery import CONTENT_SECURITY_POLICY, plot_listing, render_gallery
+from exporter.web.status_strip import StatusStrip
 
 if TYPE_CHECKING:
     from exporter.render import PlotImage
@@ -106,8 +108,10 @@ def _not_found() -> Response:
 
 
 def create_app(registry: CollectorRegistry, monitor: MonitorSource,
-               plots: PlotSource | None = None, auth_token: str | None = None) -> FastAPI:
+               plots: PlotSource | None = None, auth_token: str | None = None,
+               detector: DetectorMetrics | None = None) -> FastAPI:
     plot_source: PlotSource = plots or NoPlots()
+    strip = StatusStrip(detector) if detector is not None else None
     app = FastAPI(title="larpix-monitor", version=__version__,
                   description="Live data-quality monitor for LArPix pixel detectors.")
 
@@ -128,8 +132,9 @@ def create_app(registry: CollectorRegistry, monitor: MonitorSource,
 
     @route("/", response_class=HTMLResponse,
            summary="Gallery of the latest plots of every file")
-    async def gallery() -> HTMLResponse:
-        page = render_gallery(monitor.files(), plot_source.images())
+    def gallery() -> HTMLResponse:
+        page = render_gallery(monitor.files(), plot_source.images(),
+                              strip=strip.html() if strip is not None else "")
         return HTMLResponse(page, headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY,
                                            "Cache-Control": "no-cache"})
 
@@ -164,6 +169,8 @@ def create_app(registry: CollectorRegistry, monitor: MonitorSource,
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "starting"}, status_code=503)
 
+    if detector is not None:
+        app.include_router(channels_router(detector))
     if auth_token:
         app.add_middleware(BearerAuth, token=auth_token)
     return app

@@ -17,6 +17,8 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from exporter.web.status_strip import STRIP_STYLE
+
 if TYPE_CHECKING:
     from exporter.render import PlotImage
     from exporter.source import FileStatus
@@ -156,7 +158,7 @@ def _file_meta(status: FileStatus | None) -> str:
 
 
 def render_gallery(files: Sequence[FileStatus], images: Sequence[PlotImage],
-                   refresh_seconds: float = REFRESH_SECONDS) -> str:
+                   refresh_seconds: float = REFRESH_SECONDS, strip: str = "") -> str:
     """The whole page; files without plots get a section too, so a shifter sees them."""
     by_file: dict[str, list[PlotImage]] = {}
     for image in images:
@@ -175,10 +177,11 @@ def render_gallery(files: Sequence[FileStatus], images: Sequence[PlotImage],
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>larpix-monitor</title><style>{_STYLE}</style></head>"
+        f"<title>larpix-monitor</title><style>{_STYLE}{STRIP_STYLE}</style></head>"
         f'<body data-refresh="{refresh_seconds!r}" data-reload="{FULL_RELOAD_SECONDS!r}">'
         '<header><h1>larpix-monitor</h1><nav><a href="/metrics">metrics</a>'
-        '<a href="/api/plots">plots (JSON)</a><a href="/docs">API docs</a></nav>'
+        '<a href="/api/plots">plots (JSON)</a><a href="/api/channels">channels (top 100)</a>'
+        '<a href="/docs">API docs</a></nav>'
         f'<span>{len(files)} files watched, {len(images)} plots</span></header>'
-        f'<main>{"".join(sections)}</main><script>{_SCRIPT}</script></body></html>\n'
+        f'<main>{strip}{"".join(sections)}</main><script>{_SCRIPT}</script></body></html>\n'
     )
