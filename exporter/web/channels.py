@@ -28,9 +28,10 @@ def _bad(reason: str, status: int = 422) -> JSONResponse:
 
 
 def find_table(detector: DetectorMetrics, stem: str | None) -> ChannelTable | None:
-    """The table of the file whose stem is ``stem`` (None: the file that received data last)."""
+    """The table of the file whose stem is ``stem`` (None or empty, as a dashboard's empty
+    ``file=`` sends it: the file that received data last)."""
     sources = detector.channels.sources()
-    if stem is not None:
+    if stem:
         sources = [s for s in sources if Path(s).stem == stem]
     return detector.channel_table(sources[0]) if sources else None
 

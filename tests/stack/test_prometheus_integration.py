@@ -103,6 +103,9 @@ class Stack:
     live_start: float  # unix time of the live files' data second 0
     stopped_truth: dict  # ground truth of stopped.h5
     prometheus_config: Path
+    live: list[LiveSimulation]  # run_a and run_b, written by ``writers`` until ``stop_writers``
+    writers: list[threading.Thread]
+    stop_writers: threading.Event
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +154,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                                       start_time=int(time.time()) - STOPPED_AGO - 20)
         yield Stack(prometheus, f"http://127.0.0.1:{ports['alertmanager']}", exporter,
                     f"http://127.0.0.1:{ports['exporter']}", ports["exporter"], webhook,
-                    int(live_start), stopped_truth, config)
+                    int(live_start), stopped_truth, config, live, writers, stop_writers)
     finally:
         stop_writers.set()
         for writer in writers:
@@ -271,7 +274,8 @@ def variable_values(prometheus: PrometheusAPI, variable: dict, values: dict[str,
 
 
 def drill_down_values(prometheus: PrometheusAPI, io_group: str) -> dict[str, str]:
-    """tile, chip and neighbours as Grafana would set them: the first tile and chip listed."""
+    """tile, chip and neighbours as Grafana would set them: the first tile listed, and its
+    first chip that had config traffic (the simulator configures only some chips)."""
     (chip_page,) = [d for d in dashboards().values() if d["title"] == "Chip detail"]
     variables = {v["name"]: v for v in chip_page["templating"]["list"]}
     values = {"io_group": io_group}
@@ -279,7 +283,11 @@ def drill_down_values(prometheus: PrometheusAPI, io_group: str) -> dict[str, str
     if not tiles:
         return {}
     values["tile"] = tiles[0]
-    chips = sorted(variable_values(prometheus, variables["chip"], values), key=int)
+    configured = {sample["metric"]["chip_id"] for sample in prometheus.query(
+        f'sum by (chip_id) (larpix_config_packets_total{{io_group="{io_group}"}} * on '
+        f'(io_group, io_channel) group_left(tile) larpix_io_channel_info{{tile="{tiles[0]}"}})')}
+    chips = sorted(configured & set(variable_values(prometheus, variables["chip"], values)),
+                   key=int)
     if not chips:
         return {}
     values["chip"] = chips[0]
@@ -519,10 +527,22 @@ def truth_channel_rows(truth: dict) -> dict[tuple[int, ...], dict]:
 
 
 def test_pixel_tables_return_the_truths_top_rows(stack: Stack) -> None:
-    """Every Infinity panel's URL, as Grafana would call it for stopped.h5 (io_group 4)."""
-    values = wait_for(lambda: drill_down_values(stack.prometheus, "4"), 60, "io_group 4's chips")
-    values["file"] = "stopped"
-    truth = truth_channel_rows(stack.stopped_truth)
+    """Every Infinity panel's URL, as Grafana would call it for run_a (io_group 1), once its
+    writer has stopped and the exporter has read every row (the table keeps the files that
+    received data last)."""
+    values = wait_for(lambda: drill_down_values(stack.prometheus, "1"), 60, "io_group 1's chips")
+    stack.stop_writers.set()
+    for writer in stack.writers:
+        writer.join(timeout=60)
+    (run_a,) = [sim for sim in stack.live if sim.path.stem == "run_a"]
+    truth = truth_channel_rows(run_a.truth)
+    total = sum(row["count"] for row in truth.values())
+
+    def caught_up() -> bool:
+        body = httpx.get(f"{stack.exporter_url}/api/channels?file=run_a&limit=0", timeout=10)
+        return body.status_code == 200 and sum(r["count"] for r in body.json()["rows"]) == total
+    wait_for(caught_up, 60, "the exporter to read all of run_a")
+    values["file"] = "run_a"
     called = 0
     for dashboard in dashboards().values():
         for panel, target in infinity_targets(dashboard):
@@ -550,6 +570,9 @@ def test_pixel_tables_return_the_truths_top_rows(stack: Stack) -> None:
                     pytest.approx([own[k] for k in CHANNEL_NUMBERS]), panel["title"]
             called += 1
     assert called == 11
+    # The dashboards' default, an empty file: the run that received data last.
+    latest = httpx.get(f"{stack.exporter_url}/api/channels?file=&limit=1", timeout=10)
+    assert latest.status_code == 200 and latest.json()["file"] in {"run_a", "run_b"}
 
 
 # -- last: the exporter goes away -------------------------------------------------------

@@ -134,6 +134,7 @@ def test_pixel_tables_ask_for_the_top_100_of_each_column() -> None:
         assert query["file"] == "${file}" and query["order"] == "desc"
         assert {c["selector"] for c in target["columns"]} == CHANNEL_COLUMNS
         assert target["type"] == "json" and target["parser"] == "backend"
+        assert target["root_selector"] == "rows"  # /api/channels: {"file": ..., "rows": [...]}
         if title.startswith("Top 100"):
             assert query["limit"] == "100", title
             sorted_by.setdefault(query["sort"], set()).add(title)
