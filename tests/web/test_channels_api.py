@@ -15,7 +15,8 @@ import h5py
 import numpy as np
 import pytest
 from larpix import Key
-from support.service import MonitorProcess, wait_for
+from support.service import MonitorProcess
+from support.waiting import wait_for
 
 from exporter.simulate import detector_path, simulate_file
 
