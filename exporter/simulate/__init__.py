@@ -2,7 +2,7 @@
 
 from exporter.simulate.detector import SimConfig
 from exporter.simulate.run import FORMATS, LiveSimulation, simulate_command, simulate_file
-from exporter.simulate.truth import truth_path
+from exporter.simulate.truth import detector_path, truth_path
 
 __all__ = ["FORMATS", "LiveSimulation", "SimConfig", "simulate_command", "simulate_file",
-           "truth_path"]
+           "detector_path", "truth_path"]

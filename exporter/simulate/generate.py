@@ -111,10 +111,13 @@ class SecondGenerator:
         self._live_count = np.array([len(p.live) for p in populations])
         self._live_first = np.concatenate([[0], np.cumsum(self._live_count)[:-1]])
         self._hot = np.stack([p.hot for p in populations])
+        self._pedestal = np.stack([p.pedestal for p in populations])
+        self._noise = np.stack([p.noise for p in populations])
         per_group = config.rate / len(config.io_groups)
         # Spend the per-group budget on words; headers, syncs and triggers are overhead.
         wpm = config.words_per_message
-        words = per_group * wpm / (wpm + 1) - config.trigger_rate - 1.0
+        words = (per_group * wpm / (wpm + 1) - config.trigger_rate - config.config_rate
+                 - 1.0)
         self.hot_rate = min(config.hot_channel_rate, max(words, 0.0) / 3 / max(
             config.hot_channels_per_group, 1))
         self.normal_rate = max(words - self.hot_rate * config.hot_channels_per_group, 0.0)
@@ -153,8 +156,7 @@ class SecondGenerator:
         seconds = block * self.block_seconds + np.arange(self.block_seconds)
         parts = [self._data_words(rng, seconds), self._trigger_words(rng, seconds),
                  self._sync_words(rng, seconds)]
-        if block == 0 and self.config.config_reads_per_group > 0:
-            parts.append(self._config_reads(rng))
+        parts.append(self._config_words(rng, seconds, block == 0))
         words = concat_rows([p[0] for p in parts])
         pair = np.concatenate([p[1] for p in parts])
         clock = np.concatenate([p[2] for p in parts])
@@ -183,7 +185,9 @@ class SecondGenerator:
         n = len(index)
         clock = rng.integers(_FIRST_TICK, SYNC_PERIOD_TICKS, size=n)
         delay = np.minimum(1 + rng.geometric(1.0 / cfg.mean_readout_delay, size=n), _MAX_DELAY)
-        pedestal = rng.normal(cfg.pedestal_mean, cfg.pedestal_sigma, size=n)
+        group = pair % n_groups
+        pedestal = (self._pedestal[group, index]
+                    + self._noise[group, index] * rng.standard_normal(size=n))
         signal = rng.random(n) < cfg.signal_fraction
         adc = pedestal + signal * rng.exponential(cfg.signal_scale, size=n)
         adc = np.clip(np.rint(adc), 0, 255)
@@ -210,25 +214,38 @@ class SecondGenerator:
         records["stamp"] = clock
         return records, pair, clock
 
-    def _config_reads(self, rng: np.random.Generator):
-        """Register reads of the run start's configuration check (first second)."""
+    def _config_words(self, rng: np.random.Generator, seconds: np.ndarray, run_start: bool):
+        """Config writes and reads of chips, both ways (downstream_marker 1: downstream):
+        the run start's configuration (first second, reads then writes among them) and a
+        trickle of ``config_rate`` per second and io_group all along."""
+        cfg = self.config
         n_groups = len(self.groups)
-        n = self.config.config_reads_per_group
-        pair = np.repeat(np.arange(n_groups), n)
+        n_pairs = len(seconds) * n_groups
+        steady = np.repeat(np.arange(n_pairs), rng.poisson(cfg.config_rate, n_pairs))
+        start_op = np.zeros(0, np.int64)
+        start = np.zeros(0, np.int64)
+        if run_start:
+            per_group = cfg.config_reads_per_group + cfg.config_writes_per_group
+            start = np.repeat(np.arange(n_groups), per_group)
+            start_op = np.tile(np.repeat([3, 2], [cfg.config_reads_per_group,
+                                                  cfg.config_writes_per_group]), n_groups)
+        pair = np.concatenate([start, steady])
+        op = np.concatenate([start_op, 2 + (rng.random(len(steady)) < 0.5)])
         index = rng.integers(0, CHANNELS_PER_GROUP, size=len(pair))
-        clock = np.sort(rng.integers(1_000, _FIRST_TICK, size=len(pair)))
+        clock = np.concatenate([np.sort(rng.integers(1_000, _FIRST_TICK, size=len(start))),
+                                rng.integers(_FIRST_TICK, SYNC_PERIOD_TICKS, size=len(steady))])
         geo = self._geometry
         words = _pack(
-            (3, 0),
+            (op, 0),
             (geo.chip_id[index], _CHIP_SHIFT),
             (rng.integers(0, CONFIG_REGISTERS, size=len(pair)), _REGISTER_SHIFT),
             (rng.integers(0, 256, size=len(pair)), _REGISTER_DATA_SHIFT),
-            (1, _DOWNSTREAM_SHIFT),
+            (rng.random(len(pair)) < 0.5, _DOWNSTREAM_SHIFT),
         )
         records = np.zeros(len(pair), RECORD_DTYPE)
         records["kind"] = LARPIX
         records["io_channel"] = geo.io_channel[index]
-        fraction = self.parity_error_fraction(np.zeros(len(pair), np.int64))
+        fraction = self.parity_error_fraction(seconds[pair // n_groups])
         records["word"] = _spoil_parity(rng, with_parity(words), fraction)
         records["stamp"] = clock
         return records, pair, clock
@@ -257,6 +274,8 @@ class SecondGenerator:
         records = np.zeros(len(heartbeat) + len(sync), RECORD_DTYPE)
         records["kind"] = SYNC_WORD
         records["code"] = np.repeat([ord("H"), ord("S")], [len(heartbeat), len(sync)])
+        # clock source: odd io_groups on the external clock, even ones on the internal
+        records["clk_source"] = self.groups[np.concatenate([heartbeat, sync]) % n_groups] & 1
         clock = np.concatenate([heartbeat_clock, sync_clock])
         records["stamp"] = clock
         return records, np.concatenate([heartbeat, sync]), clock

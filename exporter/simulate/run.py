@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from exporter.simulate.detector import SimConfig
+from exporter.simulate.detector import SimConfig, describe_detector
 from exporter.simulate.encode import (
     PACKET_VERSIONS,
     message_rows,
@@ -25,7 +25,13 @@ from exporter.simulate.encode import (
     repack_for_version,
 )
 from exporter.simulate.generate import HEADER, RECORD_DTYPE, SecondGenerator, concat_rows
-from exporter.simulate.truth import TruthTally, truth_path, write_truth
+from exporter.simulate.truth import (
+    TruthTally,
+    detector_path,
+    truth_path,
+    write_json,
+    write_truth,
+)
 from exporter.simulate.writers import PacketFileWriter, RawFileWriter
 
 FORMATS = ("packet", "raw")
@@ -57,6 +63,7 @@ class _Run:
                        else RawFileWriter(self.path))
         self.path.unlink(missing_ok=True)
         truth_path(self.path).unlink(missing_ok=True)
+        write_json(detector_path(self.path), describe_detector(config))
 
     def generate(self, n_seconds: int) -> np.ndarray:
         parts = [self.generator.second(self.next_second + i) for i in range(n_seconds)]

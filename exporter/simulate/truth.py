@@ -26,6 +26,7 @@ from exporter.packets import (
     TRIGGER,
     sync_type_label,
 )
+from exporter.simulate.truth_channels import ChannelTally
 
 _S = ord("S")
 #: Key ranges up to this size are counted with ``bincount`` rather than a sort.
@@ -35,6 +36,11 @@ _BINCOUNT_RANGE = 1 << 20
 def truth_path(path: str | Path) -> Path:
     """Where the ground truth of a simulated file lives: ``<file>.truth.json``."""
     return Path(f"{path}.truth.json")
+
+
+def detector_path(path: str | Path) -> Path:
+    """Where the simulated detector of a file is described: ``<file>.detector.json``."""
+    return Path(f"{path}.detector.json")
 
 
 def _count(counter: Counter, keys: np.ndarray) -> None:
@@ -79,6 +85,7 @@ class TruthTally:
         # io_group -> second -> (packets per type, channel keys, their counts)
         self._window: dict[int, dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]] = (
             defaultdict(dict))
+        self._channels = ChannelTally(rate_window, hot_rate)
 
     def add(self, rows: np.ndarray, seconds: np.ndarray, file_rows: int) -> None:
         """Count one written batch: ``rows`` (2.4 dtype), data second of each, rows it added."""
@@ -102,6 +109,7 @@ class TruthTally:
         _count(self._sync, (group << 8 | rows["trigger_type"])[sync])
         _count(self._trigger, (group << 8 | rows["trigger_type"])[kind == TRIGGER])
         s_sync = sync & (rows["trigger_type"] == _S)
+        self._channels.add(rows, seconds)
         for g in np.unique(group).tolist():
             self._add_group(g, rows, np.flatnonzero(group == g), kind, seconds, s_sync)
 
@@ -199,7 +207,9 @@ class TruthTally:
         for g, latest in sorted(self._latest_time.items()):
             put("larpix_data_timestamp_seconds", {"io_group": str(g)}, latest)
         self._window_gauges(put)
+        latest = {g: max(s) for g, s in self._data_seconds.items() if s}
         return {
+            **self._channels.snapshot(latest),
             "format": self.fmt,
             "rows": self.rows,
             "packets": self.packets,
@@ -239,8 +249,12 @@ def _group_channel(key: int) -> dict[str, str]:
 
 def write_truth(path: str | Path, truth: dict) -> Path:
     """Write the truth beside the file atomically (temporary file, then rename)."""
-    target = truth_path(path)
+    return write_json(truth_path(path), truth)
+
+
+def write_json(target: Path, document: dict) -> Path:
+    """Write a JSON document atomically (temporary file, then rename)."""
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(truth))
+    tmp.write_text(json.dumps(document))
     os.replace(tmp, target)
     return target
