@@ -12,7 +12,7 @@ from exporter.quality.channel_checks import (
     ShiftedPedestal,
 )
 from exporter.quality.checks import ChannelCheck, Check, CheckContext, GroupState, Judged
-from exporter.quality.evaluate import STATUSES, QualityResult, evaluate
+from exporter.quality.evaluate import STATUSES, QualityResult, channel_status, evaluate
 from exporter.quality.grades import BAD, GOOD, GRADE_NAMES, NOT_ENOUGH_DATA, WARNING, TileGrade
 from exporter.quality.limits import ChecksConfigError, build_checks, describe_checks
 from exporter.quality.masks import ChannelMasks, MaskError, masks_from_directory, masks_from_file
@@ -44,6 +44,6 @@ __all__ = [
     "ChannelCheck", "ChannelColumns", "ChannelMasks", "Check", "CheckContext",
     "ChecksConfigError", "GroupState", "Judged", "MaskError", "QualityResult", "Reference",
     "ReferenceError", "RunChannels", "TileGrade", "build_checks", "build_reference",
-    "describe_checks", "evaluate", "load_reference", "masks_from_directory", "masks_from_file",
-    "write_reference",
+    "channel_status", "describe_checks", "evaluate", "load_reference", "masks_from_directory",
+    "masks_from_file", "write_reference",
 ]

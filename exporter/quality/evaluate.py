@@ -50,36 +50,54 @@ class QualityResult:
         }
 
 
-def evaluate(checks: Sequence[Check], run: RunChannels, *, rate_window: float,
-             hot_rate: float, reference: Reference | None = None,
-             reference_problem: str | None = None, masks: ChannelMasks | None = None,
-             groups: Mapping[int, GroupState] | None = None) -> QualityResult:
+def context_of(run: RunChannels, *, rate_window: float, hot_rate: float,
+               reference: Reference | None = None, reference_problem: str | None = None,
+               masks: ChannelMasks | None = None,
+               groups: Mapping[int, GroupState] | None = None) -> CheckContext:
+    """What the checks read: the run joined with the reference and the masks."""
     view = join(run, reference, masks)
-    mismatch = _mismatch(view) if reference is not None else {}
     if reference is None and reference_problem is None:
         reference_problem = "no reference run given (--reference)"
-    context = CheckContext(
+    return CheckContext(
         view=view, rate_window=rate_window, hot_rate=hot_rate, groups=groups or {},
         reference_name=reference.name if reference is not None else None,
         reference_problem=reference_problem if reference is None else None,
-        reference_mismatch=mismatch, scale=count_scale(view) if reference is not None else {})
-    grades: list[TileGrade] = []
-    status = np.zeros(len(view), np.int8)        # index into STATUSES; 0 = ok
+        reference_mismatch=_mismatch(view) if reference is not None else {},
+        scale=count_scale(view) if reference is not None else {})
+
+
+def statuses(checks: Sequence[Check], context: CheckContext) -> np.ndarray:
+    """Each channel's status, as an index into STATUSES: the first of the statuses the
+    per-channel checks gave it (disabled before all)."""
+    view = context.view
+    status = np.zeros(len(view), np.int8)
     for check in checks:
-        grades.extend(check.grade(context))
-        if isinstance(check, ChannelCheck) and not (
+        if not isinstance(check, ChannelCheck) or (
                 check.needs_reference and context.reference_problem):
-            flagged = check.judge(context).flagged
-            if check.needs_reference and mismatch:
-                flagged = flagged & ~np.isin(view.io_group, list(mismatch))
-            code = STATUSES.index(check.status)
-            status = np.where((status == 0) | (status > code), np.where(flagged, code, status),
-                              status)
+            continue
+        flagged = check.judge(context).flagged
+        if check.needs_reference and context.reference_mismatch:
+            flagged = flagged & ~np.isin(view.io_group, list(context.reference_mismatch))
+        code = STATUSES.index(check.status)
+        status = np.where(flagged & ((status == 0) | (status > code)), code, status)
     status[view.disabled] = STATUSES.index("disabled")
-    return QualityResult(grades, _per_tile(view, status),
-                         reference.name if reference is not None else None,
-                         reference_problem if reference is None else None,
+    return status
+
+
+def evaluate(checks: Sequence[Check], run: RunChannels, **options) -> QualityResult:
+    """Grade every tile with every check; ``options`` as ``context_of``."""
+    context = context_of(run, **options)
+    grades = [grade for check in checks for grade in check.grade(context)]
+    return QualityResult(grades, _per_tile(context.view, statuses(checks, context)),
+                         context.reference_name, context.reference_problem,
                          [c.name for c in checks])
+
+
+def channel_status(checks: Sequence[Check], run: RunChannels, **options) -> dict[int, str]:
+    """Channel key -> status, for every channel a check can speak about."""
+    context = context_of(run, **options)
+    names = np.array(STATUSES)[statuses(checks, context)]
+    return dict(zip(context.view.key.tolist(), names.tolist(), strict=True))
 
 
 def _per_tile(view: ChannelView, status: np.ndarray) -> dict[tuple[int, int], dict[str, int]]:
