@@ -42,7 +42,7 @@ class QualityResult:
             "worst": self.worst(),
             "reference": self.reference,
             "reference_problem": self.reference_problem,
-            "checks": self.checks,
+            "checks_run": self.checks,
             "grades": [g.as_dict() for g in self.grades],
             "problems": [g.as_dict() for g in self.grades if g.grade != GOOD],
             "channels": [{"io_group": g, "tile": t, **counts}

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from exporter import __version__
 from exporter.metrics import exposition
 from exporter.web.gallery import CONTENT_SECURITY_POLICY, plot_listing, render_gallery
+from exporter.web.quality import QualitySource, quality_router, quality_strip
 
 if TYPE_CHECKING:
     from exporter.ingest import FileStatus
@@ -106,7 +107,8 @@ def _not_found() -> Response:
 
 
 def create_app(registry: CollectorRegistry, monitor: MonitorSource,
-               plots: PlotSource | None = None, auth_token: str | None = None) -> FastAPI:
+               plots: PlotSource | None = None, auth_token: str | None = None,
+               quality: QualitySource | None = None) -> FastAPI:
     plot_source: PlotSource = plots or NoPlots()
     app = FastAPI(title="larpix-monitor", version=__version__,
                   description="Live data-quality monitor for LArPix pixel detectors.")
@@ -129,7 +131,8 @@ def create_app(registry: CollectorRegistry, monitor: MonitorSource,
     @route("/", response_class=HTMLResponse,
            summary="Gallery of the latest plots of every file")
     async def gallery() -> HTMLResponse:
-        page = render_gallery(monitor.files(), plot_source.images())
+        page = render_gallery(monitor.files(), plot_source.images(),
+                              quality=quality_strip(quality.document()) if quality else "")
         return HTMLResponse(page, headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY,
                                            "Cache-Control": "no-cache"})
 
@@ -164,6 +167,8 @@ def create_app(registry: CollectorRegistry, monitor: MonitorSource,
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "starting"}, status_code=503)
 
+    if quality is not None:
+        app.include_router(quality_router(quality))
     if auth_token:
         app.add_middleware(BearerAuth, token=auth_token)
     return app
