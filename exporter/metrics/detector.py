@@ -18,8 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from exporter.metrics.channel_counts import ChannelCounts
+from exporter.metrics.channels import ChannelTable, ChannelTables
 from exporter.metrics.chips import ChipSlots, Tally, grow_axis
-from exporter.metrics.clock import N_GROUPS, DataClock, Segments
+from exporter.metrics.clock import N_GROUPS, NO_TIME, DataClock, Segments
 from exporter.metrics.rows import DELAY_BUCKETS, FIFO_BITS, Block, Rows, delay_bucket, fifo_code
 from exporter.metrics.window import CHANNELS_PER_CHIP, SlidingWindow, SyncGaps, WindowView
 from exporter.packets import (
@@ -96,6 +98,9 @@ class DetectorMetrics:
         self._trigger = np.zeros((N_GROUPS, 256), np.int64)
         self._sync_offset = np.zeros(N_GROUPS, np.int64)
         self._has_sync_offset = np.zeros(N_GROUPS, bool)
+        #: per-channel tables of the files read last (``checkpoint``/``restore`` with them)
+        self.channels = ChannelTables(self._chips, self._lock, self._grow)
+        self._tables: dict[str, tuple[int, ChannelTable]] = {}
 
     @property
     def version(self) -> int:
@@ -106,6 +111,7 @@ class DetectorMetrics:
         """Drop the data-time carry of a file (gone, or to be read again from its start)."""
         with self._lock:
             self._clock.forget(source)
+            self.channels.forget(source)
 
     def data_span(self, source: str) -> tuple[int, int] | None:
         """Earliest and latest timestamp-packet unix time of a file (None: no timestamps)."""
@@ -132,8 +138,12 @@ class DetectorMetrics:
         special, special_kind = other[is_special], other_kind[is_special]
         slot = self._chips.lookup(rows.ids)
         self._grow(self._chips.capacity)
+        channels = self.channels.counts(source)
         stamps = special[special_kind == TIMESTAMP]
         seg = self._clock.segments(source, rows.group, stamps, rows.timestamp(stamps))
+        self.channels.take_window(source, seg.group[seg.second != NO_TIME],
+                                  lambda: self._window.view(self._chips.group)[1]
+                                  .channel_counts.reshape(-1))
         # (ring slot, chip slot) part of the window keys, per segment
         key_dtype = self._window.key_dtype
         columns = key_dtype(self._window.columns)
@@ -146,6 +156,7 @@ class DetectorMetrics:
         ring *= key_dtype(self._chips.capacity) * columns
         bounds = np.searchsorted(other, np.arange(0, n + BLOCK_ROWS, BLOCK_ROWS))
         rare: list[tuple[np.ndarray, ...]] = []
+        channel, adc = np.empty(n, np.uint32), np.empty(n, np.uint32)
         for start in range(0, n, BLOCK_ROWS):
             rows_of_block = slice(start, min(start + BLOCK_ROWS, n))
             in_block = slice(bounds[start // BLOCK_ROWS], bounds[start // BLOCK_ROWS + 1])
@@ -160,9 +171,13 @@ class DetectorMetrics:
                               block_other, other_kind[in_block])
             self._count_adc_and_delay(block, rows.ids[rows_of_block], block_other,
                                       seg.group[segments], seg_starts)
+            self._channels_of(block, slot[rows_of_block], block_other,
+                              channel[rows_of_block], adc[rows_of_block])
             rare.append(self._rare_rows(block, slot[rows_of_block],
                                         rows.packet_type[rows_of_block]))
-        self._count_rare(*(np.concatenate(column) for column in zip(*rare, strict=True)))
+        channels.add(channel, adc)
+        self._count_rare(channels, *(np.concatenate(column) for column in zip(*rare,
+                                                                               strict=True)))
         self._count_sync_and_triggers(rows, special, special_kind, seg)
 
         self._unfolded_rows += n
@@ -192,21 +207,37 @@ class DetectorMetrics:
         self._window.count(key)
 
     @staticmethod
-    def _rare_rows(block: Block, slot: np.ndarray, packet_type: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Chip slot, type, valid_parity and word of the block's rows with valid_parity == 0
-        or a FIFO flag (picked while the block is in the cache)."""
-        rare = block.rare()
-        return (slot[rare], packet_type[rare], block.valid_parity(rare), block.word[rare])
+    def _channels_of(block: Block, slot: np.ndarray, other: np.ndarray, channel: np.ndarray,
+                     adc: np.ndarray) -> None:
+        """Flat channel (chip slot * 64 + channel_id) and dataword of the block's rows, into
+        ``channel`` and ``adc``; ``other`` (non-data) rows go to chip slot 0, never a chip."""
+        np.multiply(slot, CHANNELS_PER_CHIP, out=channel, casting="unsafe")
+        channel += block.channel_id()
+        channel[other] = 0
+        np.bitwise_and(block.word, np.uint32(0xFF), out=adc)
+        adc[other] = 0
 
-    def _count_rare(self, slot: np.ndarray, packet_type: np.ndarray, valid_parity: np.ndarray,
-                    word: np.ndarray) -> None:
+    @staticmethod
+    def _rare_rows(block: Block, slot: np.ndarray, packet_type: np.ndarray
+                   ) -> tuple[np.ndarray, ...]:
+        """Chip slot, type, valid_parity, word and channel_id of the block's rows with
+        valid_parity == 0 or a FIFO flag (picked while the block is in the cache)."""
+        rare = block.rare()
+        return (slot[rare], packet_type[rare], block.valid_parity(rare), block.word[rare],
+                block.flags[rare] >> np.uint32(24))
+
+    def _count_rare(self, channels: ChannelCounts, slot: np.ndarray, packet_type: np.ndarray,
+                    valid_parity: np.ndarray, word: np.ndarray, channel_id: np.ndarray) -> None:
         """Rows with valid_parity == 0 or a FIFO flag: few, so counted apart."""
         kind = np.minimum(packet_type, UNKNOWN_TYPE)
         bad = valid_parity == 0
         np.add.at(self._parity.reshape(-1), slot[bad] * N_TYPES + kind[bad], 1)
         flagged = (word & np.uint32(FIFO_BITS) != 0) & (kind == DATA)
         np.add.at(self._fifo.reshape(-1), slot[flagged] * 16 + fifo_code(word[flagged]), 1)
+        data = kind == DATA
+        fifo = (word[data] >> np.uint32(16) | word[data] >> np.uint32(24)) & np.uint32(3)
+        channels.add_flags(slot[data].astype(np.int64) * CHANNELS_PER_CHIP + channel_id[data],
+                           bad[data], fifo)
 
     def _count_adc_and_delay(self, block: Block, ids: np.ndarray, other: np.ndarray,
                              seg_group: np.ndarray, seg_starts: np.ndarray) -> None:
@@ -255,11 +286,33 @@ class DetectorMetrics:
     def snapshot(self) -> DetectorSnapshot:
         """A consistent copy of every metric (cached until the next update)."""
         with self._lock:
-            cached = self._snapshot
-            if cached is None or cached[0] != self._version:
-                cached = (self._version, self._take_snapshot())
-                self._snapshot = cached
-            return cached[1]
+            return self._current_snapshot()
+
+    def _current_snapshot(self) -> DetectorSnapshot:
+        cached = self._snapshot
+        if cached is None or cached[0] != self._version:
+            cached = (self._version, self._take_snapshot())
+            self._snapshot = cached
+        return cached[1]
+
+    def channel_table(self, source: str | None = None, histograms: bool = False
+                      ) -> ChannelTable | None:
+        """The per-channel table of ``source`` (default: the file that received data last);
+        None if it has none. Cached until the next update (without histograms)."""
+        with self._lock:
+            sources = self.channels.sources()
+            source = source if source is not None else (sources[0] if sources else None)
+            if source is None:
+                return None
+            cached = self._tables.get(source)
+            if cached is not None and cached[0] == self._version and not histograms:
+                return cached[1]
+            window = self._current_snapshot().window.channel_counts
+            table = self.channels.table(source, window, self.rate_window, self.hot_rate,
+                                        histograms)
+            if table is not None and not histograms:
+                self._tables = {source: (self._version, table)}
+            return table
 
     def _take_snapshot(self) -> DetectorSnapshot:
         chips = self._chips

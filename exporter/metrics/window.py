@@ -30,6 +30,7 @@ class WindowView:
     active: np.ndarray      # (io_group,) channels with data in the window
     hot: np.ndarray         # (io_group,) channels above the hot rate
     has_window: np.ndarray  # (io_group,) whether the io_group has a data second
+    channel_counts: np.ndarray  # (chip slot, channel_id) data packets in the window
 
 
 class SlidingWindow:
@@ -138,7 +139,7 @@ class SlidingWindow:
                              minlength=N_GROUPS).astype(np.int64)
         hot_channels = (per_channel / self.width > self.hot_rate).sum(axis=1)
         hot = np.bincount(chip_group, weights=hot_channels, minlength=N_GROUPS).astype(np.int64)
-        return totals, WindowView(rate, active, hot, has_window)
+        return totals, WindowView(rate, active, hot, has_window, per_channel)
 
     def _outside_window(self, in_window: np.ndarray, chip_group: np.ndarray) -> np.ndarray:
         """Sum over the ring slots outside each chip slot's window: (chip slot, column)."""

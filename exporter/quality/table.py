@@ -33,7 +33,7 @@ class ChannelColumns(Protocol):
     rate_hz: np.ndarray        # over the rate window
     parity_errors: np.ndarray
     fifo_full: np.ndarray
-    adc_hist: np.ndarray       # (channels, 256) data packets by dataword
+    adc_histogram: np.ndarray       # (channels, 256) data packets by dataword
 
 
 def channel_key(io_group, io_channel, chip_id, channel_id) -> np.ndarray:
@@ -69,7 +69,7 @@ class RunChannels:
     def from_columns(cls, table: ChannelColumns) -> RunChannels:
         key = channel_key(table.io_group, table.io_channel, table.chip_id, table.channel_id)
         order = np.argsort(key, kind="stable")
-        hist = np.asarray(table.adc_hist)[order]
+        hist = np.asarray(table.adc_histogram)[order]
         pedestal, noise = pedestal_and_noise(hist) if len(key) else (np.zeros(0), np.zeros(0))
         return cls(key[order], _column(table.count, order), _column(table.rate_hz, order, float),
                    _column(table.parity_errors, order), _column(table.fifo_full, order),

@@ -82,7 +82,7 @@ def table(io_group, io_channel, chip, channel, count, rate=None, adc=None):
         io_group=np.asarray(io_group), io_channel=np.asarray(io_channel),
         chip_id=np.asarray(chip), channel_id=np.asarray(channel), count=np.asarray(count),
         rate_hz=np.zeros(n) if rate is None else np.asarray(rate, float),
-        parity_errors=np.zeros(n, int), fifo_full=np.zeros(n, int), adc_hist=hist)
+        parity_errors=np.zeros(n, int), fifo_full=np.zeros(n, int), adc_histogram=hist)
 
 
 def one_tile(counts: np.ndarray, io_group: int = 1, tile: int = 3):

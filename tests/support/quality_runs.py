@@ -58,9 +58,9 @@ def table_of(path: Path) -> SimpleNamespace:
                   | data["chip_id"].astype(np.int64) << 8 | data["channel_id"])
     row = np.searchsorted(key, packet_key)
     assert np.array_equal(key[row], packet_key), "truth rows must be sorted by channel"
-    table.adc_hist = np.bincount(row * 256 + data["dataword"],
+    table.adc_histogram = np.bincount(row * 256 + data["dataword"],
                                  minlength=len(key) * 256).reshape(len(key), 256)
-    assert np.array_equal(table.adc_hist.sum(axis=1), table.count)
+    assert np.array_equal(table.adc_histogram.sum(axis=1), table.count)
     table.tile = (table.io_channel - 1) // 4 + 1
     table.status = np.where(table.hot, "hot", "ok")
     return table

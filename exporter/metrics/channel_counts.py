@@ -1,0 +1,158 @@
+"""Per-channel counts of one data file, kept under the detector's chip slots.
+
+A channel is (chip slot, channel_id): flat index ``slot * 64 + channel_id``.
+For every data packet ``DetectorMetrics.update`` hands over the block's flat
+channel indices and datawords; they are counted here with ``np.add.at`` into
+dense arrays (no per-packet Python):
+
+* ``count``, ``adc_sum``, ``adc_squares`` (int64): count, ADC mean and RMS
+  without a pass over the histogram;
+* ``histogram`` (uint16, 64 x 256 per chip slot): the ADC distribution of each
+  channel, for estimators a signal tail cannot fool (medians, clipped means).
+  A bin never wraps. Each channel's bins stay below ``2**15 + (count -
+  checked)``, ``checked`` being its count when its bins were last made
+  smaller than 2**15. A chunk that could take a channel to ``count - checked
+  >= 2**15`` adds that channel's rows exactly (int64) and moves every whole
+  2**15 of its bins to ``spill`` (a small dict of int64 counts); the others'
+  bins stay below 2**16. The check reads only small per-channel arrays,
+  never the histogram (a cache miss a row);
+* parity errors and FIFO flags from the few rows that have them.
+
+Arrays are allocated for a power of two of chip slots; ``np.zeros`` maps
+pages lazily, so memory follows the chips the file actually has.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from exporter.metrics.chips import grow_axis
+
+CHANNELS_PER_CHIP = 64
+ADC_BINS = 256
+_SPILL_AT = 1 << 15
+
+
+def _capacity(slots: int) -> int:
+    return 1 << max(slots - 1, 1).bit_length()
+
+
+class ChannelCounts:
+    """Everything counted per channel of one file (see the module notes)."""
+
+    def __init__(self, slots: int = 1) -> None:
+        n = _capacity(slots)
+        self.histogram = np.zeros((n * CHANNELS_PER_CHIP, ADC_BINS), np.uint16)
+        self.spill: dict[int, int] = {}
+        self.count = np.zeros(n * CHANNELS_PER_CHIP, np.int64)
+        self.checked = np.zeros(n * CHANNELS_PER_CHIP, np.int64)
+        self.adc_sum = np.zeros(n * CHANNELS_PER_CHIP, np.int64)
+        self.adc_squares = np.zeros(n * CHANNELS_PER_CHIP, np.int64)
+        self.parity_errors = np.zeros(n * CHANNELS_PER_CHIP, np.int64)
+        self.fifo_half = np.zeros(n * CHANNELS_PER_CHIP, np.int64)
+        self.fifo_full = np.zeros(n * CHANNELS_PER_CHIP, np.int64)
+        #: window counts of this file's chips when another file took its io_group's window
+        self.frozen_window = np.zeros(n * CHANNELS_PER_CHIP, np.int64)
+
+    _SAVED = ("count", "adc_sum", "adc_squares", "parity_errors", "fifo_half", "fifo_full",
+              "frozen_window")
+    _PER_CHANNEL = ("checked", *_SAVED)
+
+    @property
+    def slots(self) -> int:
+        return len(self.count) // CHANNELS_PER_CHIP
+
+    def grow(self, slots: int) -> None:
+        if slots <= self.slots:
+            return
+        n = _capacity(slots) * CHANNELS_PER_CHIP
+        self.histogram = grow_axis(self.histogram, 0, n)
+        for name in self._PER_CHANNEL:
+            setattr(self, name, grow_axis(getattr(self, name), 0, n))
+
+    def add(self, channel: np.ndarray, adc: np.ndarray) -> None:
+        """Count data rows: flat channel index (uint32) and dataword (uint32) of each.
+
+        Counts and sums are bincounts over the chunk; the histogram is one
+        ``np.add.at``, except for the rows of channels whose bins could reach
+        2**16 in it (see the module notes), which are added exactly apart.
+        """
+        n = len(self.count)
+        added = np.bincount(channel, minlength=n)
+        risky = self.count - self.checked + added >= _SPILL_AT
+        self.count += added
+        self.adc_sum += np.rint(np.bincount(channel, weights=adc, minlength=n)).astype(np.int64)
+        squares = adc.astype(np.float64)
+        squares *= squares
+        self.adc_squares += np.rint(np.bincount(channel, weights=squares, minlength=n)
+                                    ).astype(np.int64)
+        key = channel * np.uint32(ADC_BINS)
+        key += adc
+        flat = self.histogram.reshape(-1)
+        if not risky.any():
+            np.add.at(flat, key, np.uint16(1))
+            return
+        apart = risky.take(channel)
+        np.add.at(flat, key[~apart], np.uint16(1))
+        self._add_exactly(key[apart], np.flatnonzero(risky))
+
+    def _add_exactly(self, key: np.ndarray, channels: np.ndarray) -> None:
+        """Add rows to ``channels``' bins in int64, leaving each bin below 2**15 (the rest
+        in ``spill``); they are then checked."""
+        bins, counts = np.unique(key, return_counts=True)
+        rows = self.histogram[channels].astype(np.int64).reshape(-1)
+        at = np.searchsorted(channels, bins // ADC_BINS) * ADC_BINS + bins % ADC_BINS
+        rows[at] += counts
+        over = np.flatnonzero(rows >= _SPILL_AT)
+        for i, value in zip(over.tolist(), rows[over].tolist(), strict=True):
+            key_of_bin = int(channels[i // ADC_BINS]) * ADC_BINS + i % ADC_BINS
+            self.spill[key_of_bin] = self.spill.get(key_of_bin, 0) + value - value % _SPILL_AT
+        rows %= _SPILL_AT
+        self.histogram[channels] = rows.reshape(-1, ADC_BINS).astype(np.uint16)
+        self.checked[channels] = self.count[channels]
+
+    def add_flags(self, channel: np.ndarray, bad_parity: np.ndarray, fifo: np.ndarray) -> None:
+        """Data rows with bad parity or a FIFO flag: ``fifo`` is local | shared (2 bits)."""
+        np.add.at(self.parity_errors, channel[bad_parity], 1)
+        np.add.at(self.fifo_half, channel[(fifo & 1) > 0], 1)
+        np.add.at(self.fifo_full, channel[(fifo & 2) > 0], 1)
+
+    def histograms(self, channels: np.ndarray) -> np.ndarray:
+        """(channel, 256) uint32 ADC counts of some flat channel indices (sorted, distinct)."""
+        out = self.histogram[channels].astype(np.uint32)
+        if self.spill:
+            bins = np.fromiter(self.spill, np.int64, len(self.spill))
+            counts = np.fromiter(self.spill.values(), np.int64, len(self.spill))
+            row = np.searchsorted(channels, bins // ADC_BINS)
+            inside = row < len(channels)
+            inside[inside] &= channels[row[inside]] == bins[inside] // ADC_BINS
+            out[row[inside], bins[inside] % ADC_BINS] += counts[inside].astype(np.uint32)
+        return out
+
+    def nbytes(self) -> int:
+        """Memory of the arrays (pages never touched are not resident)."""
+        return self.histogram.nbytes + sum(getattr(self, n).nbytes for n in self._PER_CHANNEL)
+
+    # -- checkpoint: arrays of the channels that have data, by flat index ------------------
+
+    def state(self) -> dict[str, np.ndarray]:
+        seen = np.flatnonzero(self.count[CHANNELS_PER_CHIP:]) + CHANNELS_PER_CHIP  # slot 0: none
+        state = {name: getattr(self, name)[seen] for name in self._SAVED}
+        state["channel"] = seen
+        state["histogram"] = self.histograms(seen)
+        return state
+
+    def load(self, state: dict[str, np.ndarray], channel: np.ndarray) -> None:
+        """Add a ``state`` whose channels are now at the flat indices ``channel``."""
+        self.grow(int(channel.max(initial=0)) // CHANNELS_PER_CHIP + 1)
+        for name in self._SAVED:
+            np.add.at(getattr(self, name), channel, state[name])
+        self.checked[channel] = self.count[channel]   # every bin below 2**15 again, below
+        total = self.histograms(channel).astype(np.int64) + state["histogram"]
+        low = total % _SPILL_AT
+        self.histogram[channel] = low.astype(np.uint16)
+        if self.spill:  # now counted in ``total``
+            loaded = set(channel.tolist())
+            self.spill = {b: n for b, n in self.spill.items() if b // ADC_BINS not in loaded}
+        for row, b in np.argwhere(total >= _SPILL_AT).tolist():
+            self.spill[int(channel[row]) * ADC_BINS + b] = int(total[row, b] - low[row, b])

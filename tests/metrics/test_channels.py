@@ -1,0 +1,123 @@
+"""The per-channel table against the simulator's truth and hand-made packets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from exporter.metrics import ChannelTable, DetectorMetrics
+from exporter.metrics.channels import QUIET_MIN_CHIP_MEDIAN
+from exporter.packets import DATA, PACKET_DTYPE, TIMESTAMP, Chunk
+from exporter.simulate import simulate_file
+from exporter.source.reader import FileReader
+
+COLUMNS = ("count", "adc_mean", "adc_rms", "parity_errors", "fifo_half", "fifo_full",
+           "rate_hz")
+
+
+def chunk(rows: np.ndarray) -> Chunk:
+    return Chunk(rows, len(rows), rows.nbytes, "packet", False)
+
+
+def second_of(io_group: int, second: int, data: list[tuple[int, int, int, int]]) -> np.ndarray:
+    """A timestamp packet then data packets (io_channel, chip_id, channel_id, dataword)."""
+    rows = np.zeros(1 + len(data), PACKET_DTYPE)
+    rows["io_group"] = io_group
+    rows[0]["packet_type"] = TIMESTAMP
+    rows[0]["timestamp"] = second
+    for name, column in zip(("io_channel", "chip_id", "channel_id", "dataword"),
+                            np.array(data, np.int64).reshape(-1, 4).T, strict=True):
+        rows[name][1:] = column
+    rows["packet_type"][1:] = DATA
+    rows["valid_parity"][1:] = 1
+    return rows
+
+
+def by_channel(table: ChannelTable) -> dict[tuple, dict]:
+    return {(int(table.io_group[i]), int(table.io_channel[i]), int(table.chip_id[i]),
+             int(table.channel_id[i])): {c: getattr(table, c)[i].item() for c in table.COLUMNS}
+            for i in range(len(table))}
+
+
+@pytest.mark.parametrize(("fmt", "version"), [("packet", "2.4"), ("raw", "2.4")])
+def test_every_column_equals_the_truth(tmp_path, fmt, version):
+    path = tmp_path / f"run.{fmt}.h5"
+    truth = simulate_file(path, fmt, seconds=16, version=version, seed=8, rate=5000.0)
+    detector = DetectorMetrics(truth["rate_window"], truth["hot_rate"])
+    for part in FileReader(path, chunk_rows=7_000).read_new():
+        detector.update(part, str(path))
+    table = detector.channel_table()
+    assert table.file == str(path)
+    rows = by_channel(table)
+    expected = truth["channels"]
+    keys = list(zip(expected["io_group"], expected["io_channel"], expected["chip_id"],
+                    expected["channel_id"], strict=True))
+    assert list(rows) == keys          # one row per channel seen, in channel order
+    for i, key in enumerate(keys):
+        row = rows[key]
+        for column in COLUMNS:
+            assert row[column] == pytest.approx(expected[column][i], rel=1e-12, abs=1e-12), (
+                key, column)
+        assert row["tile"] == (key[1] - 1) // 4 + 1
+        assert (row["status"] == "hot") == expected["hot"][i]
+    assert sum(expected["hot"]) == 6 and list(table.status).count("hot") == 6
+
+
+def test_histograms_never_wrap_and_survive_a_checkpoint():
+    detector = DetectorMetrics(10, 1e9)
+    n = 3 * 2**16 + 5                      # one bin: far past what uint16 holds
+    rows = second_of(1, 100, [(1, 11, 7, 90)] * n + [(1, 11, 7, 91)] * 3 + [(2, 12, 0, 5)])
+    for start in range(0, len(rows), 50_000):
+        detector.update(chunk(rows[start:start + 50_000]), "a.h5")
+    table = detector.channel_table(histograms=True)
+    assert by_channel(table)[1, 1, 11, 7]["count"] == n + 3
+    histogram = table.adc_histogram[0]
+    assert histogram[90] == n and histogram[91] == 3 and histogram.sum() == n + 3
+    assert table.adc_histogram[1][5] == 1
+
+    restored = DetectorMetrics(10, 1e9)
+    restored.channels.restore(detector.channels.checkpoint())
+    again = restored.channel_table("a.h5", histograms=True)
+    np.testing.assert_array_equal(again.adc_histogram, table.adc_histogram)
+    for column in ChannelTable.NUMERIC:
+        np.testing.assert_array_equal(getattr(again, column), getattr(table, column))
+    restored.update(chunk(second_of(1, 101, [(1, 11, 7, 90)] * 10)), "a.h5")
+    assert restored.channel_table(histograms=True).adc_histogram[0][90] == n + 10
+
+
+def test_quiet_compared_with_its_chip_and_hot_above_the_rate():
+    detector = DetectorMetrics(2, 30)
+    median = QUIET_MIN_CHIP_MEDIAN
+    data = [(1, 11, ch, 70) for ch in range(1, 64) for _ in range(median)]
+    data += [(1, 11, 0, 70)] * (median // 10 - 1)                    # quiet
+    data += [(1, 12, ch, 70) for ch in range(64) for _ in range(median - 1)]
+    data += [(2, 13, 0, 70)]                                          # a chip too small
+    seconds = [second_of(1, 10, data), second_of(1, 11, [(3, 14, 9, 80)] * 61),
+               second_of(1, 12, [(3, 14, 9, 80)] * 62), second_of(1, 13, [])]
+    for rows in seconds:
+        detector.update(chunk(rows), "b.h5")
+    rows = by_channel(detector.channel_table())
+    assert rows[1, 1, 11, 0]["status"] == "quiet"
+    assert {rows[1, 1, 11, ch]["status"] for ch in range(1, 64)} == {"ok"}
+    assert {rows[1, 1, 12, ch]["status"] for ch in range(64)} == {"ok"}   # median 49: unjudged
+    assert rows[1, 2, 13, 0]["status"] == "ok"
+    assert rows[1, 3, 14, 9]["rate_hz"] == (61 + 62) / 2 and rows[1, 3, 14, 9]["status"] == "hot"
+
+
+def test_one_table_per_file_and_the_window_stays_with_its_file():
+    detector = DetectorMetrics(2, 1e9)
+    for s in range(10, 14):
+        detector.update(chunk(second_of(1, s, [(1, 11, 0, 60)] * (s - 9))), "old.h5")
+    for s in range(20, 24):
+        detector.update(chunk(second_of(1, s, [(2, 12, 1, 61)] * 5)), "new.h5")
+    assert detector.channels.sources() == ["new.h5", "old.h5"]
+    new, old = detector.channel_table(), detector.channel_table("old.h5")
+    assert new.file == "new.h5" and by_channel(new).keys() == {(1, 2, 12, 1)}
+    assert by_channel(old)[1, 1, 11, 0]["count"] == 1 + 2 + 3 + 4
+    assert by_channel(old)[1, 1, 11, 0]["rate_hz"] == (2 + 3) / 2     # seconds 11, 12 of 13
+    assert by_channel(new)[1, 2, 12, 1]["rate_hz"] == 5.0
+    detector.update(chunk(second_of(2, 5, [(1, 11, 0, 60)])), "third.h5")
+    assert detector.channels.sources() == ["third.h5", "new.h5"]      # two files kept
+    assert detector.channel_table("old.h5") is None
+    detector.forget("new.h5")
+    assert detector.channels.sources() == ["third.h5"]
