@@ -74,8 +74,7 @@ def sign_off(monitor: QualityMonitor, run: RunReader, report: str | None,
     """Grade the run (every file read into ``run``), write the report, print the verdict."""
     spans = run.span()
     first = {g: spans[0] for g in range(256)} if spans else None
-    last = run.files[-1] if run.files else "run"
-    result = monitor.evaluate(run.table(), last, run.detector.snapshot(), live=False,
+    result = monitor.evaluate(run.table(), run.files, run.detector.snapshot(), live=False,
                               first_times=first)
     problems = [g for g in result.grades if g.grade > 0]
     print(f"quality: {GRADE_NAMES[result.worst()]}"

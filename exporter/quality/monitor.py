@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,10 +90,11 @@ class QualityMonitor:
         self._document: dict[str, Any] | None = None
         self._masks: dict[str, tuple[tuple[float, int], ChannelMasks]] = {}
 
-    def masks_for(self, path: str | Path) -> ChannelMasks:
-        """The file's own masks (configs, daq_configs), then --asic-configs over them."""
+    def masks_for(self, paths: Sequence[str | Path]) -> ChannelMasks:
+        """The files' own masks (configs, daq_configs), then --asic-configs over them."""
         masks = ChannelMasks()
-        masks.update(self._file_masks(Path(path)))
+        for path in paths:
+            masks.update(self._file_masks(Path(path)))
         if self.setup.asic_masks is not None:
             masks.update(self.setup.asic_masks)
         return masks
@@ -112,19 +113,19 @@ class QualityMonitor:
         self._masks[str(path)] = (version, masks)
         return masks
 
-    def evaluate(self, table: ChannelColumns, path: str | Path, snap=None, *,
+    def evaluate(self, table: ChannelColumns, paths: Sequence[str | Path], snap=None, *,
                  live: bool = True, now: float | None = None,
                  first_times: Mapping[int, int] | None = None) -> QualityResult:
-        """Grade the run ``path`` whose per-channel table is ``table``."""
+        """Grade the run of the files ``paths`` (oldest first) whose table is ``table``."""
         now = time.time() if now is None else now
         groups = self.groups.states(snap, now, live, first_times) if snap is not None else {}
         result = evaluate(self.setup.checks, RunChannels.from_columns(table),
                           rate_window=self.rate_window, hot_rate=self.hot_rate,
                           reference=self.setup.reference,
                           reference_problem=self.setup.reference_problem,
-                          masks=self.masks_for(path), groups=groups)
-        document = {"evaluated": True, "updated": now, "file": Path(path).stem,
-                    **result.as_dict()}
+                          masks=self.masks_for(paths), groups=groups)
+        document = {"evaluated": True, "updated": now,
+                    "files": [Path(p).stem for p in paths], **result.as_dict()}
         with self._lock:
             self._document = document
         self.families.set(result)

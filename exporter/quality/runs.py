@@ -46,8 +46,8 @@ def _key(table) -> np.ndarray:
 
 
 def combine(tables: list[ChannelTable | RunTable], hot_rate: float) -> RunTable:
-    """One table of several files' tables: counts and histograms added; the rate is the
-    last file's (its rate window is the run's latest)."""
+    """One table of several files' tables (oldest first): counts and histograms added;
+    the rate is the last file's that has the channel (its rate window is the latest)."""
     keys = [_key(t) for t in tables]
     key, inverse = np.unique(np.concatenate(keys) if keys else np.zeros(0, np.int64),
                              return_inverse=True)
@@ -55,19 +55,19 @@ def combine(tables: list[ChannelTable | RunTable], hot_rate: float) -> RunTable:
     summed = {name: np.bincount(inverse, weights=np.concatenate(
         [getattr(t, name) for t in tables]) if tables else None, minlength=n).astype(np.int64)
         for name in _SUMMED}
-    histogram = np.zeros((n, 256), np.int64)
-    start = 0
-    for table in tables:
-        rows = inverse[start:start + len(table.count)]
-        histogram[rows] += table.adc_histogram
-        start += len(table.count)
+    histogram = np.zeros((n, 256), np.uint32)
     rate = np.zeros(n)
-    if tables:
-        rate[np.searchsorted(key, keys[-1])] = tables[-1].rate_hz
+    start = 0
+    for table in tables:  # oldest first: a channel's rate is from the last file that has it
+        rows = inverse[start:start + len(table.count)]
+        histogram[rows] += table.adc_histogram.astype(np.uint32)
+        rate[rows] = table.rate_hz
+        start += len(table.count)
     values = np.arange(256)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = histogram @ values / summed["count"]
-        rms = np.sqrt(np.maximum(histogram @ values**2 / summed["count"] - mean**2, 0))
+        rms = np.sqrt(np.maximum(histogram @ values.astype(np.float64)**2 / summed["count"]
+                                 - mean**2, 0))
     group, io_channel, chip, channel = key_parts(key)
     return RunTable(io_group=group, io_channel=io_channel, tile=tile_of(io_channel),
                     chip_id=chip, channel_id=channel, rate_hz=rate, adc_mean=mean,

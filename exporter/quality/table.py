@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from exporter.quality.reference import Reference
 
 ADC_VALUES = 256
+#: Channels whose histograms are turned into pedestal and noise together (~100 MB of floats).
+_BLOCK_CHANNELS = 1 << 14
 
 
 class ChannelColumns(Protocol):
@@ -69,8 +71,12 @@ class RunChannels:
     def from_columns(cls, table: ChannelColumns) -> RunChannels:
         key = channel_key(table.io_group, table.io_channel, table.chip_id, table.channel_id)
         order = np.argsort(key, kind="stable")
-        hist = np.asarray(table.adc_histogram)[order]
-        pedestal, noise = pedestal_and_noise(hist) if len(key) else (np.zeros(0), np.zeros(0))
+        pedestal, noise = np.full(len(key), np.nan), np.full(len(key), np.nan)
+        histogram = np.asarray(table.adc_histogram)
+        for start in range(0, len(key), _BLOCK_CHANNELS):  # bounded float intermediates
+            rows = order[start:start + _BLOCK_CHANNELS]
+            pedestal[start:start + len(rows)], noise[start:start + len(rows)] = (
+                pedestal_and_noise(histogram[rows]))
         return cls(key[order], _column(table.count, order), _column(table.rate_hz, order, float),
                    _column(table.parity_errors, order), _column(table.fifo_full, order),
                    pedestal, noise)
