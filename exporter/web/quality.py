@@ -42,8 +42,8 @@ def quality_router(source: QualitySource) -> APIRouter:
 def quality_strip(document: dict[str, Any] | None) -> str:
     """One coloured box per tile (its worst grade, reasons on hover), then the reasons."""
     if not document or not document.get("grades"):
-        return ('<section class="quality" id="quality"><p class="empty">Quality: not '
-                'evaluated yet</p></section>')
+        return ('<div class="quality" id="quality"><p class="empty">Quality: not '
+                'evaluated yet</p></div>')
     worst: dict[tuple[int, int], int] = {}
     reasons: dict[tuple[int, int], list[str]] = {}
     for grade in document["grades"]:
@@ -65,15 +65,15 @@ def quality_strip(document: dict[str, Any] | None) -> str:
     more = (f'<li><a href="/api/quality">{len(problems) - STRIP_REASONS} more</a></li>'
             if len(problems) > STRIP_REASONS else "")
     reference = escape(document.get("reference") or "none")
-    return (f'<section class="quality" id="quality"><h2>Quality <small>(io_group/tile, '
+    return (f'<div class="quality" id="quality"><h2>Quality <small>(io_group/tile, '
             f'reference run: {reference}; <a href="/api/quality">JSON</a>)</small></h2>'
-            f'<div class="strip">{boxes}</div><ul class="reasons">{items}{more}</ul></section>')
+            f'<div class="strip">{boxes}</div><ul class="reasons">{items}{more}</ul></div>')
 
 
 QUALITY_STYLE = """
-section.quality { background: #fff; border-radius: 6px; padding: .6em 1em; margin-bottom: 1.2em;
+div.quality { background: #fff; border-radius: 6px; padding: .6em 1em; margin-bottom: 1.2em;
                   box-shadow: 0 1px 3px rgba(0,0,0,.15); }
-section.quality h2 { font-size: 1.1em; margin: .2em 0 .5em; }
+div.quality h2 { font-size: 1.1em; margin: .2em 0 .5em; }
 .strip { display: flex; flex-wrap: wrap; gap: .3em; }
 .tile-grade { color: #fff; font-weight: bold; padding: .2em .5em; border-radius: 3px;
               font-size: .85em; }
