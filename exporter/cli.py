@@ -93,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     once.add_argument("--metrics-file", metavar="OUT.prom",
                       help="write the metrics in Prometheus text format")
     once.add_argument("--no-plots", action="store_true", help="skip the plots")
+    once.add_argument("--channels", metavar="OUT.csv",
+                      help="write the per-channel table of every file as CSV")
+    once.add_argument("--disable-list", metavar="OUT.json",
+                      help="write the channels above --hot-rate over the whole file, in the "
+                           "DAQ's disable-list format")
     _add_metric_options(once)
     _add_quality_options(once)
     once.add_argument("--report", metavar="DIR",
@@ -154,6 +159,8 @@ def _run(args: argparse.Namespace) -> int:
             plots=args.plots, plugin_dirs=plugin_dirs_from_env(args.plugin_dir),
             metrics_file=Path(args.metrics_file) if args.metrics_file else None,
             no_plots=args.no_plots, rate_window=args.rate_window, hot_rate=args.hot_rate,
+            channels_file=Path(args.channels) if args.channels else None,
+            disable_list_file=Path(args.disable_list) if args.disable_list else None,
             quality=QualityFlags(args.reference, args.checks, args.asic_configs, args.report)
             if wanted else None)
     if args.command == "reference":

@@ -23,6 +23,7 @@ from exporter.errors import InputError
 from exporter.metrics import DetectorMetrics, MonitorHealth, build_registry
 from exporter.metrics.detector import TYPE_LABELS, DetectorSnapshot
 from exporter.metrics.families import FIFO_FLAGS
+from exporter.once_channels import ChannelOutputs
 from exporter.packets import DATA, PARITY_TYPES
 from exporter.quality.commands import sign_off, signoff_monitor, verdict_status
 from exporter.quality.runs import RunReader
@@ -79,6 +80,7 @@ def run_once(files: list[Path], plot_dir: Path, ext: str = ".png",
              plots: list[str] | None = None, plugin_dirs: list[Path] | None = None,
              metrics_file: Path | None = None, no_plots: bool = False,
              rate_window: float = 10.0, hot_rate: float = 20.0,
+             channels_file: Path | None = None, disable_list_file: Path | None = None,
              quality: QualityFlags | None = None) -> int:
     """Process ``files`` one after the other; exit status 2 if any was unusable, else 1
     if a quality check graded something bad (with ``quality`` flags given)."""
@@ -100,6 +102,7 @@ def run_once(files: list[Path], plot_dir: Path, ext: str = ".png",
         renderer.shutdown()
         return 2
     status = 0
+    outputs = ChannelOutputs(channels_file, disable_list_file, hot_rate)
     images = []
     try:
         for path in files:
@@ -112,6 +115,7 @@ def run_once(files: list[Path], plot_dir: Path, ext: str = ".png",
                 status = 2
                 continue
             after = detector.snapshot()
+            outputs.take(detector, Path(path))
             print(summary(Path(path), read, Totals.of(after) - before, after,
                           detector.data_span(str(path)), rate_window))
             if signoff:
@@ -127,6 +131,8 @@ def run_once(files: list[Path], plot_dir: Path, ext: str = ".png",
         status = max(status, verdict_status(result))
         sources.append(monitor.families)
     if metrics_file is not None and not _write_metrics(metrics_file, detector, health, sources):
+        status = 2
+    if not outputs.write():
         status = 2
     return status
 

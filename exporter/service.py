@@ -62,7 +62,7 @@ def serve(config: MonitorConfig) -> int:
     registry = build_registry(detector, health, [quality.families])
     ingest = Ingest(config, watcher, detector, health, StateStore.in_plot_dir(plot_dir), renderer,
                     on_counted=registry.collector.prepare)
-    app = create_app(registry, ingest, renderer, config.auth_token, quality=quality)
+    app = create_app(registry, ingest, renderer, config.auth_token, detector, quality=quality)
     server = uvicorn.Server(uvicorn.Config(
         app, log_config=None, log_level=config.log_level.lower(),
         access_log=config.log_level == "DEBUG", timeout_graceful_shutdown=5))

@@ -80,6 +80,7 @@ class ChannelCounts:
         n = len(self.count)
         added = np.bincount(channel, minlength=n)
         risky = self.count - self.checked + added >= _SPILL_AT
+        risky[0] = False  # flat channel 0 collects the non-data rows: never read, may wrap
         self.count += added
         self.adc_sum += np.rint(np.bincount(channel, weights=adc, minlength=n)).astype(np.int64)
         squares = adc.astype(np.float64)

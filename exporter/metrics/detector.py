@@ -20,12 +20,14 @@ import numpy as np
 
 from exporter.metrics.channel_counts import ChannelCounts
 from exporter.metrics.channels import ChannelTable, ChannelTables
+from exporter.metrics.chip_detail import ChipDetail
 from exporter.metrics.chips import ChipSlots, Tally, grow_axis
 from exporter.metrics.clock import N_GROUPS, NO_TIME, DataClock, Segments
 from exporter.metrics.rows import DELAY_BUCKETS, FIFO_BITS, Block, Rows, delay_bucket, fifo_code
 from exporter.metrics.window import CHANNELS_PER_CHIP, SlidingWindow, SyncGaps, WindowView
 from exporter.packets import (
     CONFIG_READ,
+    CONFIG_WRITE,
     DATA,
     PACKET_DTYPE,
     PACKET_TYPE_NAMES,
@@ -73,6 +75,9 @@ class DetectorSnapshot:
     sync_gaps: np.ndarray       # (io_group,)
     data_timestamp: np.ndarray  # (io_group,) latest timestamp packet, NO_TIME if none
     window: WindowView
+    config: np.ndarray          # (slot, 4) config packets by (op, direction), see CONFIG_COLUMNS
+    clock_source: np.ndarray    # (io_group,) dataword of the latest sync packet
+    has_clock_source: np.ndarray
 
 
 class DetectorMetrics:
@@ -98,6 +103,7 @@ class DetectorMetrics:
         self._trigger = np.zeros((N_GROUPS, 256), np.int64)
         self._sync_offset = np.zeros(N_GROUPS, np.int64)
         self._has_sync_offset = np.zeros(N_GROUPS, bool)
+        self._detail = ChipDetail()
         #: per-channel tables of the files read last (``checkpoint``/``restore`` with them)
         self.channels = ChannelTables(self._chips, self._lock, self._grow)
         self._tables: dict[str, tuple[int, ChannelTable]] = {}
@@ -148,6 +154,7 @@ class DetectorMetrics:
         key_dtype = self._window.key_dtype
         columns = key_dtype(self._window.columns)
         ring = self._window.ring_slots(seg, self._chips.group)
+        ring_of_segment = ring.astype(np.uint32)
         # The outside slot is only ever summed per type: its data rows all count in column 0,
         # so that they touch one counter per chip.
         channel_mask = np.where(ring == self._window.outside, 0, CHANNELS_PER_CHIP - 1
@@ -157,6 +164,7 @@ class DetectorMetrics:
         bounds = np.searchsorted(other, np.arange(0, n + BLOCK_ROWS, BLOCK_ROWS))
         rare: list[tuple[np.ndarray, ...]] = []
         channel, adc = np.empty(n, np.uint32), np.empty(n, np.uint32)
+        ring_of_row = np.empty(n, np.uint32)
         for start in range(0, n, BLOCK_ROWS):
             rows_of_block = slice(start, min(start + BLOCK_ROWS, n))
             in_block = slice(bounds[start // BLOCK_ROWS], bounds[start // BLOCK_ROWS + 1])
@@ -164,6 +172,7 @@ class DetectorMetrics:
             block_other = other[in_block] - start
             segments, seg_starts, seg_lengths = seg.within(start, rows_of_block.stop)
             key = np.repeat(ring[segments], seg_lengths)
+            ring_of_row[rows_of_block] = np.repeat(ring_of_segment[segments], seg_lengths)
             chip = slot[rows_of_block].astype(key_dtype)
             chip *= columns
             key += chip
@@ -176,6 +185,10 @@ class DetectorMetrics:
             rare.append(self._rare_rows(block, slot[rows_of_block],
                                         rows.packet_type[rows_of_block]))
         channels.add(channel, adc)
+        self._window.add_adc(ring_of_row, slot.view(np.uint32), adc)
+        config = other[(other_kind == CONFIG_WRITE) | (other_kind == CONFIG_READ)]
+        self._detail.count_config(slot[config], rows.packet_type[config],
+                                  rows.downstream_marker(config))
         self._count_rare(channels, *(np.concatenate(column) for column in zip(*rare,
                                                                                strict=True)))
         self._count_sync_and_triggers(rows, special, special_kind, seg)
@@ -191,6 +204,7 @@ class DetectorMetrics:
             self._parity = grow_axis(self._parity, 0, capacity)
             self._fifo = grow_axis(self._fifo, 0, capacity)
             self._window.grow(capacity)
+            self._detail.grow(capacity)
 
     def _count_slots(self, block: Block, key: np.ndarray, channel_mask: np.ndarray,
                      other: np.ndarray, other_kind: np.ndarray) -> None:
@@ -268,6 +282,7 @@ class DetectorMetrics:
         sync = special[kind == SYNC]
         sync_group = rows.group[sync].astype(np.intp)
         sync_type = rows.trigger_type[sync]
+        self._detail.note_syncs(sync_group, rows.dataword(sync))
         np.add.at(self._sync, (sync_group, sync_type), 1)
         s_sync = sync[sync_type == _S_SYNC]
         s_group = sync_group[sync_type == _S_SYNC]
@@ -327,5 +342,7 @@ class DetectorMetrics:
             sync=self._sync.copy(), trigger=self._trigger.copy(),
             sync_offset=self._sync_offset.copy(), has_sync_offset=self._has_sync_offset.copy(),
             sync_gaps=self._gaps.gaps.copy(), data_timestamp=self._window.latest.copy(),
-            window=window,
+            window=window, config=self._detail.config.copy(),
+            clock_source=self._detail.clock_source.copy(),
+            has_clock_source=self._detail.has_clock_source.copy(),
         )

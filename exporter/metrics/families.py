@@ -17,6 +17,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
+from exporter.metrics.chip_families import chip_families
 from exporter.metrics.detector import ADC_VALUES, TYPE_LABELS, DetectorSnapshot
 from exporter.metrics.health import RENDER_BUCKETS, HealthSnapshot
 from exporter.metrics.rows import DELAY_EDGES
@@ -121,6 +122,7 @@ def detector_families(snap: DetectorSnapshot) -> list[Family]:
         _per_group_code("larpix_trigger_packets", "Trigger packets read, by trigger type.",
                         "trigger_type", snap.trigger, str),
         *_window(snap),
+        *chip_families(snap, *_chip_slot_labels(snap), Family),
     ]
 
 

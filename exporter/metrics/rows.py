@@ -56,12 +56,19 @@ class Rows:
         ids = self.ids.view(np.uint8).reshape(n, 4)
         self.group = ids[:, 0]
         self.packet_type = ids[:, 3]
-        self.trigger_type = packets.view(np.uint8).reshape(n, PACKET_DTYPE.itemsize)[:, 17]
+        self._bytes = packets.view(np.uint8).reshape(n, PACKET_DTYPE.itemsize)
+        self.trigger_type = self._bytes[:, 17]
         self._stamp_low, self._stamp_high = words[:, 2], words[:, 3]
 
     def timestamp(self, rows: np.ndarray) -> np.ndarray:
         """Full 64-bit ``timestamp`` of some rows."""
         return self._stamp_low[rows] | self._stamp_high[rows].astype(np.uint64) << np.uint64(32)
+
+    def downstream_marker(self, rows: np.ndarray) -> np.ndarray:
+        return self._bytes[rows, 4]
+
+    def dataword(self, rows: np.ndarray) -> np.ndarray:
+        return self._bytes[rows, 16]
 
     def block(self, rows: slice) -> Block:
         """Contiguous copies of the fields of ``rows`` (times only if there are receipts)."""

@@ -31,6 +31,7 @@ class WindowView:
     hot: np.ndarray         # (io_group,) channels above the hot rate
     has_window: np.ndarray  # (io_group,) whether the io_group has a data second
     channel_counts: np.ndarray  # (chip slot, channel_id) data packets in the window
+    chip_adc: np.ndarray        # (chip slot, 2) sum of dataword and of its square there
 
 
 class SlidingWindow:
@@ -64,11 +65,14 @@ class SlidingWindow:
         self.slot_second = np.full((self.n_slots, N_GROUPS), NO_TIME, np.int64)
         self.counts = np.zeros((self.n_slots + 1, 1, self.columns), np.int32)
         self.retired = np.zeros((1, n_types), np.int64)
+        #: (ring slot, chip slot, [sum of dataword, sum of its square]) of data packets
+        self.adc_sums = np.zeros((self.n_slots + 1, 1, 2), np.int64)
 
     def grow(self, capacity: int) -> None:
         """Make room for chip slots ``0 .. capacity-1``."""
         self.counts = grow_axis(self.counts, 1, capacity)
         self.retired = grow_axis(self.retired, 0, capacity)
+        self.adc_sums = grow_axis(self.adc_sums, 1, capacity)
 
     def ring_slots(self, seg: Segments, chip_group: np.ndarray) -> np.ndarray:
         """Advance the latest seconds; return the ring slot of each segment.
@@ -95,6 +99,19 @@ class SlidingWindow:
         """Empty the outside slot before its int32 counts could overflow."""
         self.retired += self._types(self.counts[self.outside])
         self.counts[self.outside] = 0
+        self.adc_sums[self.outside] = 0
+
+    def add_adc(self, ring: np.ndarray, chip: np.ndarray, adc: np.ndarray) -> None:
+        """Sum the dataword (0 for other rows) and its square by (ring slot, chip slot)."""
+        capacity = self.adc_sums.shape[1]
+        key = ring * np.uint32(capacity)
+        key += chip
+        wide = adc.astype(np.float64)
+        size = self.adc_sums.shape[0] * capacity
+        sums = self.adc_sums.reshape(-1, 2)
+        sums[:, 0] += np.rint(np.bincount(key, weights=wide, minlength=size)).astype(np.int64)
+        wide *= wide
+        sums[:, 1] += np.rint(np.bincount(key, weights=wide, minlength=size)).astype(np.int64)
 
     def _types(self, counts: np.ndarray) -> np.ndarray:
         """(..., column) counts -> (..., type) counts, data = sum of the channels."""
@@ -113,9 +130,11 @@ class SlidingWindow:
             if stale[1:].all():  # chip slot 0 is never counted in
                 self.retired += self._types(self.counts[slot])
                 self.counts[slot] = 0
+                self.adc_sums[slot] = 0
             else:
                 self.retired[stale] += self._types(self.counts[slot, stale])
                 self.counts[slot, stale] = 0
+                self.adc_sums[slot, stale] = 0
         self.slot_second[changed] = wanted[changed]
 
     def view(self, chip_group: np.ndarray) -> tuple[np.ndarray, WindowView]:
@@ -139,7 +158,11 @@ class SlidingWindow:
                              minlength=N_GROUPS).astype(np.int64)
         hot_channels = (per_channel / self.width > self.hot_rate).sum(axis=1)
         hot = np.bincount(chip_group, weights=hot_channels, minlength=N_GROUPS).astype(np.int64)
-        return totals, WindowView(rate, active, hot, has_window, per_channel)
+        chip_adc = np.zeros(self.adc_sums.shape[1:], np.int64)
+        for slot in range(self.n_slots):
+            inside = in_window[slot, chip_group]
+            chip_adc[inside] += self.adc_sums[slot, inside]
+        return totals, WindowView(rate, active, hot, has_window, per_channel, chip_adc)
 
     def _outside_window(self, in_window: np.ndarray, chip_group: np.ndarray) -> np.ndarray:
         """Sum over the ring slots outside each chip slot's window: (chip slot, column)."""

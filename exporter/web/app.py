@@ -22,9 +22,11 @@ from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from exporter import __version__
-from exporter.metrics import exposition
+from exporter.metrics import DetectorMetrics, exposition
+from exporter.web.channels import channels_router
 from exporter.web.gallery import CONTENT_SECURITY_POLICY, plot_listing, render_gallery
 from exporter.web.quality import QualitySource, quality_router, quality_strip
+from exporter.web.status_strip import StatusStrip
 
 if TYPE_CHECKING:
     from exporter.ingest import FileStatus
@@ -108,8 +110,10 @@ def _not_found() -> Response:
 
 def create_app(registry: CollectorRegistry, monitor: MonitorSource,
                plots: PlotSource | None = None, auth_token: str | None = None,
+               detector: DetectorMetrics | None = None,
                quality: QualitySource | None = None) -> FastAPI:
     plot_source: PlotSource = plots or NoPlots()
+    strip = StatusStrip(detector) if detector is not None else None
     app = FastAPI(title="larpix-monitor", version=__version__,
                   description="Live data-quality monitor for LArPix pixel detectors.")
 
@@ -130,8 +134,9 @@ def create_app(registry: CollectorRegistry, monitor: MonitorSource,
 
     @route("/", response_class=HTMLResponse,
            summary="Gallery of the latest plots of every file")
-    async def gallery() -> HTMLResponse:
+    def gallery() -> HTMLResponse:
         page = render_gallery(monitor.files(), plot_source.images(),
+                              strip=strip.html() if strip is not None else "",
                               quality=quality_strip(quality.document()) if quality else "")
         return HTMLResponse(page, headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY,
                                            "Cache-Control": "no-cache"})
@@ -167,6 +172,8 @@ def create_app(registry: CollectorRegistry, monitor: MonitorSource,
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "starting"}, status_code=503)
 
+    if detector is not None:
+        app.include_router(channels_router(detector))
     if quality is not None:
         app.include_router(quality_router(quality))
     if auth_token:
