@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds between evaluations when no new rows arrived.
 IDLE_SECONDS = 30.0
+#: After an evaluation that took t seconds, the next waits at least this many times t:
+#: the checks take at most a fifth of a core from ingest and scrapes.
+BACKOFF = 4.0
 
 
 class QualityLoop:
@@ -34,6 +37,7 @@ class QualityLoop:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="quality", daemon=True)
         self._evaluated: tuple[int, float] = (-1, 0.0)
+        self._not_before = 0.0
 
     def start(self) -> None:
         self._thread.start()
@@ -46,7 +50,7 @@ class QualityLoop:
         """Evaluate now if there is something new (or it is time to); True if it did."""
         version, now = self.detector.version, time.monotonic()
         last_version, last_time = self._evaluated
-        if version == last_version and now - last_time < IDLE_SECONDS:
+        if now < self._not_before or (version == last_version and now - last_time < IDLE_SECONDS):
             return False
         sources = list(reversed(self.detector.channels.sources()))   # oldest first
         tables = [t for t in (self.detector.channel_table(s, histograms=True) for s in sources)
@@ -58,6 +62,7 @@ class QualityLoop:
         self.monitor.evaluate(combine(tables, self.detector.hot_rate), sources,
                               self.detector.snapshot(), live=True, first_times=first)
         self._evaluated = (version, now)
+        self._not_before = time.monotonic() + BACKOFF * (time.monotonic() - now)
         return True
 
     def _run(self) -> None:
