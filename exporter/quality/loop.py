@@ -5,8 +5,9 @@ request paths.
 
 An evaluation reads the per-channel table with its ADC histograms (at 2x2
 scale a few hundred MB of arithmetic), so it runs on its own thread: after new
-rows every ``interval`` seconds at most, and every ``IDLE_SECONDS`` without
-them (staleness grows while nothing arrives).
+rows once the counts have rested for ``SETTLE_SECONDS`` (or every ``IDLE_SECONDS``
+while rows keep coming), and every ``IDLE_SECONDS`` without them (staleness grows
+while nothing arrives); never more often than every ``interval`` seconds.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds between evaluations when no new rows arrived.
 IDLE_SECONDS = 30.0
+#: New rows are graded once the counts have rested this long (a burst of ingest is not
+#: slowed by the checks), or after IDLE_SECONDS while rows keep coming.
+SETTLE_SECONDS = 1.0
 #: After an evaluation that took t seconds, the next waits at least this many times t:
 #: the checks take at most a fifth of a core from ingest and scrapes.
 BACKOFF = 4.0
@@ -38,6 +42,7 @@ class QualityLoop:
         self._thread = threading.Thread(target=self._run, name="quality", daemon=True)
         self._evaluated: tuple[int, float] = (-1, 0.0)
         self._not_before = 0.0
+        self._seen: tuple[int, float] = (-1, 0.0)   # latest version and when it appeared
 
     def start(self) -> None:
         self._thread.start()
@@ -49,8 +54,12 @@ class QualityLoop:
     def step(self) -> bool:
         """Evaluate now if there is something new (or it is time to); True if it did."""
         version, now = self.detector.version, time.monotonic()
+        if version != self._seen[0]:
+            self._seen = (version, now)
         last_version, last_time = self._evaluated
-        if now < self._not_before or (version == last_version and now - last_time < IDLE_SECONDS):
+        due = now - last_time >= IDLE_SECONDS or (
+            version != last_version and now - self._seen[1] >= SETTLE_SECONDS)
+        if now < self._not_before or not due:
             return False
         sources = list(reversed(self.detector.channels.sources()))   # oldest first
         tables = [t for t in (self.detector.channel_table(s, histograms=True) for s in sources)

@@ -8,6 +8,7 @@ one ``ChannelView``, keyed by (io_group, io_channel, chip_id, channel_id).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -20,8 +21,10 @@ if TYPE_CHECKING:
     from exporter.quality.reference import Reference
 
 ADC_VALUES = 256
-#: Channels whose histograms are turned into pedestal and noise together (~100 MB of floats).
-_BLOCK_CHANNELS = 1 << 14
+#: Channels whose histograms are turned into pedestal and noise together: small enough
+#: that no single numpy call holds the interpreter for long (the service's request and
+#: ingest threads wait for it), large enough that the per-call overhead does not matter.
+_BLOCK_CHANNELS = 1 << 11
 
 
 class ChannelColumns(Protocol):
@@ -74,6 +77,7 @@ class RunChannels:
         pedestal, noise = np.full(len(key), np.nan), np.full(len(key), np.nan)
         histogram = np.asarray(table.adc_histogram)
         for start in range(0, len(key), _BLOCK_CHANNELS):  # bounded float intermediates
+            time.sleep(0)  # let the other threads in between blocks
             rows = order[start:start + _BLOCK_CHANNELS]
             pedestal[start:start + len(rows)], noise[start:start + len(rows)] = (
                 pedestal_and_noise(histogram[rows]))
