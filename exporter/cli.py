@@ -80,6 +80,15 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-plots", action="store_true", help="metrics only")
 
 
+def _add_quality_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reference", metavar="REF.h5",
+                   help="reference run for the quality checks ('larpix-monitor reference')")
+    p.add_argument("--checks", metavar="CHECKS.yaml",
+                   help="quality check limits (default: the documented set, docs/quality.md)")
+    p.add_argument("--asic-configs", metavar="DIR",
+                   help="directory of ASIC config JSONs: masked channels are 'disabled'")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="larpix-monitor",
@@ -93,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plot_options(serve)
     _add_serve_options(serve)
     _add_metric_options(serve)
+    _add_quality_options(serve)
 
     once = sub.add_parser("once", help="read whole files once: summary, metrics file, plots")
     once.add_argument("files", nargs="+", metavar="FILE")
@@ -106,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write the channels above --hot-rate over the whole file, in the "
                            "DAQ's disable-list format")
     _add_metric_options(once)
+    _add_quality_options(once)
+    once.add_argument("--report", metavar="DIR",
+                      help="write the run's sign-off (report.json, report.html); exit 1 when "
+                           "a quality check grades something bad")
 
     demo = sub.add_parser("demo", help="simulate a live run and serve it")
     demo.add_argument("--port", type=int, default=DEFAULT_PORT)
@@ -126,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     plots = sub.add_parser("plots", help="list the available plots")
     plots.add_argument("--plugin-dir", action="append", metavar="DIR")
+
+    ref = sub.add_parser("reference", help="write the per-channel reference of a good run")
+    ref.add_argument("files", nargs="+", metavar="RUN.h5")
+    ref.add_argument("-o", "--output", required=True, metavar="REF.h5")
+    ref.add_argument("--name", help="the reference run's name in reasons (default: file stem)")
+    _add_metric_options(ref)
+
+    checks = sub.add_parser("checks", help="list the quality checks and their limits")
+    checks.add_argument("--checks", metavar="CHECKS.yaml")
     return parser
 
 
@@ -136,7 +159,9 @@ def _serve_config(args: argparse.Namespace) -> MonitorConfig:
         plugin_dirs=plugin_dirs_from_env(args.plugin_dir), host=args.host, port=args.port,
         glob=args.glob, rate_window=args.rate_window, hot_rate=args.hot_rate,
         read_all=args.read_all, poll=args.poll, auth_token=args.auth_token,
-        log_level=args.log_level, no_plots=args.no_plots)
+        log_level=args.log_level, no_plots=args.no_plots,
+        reference=getattr(args, "reference", None), checks=getattr(args, "checks", None),
+        asic_configs=getattr(args, "asic_configs", None))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -144,14 +169,24 @@ def _run(args: argparse.Namespace) -> int:
         from exporter.service import serve
         return serve(_serve_config(args))
     if args.command == "once":
-        from exporter.once import run_once
+        from exporter.once import QualityFlags, run_once
+        wanted = args.reference or args.checks or args.asic_configs or args.report
         return run_once(
             [Path(f) for f in args.files], plot_dir=Path(args.plot_dir), ext=args.ext,
             plots=args.plots, plugin_dirs=plugin_dirs_from_env(args.plugin_dir),
             metrics_file=Path(args.metrics_file) if args.metrics_file else None,
             no_plots=args.no_plots, rate_window=args.rate_window, hot_rate=args.hot_rate,
             channels_file=Path(args.channels) if args.channels else None,
-            disable_list_file=Path(args.disable_list) if args.disable_list else None)
+            disable_list_file=Path(args.disable_list) if args.disable_list else None,
+            quality=QualityFlags(args.reference, args.checks, args.asic_configs, args.report)
+            if wanted else None)
+    if args.command == "reference":
+        from exporter.quality.commands import reference_command
+        return reference_command(args.files, args.output, args.rate_window, args.hot_rate,
+                                 args.name)
+    if args.command == "checks":
+        from exporter.quality.commands import checks_command
+        return checks_command(args.checks)
     if args.command == "demo":
         from exporter.demo import run_demo
         return run_demo(args)

@@ -44,3 +44,7 @@ class MonitorConfig:
     auth_token: str | None = None
     log_level: str = "INFO"
     no_plots: bool = False
+    #: quality checks: reference run, limits file, ASIC config directory
+    reference: str | None = None
+    checks: str | None = None
+    asic_configs: str | None = None

@@ -25,6 +25,8 @@ from exporter.metrics.detector import TYPE_LABELS, DetectorSnapshot
 from exporter.metrics.families import FIFO_FLAGS
 from exporter.once_channels import ChannelOutputs
 from exporter.packets import DATA, PARITY_TYPES
+from exporter.quality.commands import sign_off, signoff_monitor, verdict_status
+from exporter.quality.runs import RunReader
 from exporter.source.reader import FileReader
 
 #: Files at least this big (about 3 M packets) get a progress bar on a terminal.
@@ -78,14 +80,19 @@ def run_once(files: list[Path], plot_dir: Path, ext: str = ".png",
              plots: list[str] | None = None, plugin_dirs: list[Path] | None = None,
              metrics_file: Path | None = None, no_plots: bool = False,
              rate_window: float = 10.0, hot_rate: float = 20.0,
-             channels_file: Path | None = None, disable_list_file: Path | None = None) -> int:
-    """Process ``files`` one after the other; exit status 2 if any was unusable."""
+             channels_file: Path | None = None, disable_list_file: Path | None = None,
+             quality: QualityFlags | None = None) -> int:
+    """Process ``files`` one after the other; exit status 2 if any was unusable, else 1
+    if a quality check graded something bad (with ``quality`` flags given)."""
     try:
         detector = DetectorMetrics(rate_window, hot_rate)
     except ValueError as error:
         print(f"{_PROG}: {error}", file=sys.stderr)
         return 2
     if not no_plots and not _usable_dir(Path(plot_dir)):
+        return 2
+    signoff = _signoff(quality, detector) if quality is not None else None
+    if signoff is False:
         return 2
     health = MonitorHealth()
     renderer = None if no_plots else _renderer(plot_dir, ext, plots, plugin_dirs or [], health)
@@ -96,6 +103,7 @@ def run_once(files: list[Path], plot_dir: Path, ext: str = ".png",
         return 2
     status = 0
     outputs = ChannelOutputs(channels_file, disable_list_file, hot_rate)
+    images = []
     try:
         for path in files:
             before = Totals.of(detector.snapshot())
@@ -110,14 +118,42 @@ def run_once(files: list[Path], plot_dir: Path, ext: str = ".png",
             outputs.take(detector, Path(path))
             print(summary(Path(path), read, Totals.of(after) - before, after,
                           detector.data_span(str(path)), rate_window))
+            if signoff:
+                signoff[1].add(path)
+        images = [im.path for im in renderer.images()] if renderer is not None else []
     finally:
         if renderer is not None:
             renderer.shutdown()
-    if metrics_file is not None and not _write_metrics(metrics_file, detector, health):
+    sources = []
+    if signoff:
+        monitor, run = signoff
+        result = sign_off(monitor, run, quality.report, [p for p in images if p.suffix == ".png"])
+        status = max(status, verdict_status(result))
+        sources.append(monitor.families)
+    if metrics_file is not None and not _write_metrics(metrics_file, detector, health, sources):
         status = 2
     if not outputs.write():
         status = 2
     return status
+
+
+@dataclass(frozen=True)
+class QualityFlags:
+    """``--reference``, ``--checks``, ``--asic-configs``, ``--report`` of once mode."""
+
+    reference: str | None = None
+    checks: str | None = None
+    asic_configs: str | None = None
+    report: str | None = None
+
+
+def _signoff(flags: QualityFlags, detector: DetectorMetrics):
+    """(quality monitor, run reader) for the sign-off, or False after a bad flag."""
+    monitor = signoff_monitor(flags.reference, flags.checks, flags.asic_configs,
+                              detector.rate_window, detector.hot_rate)
+    if monitor is None:
+        return False
+    return monitor, RunReader(detector.rate_window, detector.hot_rate, detector)
 
 
 def _usable_dir(plot_dir: Path) -> bool:
@@ -170,9 +206,10 @@ def _progress_wanted(stream: TextIO, size: int) -> bool:
     return size >= PROGRESS_MIN_BYTES and stream.isatty()
 
 
-def _write_metrics(metrics_file: Path, detector: DetectorMetrics, health: MonitorHealth) -> bool:
+def _write_metrics(metrics_file: Path, detector: DetectorMetrics, health: MonitorHealth,
+                   sources: list | None = None) -> bool:
     try:
-        write_to_textfile(str(metrics_file), build_registry(detector, health))
+        write_to_textfile(str(metrics_file), build_registry(detector, health, sources or []))
     except OSError as error:
         print(f"{metrics_file}: cannot write the metrics file ({error.strerror or error})",
               file=sys.stderr)

@@ -19,6 +19,8 @@ import uvicorn
 from exporter.config import MonitorConfig
 from exporter.ingest import Ingest
 from exporter.metrics import DetectorMetrics, MonitorHealth, build_registry
+from exporter.quality import ChecksConfigError, MaskError, QualityMonitor, setup_quality
+from exporter.quality.loop import QualityLoop
 from exporter.render import PlotRenderer, discover_plots
 from exporter.source.state import StateStore
 from exporter.source.watcher import DirectoryWatcher
@@ -38,8 +40,9 @@ def serve(config: MonitorConfig) -> int:
     logging.getLogger("watchfiles").setLevel(logging.WARNING)  # our own lines name the files
     try:
         data_dir, plot_dir = _check_directories(config)
+        quality_setup = setup_quality(config.reference, config.checks, config.asic_configs)
         sock = _listen(config.host, config.port)
-    except StartupError as err:
+    except (StartupError, ChecksConfigError, MaskError) as err:
         log.error("%s", err)
         return EXIT_USAGE
 
@@ -54,22 +57,26 @@ def serve(config: MonitorConfig) -> int:
             renderer.shutdown()
             return EXIT_USAGE
     watcher = DirectoryWatcher(data_dir, config.glob, use_events=not config.poll)
-    registry = build_registry(detector, health)
+    quality = QualityMonitor(quality_setup, config.rate_window, config.hot_rate)
+    quality_loop = QualityLoop(quality, detector, interval=min(config.interval, 5.0))
+    registry = build_registry(detector, health, [quality.families])
     ingest = Ingest(config, watcher, detector, health, StateStore.in_plot_dir(plot_dir), renderer,
                     on_counted=registry.collector.prepare)
-    app = create_app(registry, ingest, renderer, config.auth_token, detector)
+    app = create_app(registry, ingest, renderer, config.auth_token, detector, quality=quality)
     server = uvicorn.Server(uvicorn.Config(
         app, log_config=None, log_level=config.log_level.lower(),
         access_log=config.log_level == "DEBUG", timeout_graceful_shutdown=5))
     _handle_stop_signals(server)
 
     ingest.start()
+    quality_loop.start()
     host = f"[{config.host}]" if ":" in config.host else config.host
     log.info("serving http://%s:%d/ (data %s, plots %s)", host, sock.getsockname()[1],
              data_dir, plot_dir)
     try:
         server.run(sockets=[sock])
     finally:
+        quality_loop.stop()
         ingest.stop()
         if renderer is not None:
             renderer.shutdown()

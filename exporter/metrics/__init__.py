@@ -13,3 +13,9 @@ from exporter.metrics.health import MonitorHealth
 
 __all__ = ["ChannelTable", "ChannelTables", "DetectorMetrics", "MetricsCollector",
            "MonitorHealth", "MonitorRegistry", "build_registry", "exposition"]
+
+# Families made downstream (the quality checks' results) join the exposition through this.
+from exporter.metrics.collector import FamilySource  # noqa: E402
+from exporter.metrics.families import Family  # noqa: E402
+
+__all__ += ["Family", "FamilySource"]

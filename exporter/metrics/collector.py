@@ -15,8 +15,9 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
@@ -26,8 +27,8 @@ from exporter.metrics.detector import DetectorMetrics
 from exporter.metrics.families import Family, detector_families, escape, health_families
 from exporter.metrics.health import MonitorHealth
 
-__all__ = ["DetectorMetrics", "MonitorHealth", "MetricsCollector", "MonitorRegistry",
-           "build_registry", "exposition"]
+__all__ = ["DetectorMetrics", "FamilySource", "MonitorHealth", "MetricsCollector",
+           "MonitorRegistry", "build_registry", "exposition"]
 
 #: How long after a scrape ``MetricsCollector.prepare`` keeps building ahead of the next
 #: one (Prometheus scrapes every 1-60 s; nobody scraping, nothing is built in advance).
@@ -66,6 +67,16 @@ def _part(version: int, families: list[Family]) -> _Part:
     return _Part(version, families, [f.sample_lines() for f in families])
 
 
+class FamilySource(Protocol):
+    """Families made downstream of the metrics (the quality checks' results), rendered
+    after the detector's; ``version`` changes whenever ``families()`` would."""
+
+    @property
+    def version(self) -> int: ...
+
+    def families(self) -> list[Family]: ...
+
+
 class MetricsCollector(Collector):
     """Yields every ``larpix_*`` and ``larpix_monitor_*`` family from a snapshot.
 
@@ -74,27 +85,30 @@ class MetricsCollector(Collector):
     of one does not rebuild the other.
     """
 
-    def __init__(self, detector: DetectorMetrics, health: MonitorHealth) -> None:
+    def __init__(self, detector: DetectorMetrics, health: MonitorHealth,
+                 sources: Sequence[FamilySource] = ()) -> None:
         self._detector = detector
         self._health = health
+        self._sources = list(sources)
         self._lock = threading.Lock()
         self._detector_part: _Part | None = None
         self._health_part: _Part | None = None
+        self._source_parts: list[_Part | None] = [None] * len(self._sources)
         self._last_scrape = -math.inf
 
     def describe(self) -> Iterable[Metric]:
         return []
 
     def collect(self) -> Iterator[Metric]:
-        detector, health = self._current()
-        yield from (family.metric() for family in detector.families + health.families)
+        parts = self._current()
+        yield from (family.metric() for part in parts for family in part.families)
 
     def exposition(self, openmetrics: bool = False) -> bytes:
         """The whole exposition, identical to prometheus_client's encoders' output."""
         self._last_scrape = time.monotonic()
-        detector, health = self._current()
-        return b"".join((detector.exposition(openmetrics), health.exposition(openmetrics),
-                         b"# EOF\n" if openmetrics else b""))
+        parts = self._current()
+        return b"".join([*(part.exposition(openmetrics) for part in parts),
+                         b"# EOF\n" if openmetrics else b""])
 
     def prepare(self) -> None:
         """Build the detector's families now, if something scraped in the last
@@ -104,12 +118,17 @@ class MetricsCollector(Collector):
             with self._lock:
                 self._detector_current()
 
-    def _current(self) -> tuple[_Part, _Part]:
+    def _current(self) -> list[_Part]:
+        """The detector's part, the sources' parts, the monitor's own part."""
         with self._lock:
             version = self._health.version
             if self._health_part is None or self._health_part.version != version:
                 self._health_part = _part(version, health_families(self._health.snapshot()))
-            return self._detector_current(), self._health_part
+            for i, source in enumerate(self._sources):
+                part, version = self._source_parts[i], source.version
+                if part is None or part.version != version:
+                    self._source_parts[i] = _part(version, source.families())
+            return [self._detector_current(), *self._source_parts, self._health_part]
 
     def _detector_current(self) -> _Part:
         version = self._detector.version
@@ -127,8 +146,9 @@ class MonitorRegistry(CollectorRegistry):
         self.register(collector)
 
 
-def build_registry(detector: DetectorMetrics, health: MonitorHealth) -> MonitorRegistry:
-    return MonitorRegistry(MetricsCollector(detector, health))
+def build_registry(detector: DetectorMetrics, health: MonitorHealth,
+                   sources: Sequence[FamilySource] = ()) -> MonitorRegistry:
+    return MonitorRegistry(MetricsCollector(detector, health, sources))
 
 
 def exposition(registry: CollectorRegistry, accept: str | None = None) -> tuple[bytes, str]:

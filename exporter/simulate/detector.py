@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from exporter.simulate.faults import Faults, describe_faults, inject
+
 TILES = 8
 CHIPS = np.arange(11, 111)
 CHANNELS = 64
@@ -63,6 +65,8 @@ class SimConfig:
     local_fifo_probabilities: tuple[float, float, float, float] = (0.985, 0.01, 0.003, 0.002)
     shared_fifo_probabilities: tuple[float, float, float, float] = (0.99, 0.006, 0.002, 0.002)
     mean_readout_delay: float = 600.0
+    #: Faults of this run of the detector (exporter.simulate.faults); None: none.
+    faults: Faults | None = None
 
     def __post_init__(self) -> None:
         if self.rate <= 0:
@@ -116,9 +120,11 @@ def channel_population(config: SimConfig, io_group: int) -> Channels:
     shifted = np.sort(odd[:n_shifted])
     noisy = np.sort(odd[n_shifted:n_shifted + n_noisy])
     pedestal, noise = _pedestals(config, io_group, shifted, noisy)
-    return Channels(io_channel.astype(np.uint8), chip.astype(np.uint8),
-                    (index % CHANNELS).astype(np.uint8), live, hot, dead, pedestal, noise,
-                    shifted, noisy)
+    population = Channels(io_channel.astype(np.uint8), chip.astype(np.uint8),
+                          (index % CHANNELS).astype(np.uint8), live, hot, dead, pedestal, noise,
+                          shifted, noisy)
+    return population if config.faults is None else inject(config.faults, io_group,
+                                                             population)[0]
 
 
 def _pedestals(config: SimConfig, io_group: int, shifted: np.ndarray, noisy: np.ndarray
@@ -156,4 +162,5 @@ def describe_detector(config: SimConfig) -> dict:
     first = channel_population(config, config.io_groups[0])
     return {"seed": config.seed, "detector_seed": config.detector,
             "io_channel": first.io_channel.tolist(), "chip_id": first.chip_id.tolist(),
-            "channel_id": first.channel_id.tolist(), "io_groups": groups}
+            "channel_id": first.channel_id.tolist(), "io_groups": groups,
+            **({"faults": describe_faults(config)} if config.faults is not None else {})}

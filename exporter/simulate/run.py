@@ -24,6 +24,7 @@ from exporter.simulate.encode import (
     raw_messages,
     repack_for_version,
 )
+from exporter.simulate.faults import write_daq_configs
 from exporter.simulate.generate import HEADER, RECORD_DTYPE, SecondGenerator, concat_rows
 from exporter.simulate.truth import (
     TruthTally,
@@ -164,6 +165,8 @@ def simulate_file(path: str | Path, fmt: str = "packet", *, n_packets: int | Non
             run.write(records, f, final=done, flush_rows=flush_rows)
             if done:
                 break
+    if config.faults is not None:
+        write_daq_configs(run.path, config)
     return run.save_truth()
 
 

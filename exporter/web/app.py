@@ -25,6 +25,7 @@ from exporter import __version__
 from exporter.metrics import DetectorMetrics, exposition
 from exporter.web.channels import channels_router
 from exporter.web.gallery import CONTENT_SECURITY_POLICY, plot_listing, render_gallery
+from exporter.web.quality import QualitySource, quality_router, quality_strip
 from exporter.web.status_strip import StatusStrip
 
 if TYPE_CHECKING:
@@ -109,7 +110,8 @@ def _not_found() -> Response:
 
 def create_app(registry: CollectorRegistry, monitor: MonitorSource,
                plots: PlotSource | None = None, auth_token: str | None = None,
-               detector: DetectorMetrics | None = None) -> FastAPI:
+               detector: DetectorMetrics | None = None,
+               quality: QualitySource | None = None) -> FastAPI:
     plot_source: PlotSource = plots or NoPlots()
     strip = StatusStrip(detector) if detector is not None else None
     app = FastAPI(title="larpix-monitor", version=__version__,
@@ -134,7 +136,8 @@ def create_app(registry: CollectorRegistry, monitor: MonitorSource,
            summary="Gallery of the latest plots of every file")
     def gallery() -> HTMLResponse:
         page = render_gallery(monitor.files(), plot_source.images(),
-                              strip=strip.html() if strip is not None else "")
+                              strip=strip.html() if strip is not None else "",
+                              quality=quality_strip(quality.document()) if quality else "")
         return HTMLResponse(page, headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY,
                                            "Cache-Control": "no-cache"})
 
@@ -171,6 +174,8 @@ def create_app(registry: CollectorRegistry, monitor: MonitorSource,
 
     if detector is not None:
         app.include_router(channels_router(detector))
+    if quality is not None:
+        app.include_router(quality_router(quality))
     if auth_token:
         app.add_middleware(BearerAuth, token=auth_token)
     return app

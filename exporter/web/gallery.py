@@ -17,6 +17,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from exporter.web.quality import QUALITY_STYLE
 from exporter.web.status_strip import STRIP_STYLE
 
 if TYPE_CHECKING:
@@ -158,8 +159,10 @@ def _file_meta(status: FileStatus | None) -> str:
 
 
 def render_gallery(files: Sequence[FileStatus], images: Sequence[PlotImage],
-                   refresh_seconds: float = REFRESH_SECONDS, strip: str = "") -> str:
-    """The whole page; files without plots get a section too, so a shifter sees them."""
+                   refresh_seconds: float = REFRESH_SECONDS, strip: str = "",
+                   quality: str = "") -> str:
+    """The whole page; files without plots get a section too, so a shifter sees them.
+    ``quality`` is the quality strip's HTML (exporter.web.quality), after ``strip``."""
     by_file: dict[str, list[PlotImage]] = {}
     for image in images:
         by_file.setdefault(image.file, []).append(image)
@@ -177,11 +180,13 @@ def render_gallery(files: Sequence[FileStatus], images: Sequence[PlotImage],
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>larpix-monitor</title><style>{_STYLE}{STRIP_STYLE}</style></head>"
+        f"<title>larpix-monitor</title><style>{_STYLE}{STRIP_STYLE}{QUALITY_STYLE}</style>"
+        "</head>"
         f'<body data-refresh="{refresh_seconds!r}" data-reload="{FULL_RELOAD_SECONDS!r}">'
         '<header><h1>larpix-monitor</h1><nav><a href="/metrics">metrics</a>'
         '<a href="/api/plots">plots (JSON)</a><a href="/api/channels">channels (top 100)</a>'
         '<a href="/docs">API docs</a></nav>'
         f'<span>{len(files)} files watched, {len(images)} plots</span></header>'
-        f'<main>{strip}{"".join(sections)}</main><script>{_SCRIPT}</script></body></html>\n'
+        f'<main>{strip}{quality}{"".join(sections)}</main><script>{_SCRIPT}</script>'
+        '</body></html>\n'
     )

@@ -43,6 +43,7 @@ from support.stack import (
     infinity_targets,
     load_yaml,
     panels,
+    quality_alert_rules,
     start_alertmanager,
     start_exporter,
     start_prometheus,
@@ -225,7 +226,7 @@ def test_every_alert_rule_parses_and_evaluates(stack: Stack) -> None:
         stack.prometheus.query(rule["expr"])  # fails on a parse error
     def all_evaluated() -> bool:
         rules = {r["name"]: r for r in stack.prometheus.rules() if r["type"] == "alerting"}
-        assert set(rules) == {r["alert"] for r in alert_rules()}
+        assert set(rules) == {r["alert"] for r in alert_rules() + quality_alert_rules()}
         for rule in rules.values():
             assert rule["health"] in ("ok", "unknown"), f"{rule['name']}: {rule.get('lastError')}"
         return all(r["health"] == "ok" for r in rules.values())

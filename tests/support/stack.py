@@ -32,6 +32,7 @@ DASHBOARD_PROVIDER_FILE = ROOT / "grafana" / "provisioning" / "dashboards" / "la
 PROMETHEUS_CONFIG = ROOT / "prometheus" / "prometheus.yml"
 ALERT_RULES = ROOT / "prometheus" / "alerts.yml"
 ALERT_TESTS = ROOT / "prometheus" / "alerts.test.yml"
+QUALITY_RULES = ROOT / "prometheus" / "rules.yml"
 ALERTMANAGER_CONFIG = ROOT / "alertmanager" / "alertmanager.yml"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -120,6 +121,12 @@ def alert_rules() -> list[dict]:
             if "alert" in rule]
 
 
+def quality_alert_rules() -> list[dict]:
+    """The alerts of the quality rules file (beside its recording rules)."""
+    return [rule for group in load_yaml(QUALITY_RULES)["groups"] for rule in group["rules"]
+            if "alert" in rule]
+
+
 def compose_model() -> dict:
     return load_yaml(COMPOSE_FILE)
 
@@ -151,13 +158,14 @@ def write_prometheus_test_config(directory: Path, exporter: str, alertmanager: s
     for job in config["scrape_configs"]:
         job["static_configs"] = [{"targets": [local[job["job_name"]]]}]
     config["alerting"]["alertmanagers"] = [{"static_configs": [{"targets": [alertmanager]}]}]
-    rules = load_yaml(ALERT_RULES)
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            if "for" in rule:
-                rule["for"] = rule_for
-    (directory / "alerts.yml").write_text(yaml.safe_dump(rules, sort_keys=False))
-    config["rule_files"] = ["alerts.yml"]
+    for source in (ALERT_RULES, QUALITY_RULES):
+        rules = load_yaml(source)
+        for group in rules["groups"]:
+            for rule in group["rules"]:
+                if "for" in rule:
+                    rule["for"] = rule_for
+        (directory / source.name).write_text(yaml.safe_dump(rules, sort_keys=False))
+    config["rule_files"] = [ALERT_RULES.name, QUALITY_RULES.name]
     path = directory / "prometheus.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
