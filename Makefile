@@ -5,7 +5,7 @@
 PYTHON  ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
-APT_PACKAGES := prometheus prometheus-alertmanager chromium fonts-liberation
+APT_PACKAGES := prometheus prometheus-alertmanager chromium fonts-liberation victoria-metrics
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: test demo lint bench system-deps venv clean

@@ -16,6 +16,7 @@ from exporter.config import (
     MonitorConfig,
     plugin_dirs_from_env,
 )
+from exporter.source.shard import Shard
 
 
 def _add_plot_options(p: argparse.ArgumentParser) -> None:
@@ -33,6 +34,13 @@ def _rate_window(text: str) -> float:
     if not 1 <= value <= 120:
         raise argparse.ArgumentTypeError("must be between 1 and 120 seconds")
     return value
+
+
+def _shard(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _add_metric_options(p: argparse.ArgumentParser) -> None:
@@ -61,6 +69,9 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--no-plots", action="store_true", help="metrics only")
+    p.add_argument("--shard", type=_shard, metavar="K/N",
+                   help="read only the files whose name hashes to K of N (N exporters, one "
+                        "directory; see docs/scaling.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,7 +125,7 @@ def _serve_config(args: argparse.Namespace) -> MonitorConfig:
         plugin_dirs=plugin_dirs_from_env(args.plugin_dir), host=args.host, port=args.port,
         glob=args.glob, rate_window=args.rate_window, hot_rate=args.hot_rate,
         read_all=args.read_all, poll=args.poll, auth_token=args.auth_token,
-        log_level=args.log_level, no_plots=args.no_plots)
+        log_level=args.log_level, no_plots=args.no_plots, shard=args.shard)
 
 
 def _run(args: argparse.Namespace) -> int:

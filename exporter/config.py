@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from exporter import DEFAULT_PORT
+from exporter.source.shard import Shard
 
 PLOT_EXTENSIONS = (".png", ".pdf", ".svg", ".jpg")
 DEFAULT_RATE_WINDOW = 10.0
@@ -42,3 +43,4 @@ class MonitorConfig:
     auth_token: str | None = None
     log_level: str = "INFO"
     no_plots: bool = False
+    shard: Shard | None = None

@@ -20,8 +20,8 @@ from exporter.config import MonitorConfig
 from exporter.ingest import Ingest
 from exporter.metrics import DetectorMetrics, MonitorHealth, build_registry
 from exporter.render import PlotRenderer, discover_plots
+from exporter.source.shard import watcher_for
 from exporter.source.state import StateStore
-from exporter.source.watcher import DirectoryWatcher
 from exporter.web.app import create_app
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def serve(config: MonitorConfig) -> int:
             sock.close()
             renderer.shutdown()
             return EXIT_USAGE
-    watcher = DirectoryWatcher(data_dir, config.glob, use_events=not config.poll)
+    watcher = watcher_for(data_dir, config.glob, config.shard, use_events=not config.poll)
     registry = build_registry(detector, health)
     ingest = Ingest(config, watcher, detector, health, StateStore.in_plot_dir(plot_dir), renderer,
                     on_counted=registry.collector.prepare)
