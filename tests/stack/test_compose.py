@@ -309,6 +309,7 @@ def test_prometheus_remote_writes_to_the_compose_victoriametrics(
         victoria["command"]
     test = victoria["healthcheck"]["test"]
     assert test[0] == "CMD" and f"http://127.0.0.1:{port}/health" in test
+    assert f"`{victoria['image']}`" in (ROOT / "docs" / "scaling.md").read_text()
 
 
 def test_history_retention_comes_from_the_environment(compose_env: dict[str, str]) -> None:
