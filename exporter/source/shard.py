@@ -9,12 +9,15 @@ exporters talking to each other.
 
 from __future__ import annotations
 
+import logging
 import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from exporter.source.watcher import DirectoryWatcher, FileChange
+
+log = logging.getLogger(__name__)
 
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
@@ -69,4 +72,6 @@ def watcher_for(directory: Path, pattern: str, shard: Shard | None,
     """The watcher of ``serve``: every matching file, or only those of ``shard``."""
     if shard is None or shard.count == 1:
         return DirectoryWatcher(directory, pattern, use_events)
+    log.info("shard %s: reading only the files whose name hashes to %d of %d",
+             shard, shard.index, shard.count)
     return ShardedWatcher(directory, pattern, shard, use_events)
