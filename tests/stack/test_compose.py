@@ -315,9 +315,9 @@ def test_prometheus_remote_writes_to_the_compose_victoriametrics(
 def test_history_retention_comes_from_the_environment(compose_env: dict[str, str]) -> None:
     command = normalised_model(compose_env)["services"]["victoriametrics"]["command"]
     assert "-retentionPeriod=5y" in command
-    compose_env["LARPIX_HISTORY_RETENTION"] = "18M"
+    compose_env["LARPIX_HISTORY_RETENTION"] = "2y"
     command = normalised_model(compose_env)["services"]["victoriametrics"]["command"]
-    assert "-retentionPeriod=18M" in command
+    assert "-retentionPeriod=2y" in command
 
 
 def test_history_datasource_is_the_compose_victoriametrics(compose_env: dict[str, str]) -> None:

@@ -17,6 +17,7 @@ from support.stack import (
     ALERT_RULES,
     PROMETHEUS_CONFIG,
     ManagedProcess,
+    compose_model,
     load_yaml,
     require_tool,
     wait_http_ok,
@@ -27,6 +28,8 @@ _SUM_OF_RATE = re.compile(
     r"^sum by \((?P<by>[\w, ]*)\) \(rate\((?P<name>\w+)(?:\{(?P<matchers>[^}]*)\})?"
     r"\[\$__rate_interval\]\)\)$")
 _MATCHER = re.compile(r'(\w+)(=~|=)"([^"]*)"')
+#: ``${NAME:-default}`` in the compose file.
+_DEFAULT = re.compile(r"\$\{\w+:-([^}]*)\}")
 
 
 def write_scale_prometheus_config(directory: Path, targets: dict[str, list[str]],
@@ -57,12 +60,23 @@ def write_scale_prometheus_config(directory: Path, targets: dict[str, list[str]]
     return path
 
 
+def victoria_metrics_flags(storage: Path, port: int) -> list[str]:
+    """The compose service's flags (environment defaults filled in), pointed at this machine."""
+    local = {"-storageDataPath": str(storage), "-httpListenAddr": f"127.0.0.1:{port}"}
+    flags = []
+    for flag in compose_model()["services"]["victoriametrics"]["command"]:
+        name, _, value = flag.partition("=")
+        value = local.get(name, _DEFAULT.sub(r"\1", value))
+        flags.append(f"{name}={value}")
+    assert set(local) <= {f.partition("=")[0] for f in flags}, flags
+    return flags
+
+
 def start_victoria_metrics(storage: Path, port: int, log_dir: Path) -> ManagedProcess:
-    """VictoriaMetrics single node; queries see samples at once (no 30 s latency offset)."""
+    """VictoriaMetrics as compose runs it; queries see samples at once (no 30 s latency offset)."""
     process = ManagedProcess("victoria-metrics", [
-        require_tool("victoria-metrics"), f"-storageDataPath={storage}",
-        f"-httpListenAddr=127.0.0.1:{port}", "-search.latencyOffset=0s",
-        "-search.disableCache", "-retentionPeriod=1d",
+        require_tool("victoria-metrics"), *victoria_metrics_flags(storage, port),
+        "-search.latencyOffset=0s", "-search.disableCache",
     ], log_dir / "victoria-metrics.log")
     wait_http_ok(process, f"http://127.0.0.1:{port}/health", timeout=60)
     return process
