@@ -5,7 +5,7 @@
 PYTHON  ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
-APT_PACKAGES := prometheus prometheus-alertmanager chromium fonts-liberation
+APT_PACKAGES := prometheus prometheus-alertmanager chromium fonts-liberation victoria-metrics
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: test demo lint bench system-deps venv clean
@@ -38,6 +38,7 @@ bench: venv
 	$(BIN)/python benchmarks/bench_plots.py
 	$(BIN)/python benchmarks/bench_service.py
 	$(BIN)/python benchmarks/bench_quality.py
+	$(BIN)/python benchmarks/bench_scale.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -17,6 +17,7 @@ from exporter.config import (
     MonitorConfig,
     plugin_dirs_from_env,
 )
+from exporter.source.shard import Shard
 
 
 def _add_plot_options(p: argparse.ArgumentParser) -> None:
@@ -52,6 +53,13 @@ def _rate_window(text: str) -> float:
     return value
 
 
+def _shard(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _add_metric_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate-window", type=_rate_window, default=DEFAULT_RATE_WINDOW, metavar="S",
                    help="seconds of data time behind the *_rate_hz and channel gauges")
@@ -78,6 +86,9 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--no-plots", action="store_true", help="metrics only")
+    p.add_argument("--shard", type=_shard, metavar="K/N",
+                   help="read only the files whose name hashes to K of N (N exporters, one "
+                        "directory; see docs/scaling.md)")
 
 
 def _add_quality_options(p: argparse.ArgumentParser) -> None:
@@ -161,7 +172,7 @@ def _serve_config(args: argparse.Namespace) -> MonitorConfig:
         read_all=args.read_all, poll=args.poll, auth_token=args.auth_token,
         log_level=args.log_level, no_plots=args.no_plots,
         reference=getattr(args, "reference", None), checks=getattr(args, "checks", None),
-        asic_configs=getattr(args, "asic_configs", None))
+        asic_configs=getattr(args, "asic_configs", None), shard=args.shard)
 
 
 def _run(args: argparse.Namespace) -> int:

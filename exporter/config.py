@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from exporter import DEFAULT_PORT
+from exporter.source.shard import Shard
 
 PLOT_EXTENSIONS = (".png", ".pdf", ".svg", ".jpg")
 DEFAULT_RATE_WINDOW = 10.0
@@ -48,3 +49,4 @@ class MonitorConfig:
     reference: str | None = None
     checks: str | None = None
     asic_configs: str | None = None
+    shard: Shard | None = None

@@ -22,8 +22,8 @@ from exporter.metrics import DetectorMetrics, MonitorHealth, build_registry
 from exporter.quality import ChecksConfigError, MaskError, QualityMonitor, setup_quality
 from exporter.quality.loop import QualityLoop
 from exporter.render import PlotRenderer, discover_plots
+from exporter.source.shard import watcher_for
 from exporter.source.state import StateStore
-from exporter.source.watcher import DirectoryWatcher
 from exporter.web.app import create_app
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def serve(config: MonitorConfig) -> int:
             sock.close()
             renderer.shutdown()
             return EXIT_USAGE
-    watcher = DirectoryWatcher(data_dir, config.glob, use_events=not config.poll)
+    watcher = watcher_for(data_dir, config.glob, config.shard, use_events=not config.poll)
     quality = QualityMonitor(quality_setup, config.rate_window, config.hot_rate)
     quality_loop = QualityLoop(quality, detector, interval=min(config.interval, 5.0))
     registry = build_registry(detector, health, [quality.families])

@@ -289,3 +289,53 @@ def test_deployment_doc_names_the_pinned_versions_and_port(compose_env: dict[str
     assert f"Grafana {grafana_version}" in doc and f"`{images['grafana']}`" in doc
     assert f"`{images['prometheus']}`" in doc and f"`{images['alertmanager']}`" in doc
     assert f"http://localhost:{DEFAULT_PORT}/" in doc
+
+
+# -- the long-term store (VictoriaMetrics behind remote_write) ---------------------------
+
+
+def test_prometheus_remote_writes_to_the_compose_victoriametrics(
+        compose_env: dict[str, str]) -> None:
+    services = normalised_model(compose_env)["services"]
+    victoria = services["victoriametrics"]
+    (remote,) = load_yaml(PROMETHEUS_CONFIG)["remote_write"]
+    host, port = remote["url"].split("/")[2].split(":")
+    assert host == "victoriametrics" and remote["url"].endswith("/api/v1/write")
+    assert [p["target"] for p in victoria["ports"]] == [int(port)]
+    assert f"-httpListenAddr=:{port}" in victoria["command"]
+    assert "victoriametrics" in services["prometheus"]["depends_on"]
+    (storage,) = victoria["volumes"]
+    assert storage["type"] == "volume" and f"-storageDataPath={storage['target']}" in \
+        victoria["command"]
+    test = victoria["healthcheck"]["test"]
+    assert test[0] == "CMD" and f"http://127.0.0.1:{port}/health" in test
+    assert f"`{victoria['image']}`" in (ROOT / "docs" / "scaling.md").read_text()
+
+
+def test_history_retention_comes_from_the_environment(compose_env: dict[str, str]) -> None:
+    command = normalised_model(compose_env)["services"]["victoriametrics"]["command"]
+    assert "-retentionPeriod=5y" in command
+    compose_env["LARPIX_HISTORY_RETENTION"] = "2y"
+    command = normalised_model(compose_env)["services"]["victoriametrics"]["command"]
+    assert "-retentionPeriod=2y" in command
+
+
+def test_history_datasource_is_the_compose_victoriametrics(compose_env: dict[str, str]) -> None:
+    services = normalised_model(compose_env)["services"]
+    files = sorted((ROOT / "grafana" / "provisioning" / "datasources").glob("*.yml"))
+    sources = {d["uid"]: d for f in files for d in load_yaml(f)["datasources"]}
+    assert [uid for uid, d in sources.items() if d.get("isDefault")] == ["larpix-prometheus"]
+    history = sources["larpix-history"]
+    assert history["type"] == "prometheus" and history["access"] == "proxy"
+    host, port = history["url"].removeprefix("http://").split(":")
+    assert host == "victoriametrics"
+    assert [p["target"] for p in services[host]["ports"]] == [int(port)]
+    assert history["jsonData"]["timeInterval"] == load_yaml(PROMETHEUS_CONFIG)["global"][
+        "scrape_interval"]
+
+
+def test_every_exporter_target_names_its_detector() -> None:
+    config = load_yaml(PROMETHEUS_CONFIG)
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "larpix-monitor"]
+    assert all(group["labels"]["detector"] for group in job["static_configs"])
+    assert "detector" not in config["global"]["external_labels"]  # a target label, see scaling.md

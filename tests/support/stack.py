@@ -158,6 +158,7 @@ def write_prometheus_test_config(directory: Path, exporter: str, alertmanager: s
     for job in config["scrape_configs"]:
         job["static_configs"] = [{"targets": [local[job["job_name"]]]}]
     config["alerting"]["alertmanagers"] = [{"static_configs": [{"targets": [alertmanager]}]}]
+    config.pop("remote_write", None)  # the long-term store has its own tests (test_scale_out)
     for source in (ALERT_RULES, QUALITY_RULES):
         rules = load_yaml(source)
         for group in rules["groups"]:
