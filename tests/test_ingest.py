@@ -13,7 +13,7 @@ from exporter.config import MonitorConfig
 from exporter.ingest import Ingest
 from exporter.metrics import DetectorMetrics, MonitorHealth
 from exporter.simulate import simulate_file
-from exporter.source.state import StateStore
+from exporter.source.checkpoint import CheckpointStore
 from exporter.source.watcher import DirectoryWatcher
 
 
@@ -31,7 +31,7 @@ def test_on_counted_runs_after_rounds_that_counted_rows(tmp_path):
     detector = DetectorMetrics()
     calls: list[tuple[int, str]] = []
     ingest = Ingest(MonitorConfig(data, plots, read_all=True), DirectoryWatcher(data, "*.h5"),
-                    detector, MonitorHealth(), StateStore.in_plot_dir(plots),
+                    detector, MonitorHealth(), CheckpointStore.in_plot_dir(plots),
                     on_counted=lambda: calls.append(
                         (detector.version, threading.current_thread().name)))
     simulate_file(data / "first.h5", "packet", n_packets=5_000, seed=1)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from exporter.metrics.checkpoint import AttributeArrays, Checkpointed, State, gather, scatter
 from exporter.metrics.chips import ChipSlots, Tally, grow_axis
 from exporter.metrics.clock import N_GROUPS, DataClock, Segments
 from exporter.metrics.rows import DELAY_BUCKETS, FIFO_BITS, Block, Rows, delay_bucket, fifo_code
@@ -74,11 +75,18 @@ class DetectorSnapshot:
 
 
 class DetectorMetrics:
-    """Counters, histograms and window gauges of the detector, fed chunk by chunk."""
+    """Counters, histograms and window gauges of the detector, fed chunk by chunk.
 
-    def __init__(self, rate_window: float = 10.0, hot_rate: float = 20.0) -> None:
+    Gated (the service): scrapes see the snapshot of the last ``publish()``,
+    which the ingest loop calls once the checkpoint holding those counts is
+    on disk. Ungated (once mode, tests): scrapes see every update at once.
+    """
+
+    def __init__(self, rate_window: float = 10.0, hot_rate: float = 20.0,
+                 gated: bool = False) -> None:
         self.rate_window = rate_window
         self.hot_rate = hot_rate
+        self.gated = gated
         self._lock = threading.Lock()
         self._version = 0
         self._snapshot: tuple[int, DetectorSnapshot] | None = None
@@ -96,11 +104,43 @@ class DetectorMetrics:
         self._trigger = np.zeros((N_GROUPS, 256), np.int64)
         self._sync_offset = np.zeros(N_GROUPS, np.int64)
         self._has_sync_offset = np.zeros(N_GROUPS, bool)
+        #: The checkpointed parts, restored in this order (counts per chip slot need the slots).
+        self.components: dict[str, Checkpointed] = {
+            "chips": self._chips, "window": self._window, "adc_delay": self._adc_delay,
+            "gaps": self._gaps,
+            "counts": AttributeArrays(self, ("_parity", "_fifo", "_delay_sum", "_sync",
+                                             "_trigger", "_sync_offset", "_has_sync_offset")),
+        }
 
     @property
     def version(self) -> int:
-        """Changes with every update: a cache of the exposition is valid while it holds."""
+        """Changes with every update (gated: every publish): a cache of the exposition is
+        valid while it holds."""
+        if self.gated:
+            return self._snapshot[0] if self._snapshot is not None else -1
         return self._version
+
+    @property
+    def counted(self) -> int:
+        """Changes with every update, published or not."""
+        return self._version
+
+    def checkpoint(self) -> State:
+        with self._lock:
+            return gather(self.components)
+
+    def restore(self, state: State) -> None:
+        """Continue from a checkpoint; the data-time carry of each file refills from new rows."""
+        with self._lock:
+            scatter(self.components, state)
+            self._grow(self._chips.capacity)
+            self._version += 1
+
+    def publish(self) -> None:
+        """Let scrapes see everything counted so far (gated mode)."""
+        with self._lock:
+            if self._snapshot is None or self._snapshot[0] != self._version:
+                self._snapshot = (self._version, self._take_snapshot())
 
     def forget(self, source: str) -> None:
         """Drop the data-time carry of a file (gone, or to be read again from its start)."""
@@ -253,10 +293,13 @@ class DetectorMetrics:
                                   rows.trigger_type[trigger]), 1)
 
     def snapshot(self) -> DetectorSnapshot:
-        """A consistent copy of every metric (cached until the next update)."""
+        """A consistent copy of every metric (cached until the next update; gated: the
+        published one)."""
         with self._lock:
             cached = self._snapshot
-            if cached is None or cached[0] != self._version:
+            if self.gated and cached is None:
+                cached = self._snapshot = (-1, self._take_snapshot())
+            if not self.gated and (cached is None or cached[0] != self._version):
                 cached = (self._version, self._take_snapshot())
                 self._snapshot = cached
             return cached[1]

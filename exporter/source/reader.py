@@ -73,7 +73,9 @@ class FileReader:
         self._packets_per_message = float(_INITIAL_PACKETS_PER_MESSAGE)
 
     def read_new(self) -> Iterator[Chunk]:
-        """New rows in chunks; a chunk is consumed once the next one is asked for."""
+        """New rows in chunks. The cursor covers a chunk as soon as it is handed out: the
+        consumer counts it before anything saves the cursor (same thread), so stopping
+        after any chunk never leaves a counted chunk unclaimed."""
         info = self._stat()
         if self.cursor.inode and info.st_ino != self.cursor.inode:
             self._reset()
@@ -92,8 +94,8 @@ class FileReader:
                 if batch.more and self.read_ahead:
                     ahead = ahead or ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
                     pending = ahead.submit(self._fetch_retrying, *following)
-                yield batch.chunk
                 self.cursor.rows = following[0]
+                yield batch.chunk
                 batch = pending.result() if pending else self._fetch_retrying(*following)
         finally:
             if ahead is not None:

@@ -127,7 +127,9 @@ def test_zero_row_followed_by_data_is_consumed(tmp_path):
     np.testing.assert_array_equal(packets_of(drain(FileReader(path))), rows)
 
 
-def test_chunk_committed_only_when_next_is_asked(tmp_path):
+def test_cursor_covers_a_chunk_once_it_is_handed_out(tmp_path):
+    """A consumer that stops after counting a chunk (graceful stop) leaves a cursor that
+    covers it: the next reader starts right after it, nothing is counted twice."""
     rows = random_rows(np.random.default_rng(5), 30)
     path = tmp_path / "run.h5"
     new_packet_file(path)
@@ -135,14 +137,15 @@ def test_chunk_committed_only_when_next_is_asked(tmp_path):
     reader = FileReader(path, chunk_rows=10)
     chunks = reader.read_new()
     first = next(chunks)
-    assert reader.cursor.rows == 0
-    next(chunks)
     assert reader.cursor.rows == 10
-    chunks.close()  # the consumer died while counting the second chunk
+    second = next(chunks)
+    assert reader.cursor.rows == 20
+    chunks.close()  # the consumer stops after counting the second chunk
     again = FileReader(path, cursor=replace(reader.cursor), chunk_rows=10)
     rest = drain(again)
     np.testing.assert_array_equal(first.packets, rows[:10])
-    np.testing.assert_array_equal(packets_of(rest), rows[10:])
+    np.testing.assert_array_equal(second.packets, rows[10:20])
+    np.testing.assert_array_equal(packets_of(rest), rows[20:])
 
 
 def read_ahead_threads() -> list[threading.Thread]:
