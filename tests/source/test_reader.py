@@ -22,7 +22,7 @@ from larpix.format import hdf5format, pacman_msg_format, rawhdf5format
 
 from exporter.errors import InputError
 from exporter.packets import PACKET_DTYPE
-from exporter.source.reader import FileReader
+from exporter.source.reader import HEADERS_SETTLE_SECONDS, FileReader
 
 
 def random_rows(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -376,14 +376,38 @@ def test_raw_rows_wait_until_message_and_header_are_written(tmp_path, messages_f
                                   larpix_conversion(msgs, [2] * 6, tmp_path))
 
 
-def test_raw_file_without_headers_is_read(tmp_path):
-    """Files written without msg_headers carry io_group 0 throughout: nothing waits."""
+def test_raw_headers_written_after_messages_at_row_0_wait(tmp_path):
+    """The first batch of a new raw file caught between to_rawfile's two writes: its
+    messages wait for their headers instead of being read with io_group 0."""
+    rng = np.random.default_rng(16)
+    path = tmp_path / "raw.h5"
+    msgs = [data_message(random_words(rng, 3)) for _ in range(3)]
+    rawhdf5format.to_rawfile(str(path), msgs=[], msg_headers={"io_groups": []})
+    with h5py.File(path, "a", libver="latest") as f:
+        f["msgs"].resize((3,))
+        f["msg_headers"].resize((3,))
+        f["msgs"][:] = [np.frombuffer(m, np.uint8) for m in msgs]
+    reader = FileReader(path)
+    assert drain(reader) == [] and reader.cursor.rows == 0
+    with h5py.File(path, "a", libver="latest") as f:
+        f["msg_headers"][:] = np.array([(7,)] * 3, f["msg_headers"].dtype)
+    np.testing.assert_array_equal(packets_of(drain(reader)),
+                                  larpix_conversion(msgs, [7] * 3, tmp_path))
+
+
+def test_raw_file_without_headers_is_read_once_settled(tmp_path):
+    """Files written without msg_headers carry io_group 0 throughout: once the file has not
+    changed for HEADERS_SETTLE_SECONDS its zero headers are final and nothing waits."""
     rng = np.random.default_rng(15)
     path = tmp_path / "raw.h5"
     msgs = [data_message(random_words(rng, 3)) for _ in range(5)]
     rawhdf5format.to_rawfile(str(path), msgs=msgs, msg_headers={"io_groups": [0] * 5})
-    chunks = drain(FileReader(path))
-    np.testing.assert_array_equal(packets_of(chunks), larpix_conversion(msgs, [0] * 5, tmp_path))
+    reader = FileReader(path)
+    assert drain(reader) == []  # just written: its headers may still come
+    settled = time.time() - HEADERS_SETTLE_SECONDS - 1
+    os.utime(path, (settled, settled))
+    np.testing.assert_array_equal(packets_of(drain(reader)),
+                                  larpix_conversion(msgs, [0] * 5, tmp_path))
 
 
 HOLD_OPEN_FOR_SWMR_WRITE = """
