@@ -55,7 +55,7 @@ class MonitorHealth:
         self._checkpointed: tuple[int, HealthSnapshot] | None = None
         self._published: tuple[int, HealthSnapshot] | None = None
         self._files: dict[str, int] = {}
-        self._rows: Counter[str] = Counter()
+        self._rows: Counter[str] = Counter({"packet": 0, "raw": 0})  # 0 from the start
         self._bytes = 0
         self._read_errors: Counter[str] = Counter()
         self._read_retries: Counter[str] = Counter()
