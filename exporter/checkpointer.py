@@ -28,6 +28,8 @@ class Checkpointer:
         self.store = store
         self.parts = parts
         self._failing = False
+        #: What the parts had counted at the last commit (their change counters).
+        self.committed: tuple[int, ...] | None = None
         #: Seconds the last commit took (gather, write, fsync, publish).
         self.last_seconds = 0.0
 
@@ -49,10 +51,14 @@ class Checkpointer:
         self.publish()
         return checkpoint.cursors
 
-    def commit(self, cursors: Iterable[Cursor]) -> bool:
-        """Write the counts and cursors, then publish; False (said once) if the checkpoint
-        cannot be written. Metrics still go on then (a monitor that goes blind when its
+    def commit(self, cursors: Iterable[Cursor], changes: tuple[int, ...]) -> bool:
+        """Write the counts and cursors, then publish, if ``changes`` (the parts' change
+        counters) moved since the last commit; True if it did. If the checkpoint cannot be
+        written, that is said once. Metrics still go on then (a monitor that goes blind when its
         disk fills helps nobody), but a restart continues from the last checkpoint written."""
+        if changes == self.committed:
+            return False
+        self.committed = changes
         started = time.perf_counter()
         try:
             self.store.save(list(cursors), gather(self.parts))
@@ -62,7 +68,7 @@ class Checkpointer:
                           "from the last one written", self.store.path, err.strerror or err)
             self._failing = True
             self.publish()
-            return False
+            return True
         if self._failing:
             log.info("%s: checkpoint written again", self.store.path)
             self._failing = False

@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from exporter.checkpointer import Checkpointer
 from exporter.config import MonitorConfig
 from exporter.errors import InputError, TransientReadError
 from exporter.metrics import DetectorMetrics, MonitorHealth
+from exporter.plot_schedule import PlotSchedule
 from exporter.render import PlotRenderer
 from exporter.source.checkpoint import CheckpointStore
 from exporter.source.reader import Cursor, FileReader
@@ -37,8 +37,8 @@ from exporter.watched import (
     ROUND_ROWS,
     FileStatus,
     Watched,
+    file_counts,
     ingest_lag,
-    state_of,
     status_of,
     turns,
 )
@@ -72,11 +72,9 @@ class Ingest:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
-        self._file_counts: dict[str, int] = {}
-        self._idle_closer: threading.Thread | None = None
-        self._idle_checked = time.monotonic()
+        self.plots = None if renderer is None else PlotSchedule(
+            renderer, config.interval, config.flush_interval, time.monotonic())
         self._round_number = 0
-        self._committed: tuple[int, int] | None = None
         self._saved: dict[str, Cursor] = {}
         self._announced = detector.counted
 
@@ -99,7 +97,7 @@ class Ingest:
     def start(self) -> None:
         """Restore the checkpoint before anything can scrape, then watch."""
         self._saved = self.checkpointer.restore()
-        self._committed = self._changes()
+        self.checkpointer.committed = (self.detector.counted, self.health.changed)
         self.watcher.start()
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
         self._thread.start()
@@ -160,27 +158,20 @@ class Ingest:
                 if self._report(watched, InputError(str(watched.path), "internal", repr(err)),
                                 per_version=False):
                     log.exception("%s: unexpected failure while reading", watched.path)
-        self._publish_file_counts()
+        self.health.set_files(file_counts(self._files.values(), time.monotonic()))
         self.health.set_ingest_lag(ingest_lag(list(self._files.values()), time.time()))
         counted = self.detector.counted
         if self._commit() and self.on_counted is not None and counted != self._announced:
             self._announced = counted
             self.on_counted()
-        self._render_due(now)
-        self._close_idle_figures(now)
-
-    def _changes(self) -> tuple[int, int]:
-        return self.detector.counted, self.health.changed
+        if self.plots is not None:
+            self.plots.render_due(self._files.values(), now)
+            self.plots.close_idle_figures(now)
 
     def _commit(self) -> bool:
         """Checkpoint and publish what changed since the last commit; True if it did."""
-        changes = self._changes()
-        if changes == self._committed:
-            return False
         cursors = [w.reader.cursor for w in list(self._files.values()) if w.reader is not None]
-        self.checkpointer.commit(cursors)
-        self._committed = changes
-        return True
+        return self.checkpointer.commit(cursors, (self.detector.counted, self.health.changed))
 
     def _start_watching(self, change: FileChange, cursor: Cursor | None, now: float) -> None:
         assert change.stat is not None
@@ -301,37 +292,4 @@ class Ingest:
         log.warning("%s", err)
         return True
 
-    # -- plots, state, health ---------------------------------------------------------
-
-    def _render_due(self, now: float) -> None:
-        if self.renderer is None:
-            return
-        for watched in self._files.values():
-            if not watched.dirty or (watched.render is not None and not watched.render.done()):
-                continue
-            if watched.rendered_at is not None and now - watched.rendered_at < self.config.interval:
-                continue
-            watched.dirty = False
-            watched.rendered_at = now
-            watched.render = self.renderer.render(watched.path)
-
-    def _close_idle_figures(self, now: float) -> None:
-        """Close idle figures on a helper thread: the renderer may be busy for a while."""
-        every = min(60.0, self.config.flush_interval)
-        if self.renderer is None or now - self._idle_checked < every:
-            return
-        if self._idle_closer is not None and self._idle_closer.is_alive():
-            return
-        self._idle_checked = now
-        self._idle_closer = threading.Thread(
-            target=self.renderer.close_idle, args=(self.config.flush_interval,),
-            name="close-idle", daemon=True)
-        self._idle_closer.start()
-
-    def _publish_file_counts(self) -> None:
-        now = time.monotonic()
-        counts = Counter(state_of(w, now) for w in self._files.values())
-        counts = {state: counts.get(state, 0) for state in ("active", "idle", "waiting", "error")}
-        if counts != self._file_counts:
-            self._file_counts = counts
-            self.health.set_files(counts)
+    # -- health -----------------------------------------------------------------------

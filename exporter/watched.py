@@ -9,6 +9,8 @@ the live file's metrics by more than one bounded step of each.
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +87,12 @@ def ingest_lag(files: list[Watched], now: float) -> float:
     waits = [now - w.waiting_since for w in files
              if w.waiting_since is not None and w.error_key is None]
     return max(0.0, max(waits, default=0.0))
+
+
+def file_counts(files: Iterable[Watched], now: float) -> dict[str, int]:
+    """Files in each state, every state named (0 too)."""
+    counts = Counter(state_of(w, now) for w in files)
+    return {state: counts.get(state, 0) for state in ("active", "idle", "waiting", "error")}
 
 
 def state_of(watched: Watched, now: float) -> str:

@@ -140,8 +140,9 @@ class MonitorHealth:
     def set_files(self, counts: dict[str, int]) -> None:
         """Number of files in each state (replaces the previous counts)."""
         with self._lock:
-            self._files = dict(counts)
-            self._generation += 1
+            if counts != self._files:
+                self._files = dict(counts)
+                self._generation += 1
 
     def mark_ingest(self, now: float) -> None:
         """New rows were counted at unix time ``now``."""

@@ -34,6 +34,7 @@ from support.service import (
 
 from exporter.packets import PACKET_TYPE_NAMES
 from exporter.simulate import LiveSimulation, simulate_file
+from exporter.source.checkpoint import CheckpointStore
 
 PLOTS = ["AdcSpectrum", "PacketRate"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -246,8 +247,9 @@ def test_truncated_replaced_and_deleted_files(dirs) -> None:
         wait_for(lambda: sum(v for v in series(monitor.scrape(),
                                                 "larpix_monitor_files").values()) == 1,
                  10, "the deletion")
-        state = plots / ".larpix-monitor-state.json"
-        wait_for(lambda: "rotating.h5" not in state.read_text(), 5, "state without the file")
+        checkpoint = CheckpointStore.in_plot_dir(plots)
+        wait_for(lambda: str(path) not in checkpoint.load().cursors, 5,
+                 "a checkpoint without the file")
         assert rows_read(monitor.scrape(), "packet") == 3_620
         assert "rotating.h5: deleted" in monitor.log_text()
 

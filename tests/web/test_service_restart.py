@@ -115,7 +115,7 @@ def test_stop_in_the_middle_of_a_large_file_counts_every_row_once(dirs, stop_sig
 
     with MonitorProcess(data, plots, "--no-plots") as second:
         resumed = second.scrape()
-        assert rows_read(resumed) == consumed  # the checkpoint's counts, published at start
+        assert rows_read(resumed) >= consumed  # the checkpoint's counts are published at start
         assert decreased(last, resumed, COUNTER_SAMPLES) == []
         wait_for(lambda: rows_read(second.scrape()) == truth["rows"], 60, "the rest of the file")
         samples = second.scrape()
