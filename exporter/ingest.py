@@ -74,7 +74,8 @@ class Ingest:
         self._thread: threading.Thread | None = None
         self.plots = None if renderer is None else PlotSchedule(
             renderer, config.interval, config.flush_interval, time.monotonic())
-        self._round_number = 0
+        #: Rounds run so far (tests wait on it instead of sleeping).
+        self.rounds = 0
         self._saved: dict[str, Cursor] = {}
         self._announced = detector.counted
 
@@ -145,11 +146,11 @@ class Ingest:
 
     def _round(self) -> None:
         now = time.monotonic()
-        self._round_number += 1
+        self.rounds += 1
         for watched in turns(list(self._files.values()), now):
             if self._stop.is_set():
                 break
-            watched.served = self._round_number
+            watched.served = self.rounds
             try:
                 self._read(watched)
             except Exception as err:  # a fault with one file must not stop the others

@@ -73,6 +73,8 @@ class FileReader:
         self.chunk_rows = max(1, int(chunk_rows))
         self.read_ahead = read_ahead
         self.resets = 0
+        #: The next chunk being read while the consumer holds one (None: nothing ahead).
+        self.ahead: Future[_Batch] | None = None
         self._packets_per_message = float(_INITIAL_PACKETS_PER_MESSAGE)
 
     def read_new(self) -> Iterator[Chunk]:
@@ -97,6 +99,7 @@ class FileReader:
                 if batch.more and self.read_ahead:
                     ahead = ahead or ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
                     pending = ahead.submit(self._fetch_retrying, *following)
+                self.ahead = pending
                 self.cursor.rows = following[0]
                 yield batch.chunk
                 batch = pending.result() if pending else self._fetch_retrying(*following)

@@ -183,7 +183,7 @@ def test_file_replaced_while_a_chunk_is_read_ahead(tmp_path):
     reader = FileReader(path, chunk_rows=100)
     chunks = reader.read_new()
     first = next(chunks)
-    time.sleep(0.2)  # the read-ahead of rows 100-199 is done by now
+    reader.ahead.result(timeout=30)  # the read-ahead of rows 100-199 is done
     os.replace(other, path)
     rest = packets_of(list(chunks))
 
@@ -200,7 +200,7 @@ def test_error_of_a_chunk_read_ahead_reaches_the_consumer(tmp_path):
     reader = FileReader(path, chunk_rows=100)
     chunks = reader.read_new()
     seen = [next(chunks)]
-    time.sleep(0.2)
+    reader.ahead.result(timeout=30)  # rows 100-199 are read ahead before the file goes
     path.unlink()
     with pytest.raises(InputError) as error:
         seen.extend(chunks)

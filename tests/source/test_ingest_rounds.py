@@ -18,10 +18,11 @@ from exporter.source.watcher import DirectoryWatcher
 
 
 def wait_for(condition, timeout: float = 20.0) -> None:
+    """Poll with a deadline: the condition, not a fixed pause, decides."""
     end = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < end, "timed out"
-        time.sleep(0.05)
+        time.sleep(0.01)
 
 
 def test_on_counted_runs_after_rounds_that_counted_rows(tmp_path):
@@ -39,12 +40,14 @@ def test_on_counted_runs_after_rounds_that_counted_rows(tmp_path):
     try:
         wait_for(lambda: calls)
         after_first = list(calls)
-        time.sleep(1.5)  # three idle rounds: nothing new counted, no call
+        rounds = ingest.rounds
+        wait_for(lambda: ingest.rounds >= rounds + 3)  # three idle rounds: no call
         assert calls == after_first
         simulate_file(data / "second.h5", "raw", n_packets=5_000, seed=2)
         wait_for(lambda: len(calls) > len(after_first))
         wait_for(lambda: detector.snapshot().packets.sum() == 10_000)
-        time.sleep(1.0)
+        rounds = ingest.rounds
+        wait_for(lambda: ingest.rounds >= rounds + 2)
     finally:
         ingest.stop()
     assert calls[-1][0] == detector.version  # the last call saw every row counted
