@@ -6,6 +6,7 @@ next scrape); the end-to-end behaviour is in test_service.py.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -53,3 +54,26 @@ def test_on_counted_runs_after_rounds_that_counted_rows(tmp_path):
     assert calls[-1][0] == detector.version  # the last call saw every row counted
     threads = {name for _, name in calls}
     assert len(threads) == 1 and "MainThread" not in threads  # the ingest thread's own
+
+
+def test_ingest_lag_is_the_wait_of_uncounted_rows_not_the_age_of_a_file(tmp_path):
+    """Catching up on a day-old file is no lag once it is counted, and an idle monitor
+    reports 0, not the time since the last write."""
+    data, plots = tmp_path / "data", tmp_path / "plots"
+    data.mkdir()
+    plots.mkdir()
+    old = data / "yesterday.h5"
+    simulate_file(old, "packet", n_packets=5_000, seed=3)
+    day_ago = time.time() - 86_400
+    os.utime(old, (day_ago, day_ago))
+    health = MonitorHealth()
+    ingest = Ingest(MonitorConfig(data, plots, read_all=True), DirectoryWatcher(data, "*.h5"),
+                    DetectorMetrics(), health, CheckpointStore.in_plot_dir(plots))
+    ingest.start()
+    try:
+        wait_for(lambda: health.snapshot().rows.get("packet") == 5_000)
+        rounds = ingest.rounds
+        wait_for(lambda: ingest.rounds >= rounds + 2)
+        assert health.snapshot().ingest_lag == 0.0
+    finally:
+        ingest.stop()
