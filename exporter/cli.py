@@ -83,6 +83,8 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
                    help="poll the directory instead of using file events (network file systems)")
     p.add_argument("--auth-token", default=os.environ.get("LARPIX_MONITOR_AUTH_TOKEN"),
                    help="require 'Authorization: Bearer TOKEN' (env LARPIX_MONITOR_AUTH_TOKEN)")
+    p.add_argument("--auth-token-file", metavar="F",
+                   help="as --auth-token, the token read from file F (kept out of ps)")
     p.add_argument("--log-level", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--no-plots", action="store_true", help="metrics only")
@@ -175,9 +177,28 @@ def _serve_config(args: argparse.Namespace) -> MonitorConfig:
         asic_configs=getattr(args, "asic_configs", None), shard=args.shard)
 
 
+def _read_token(path: str) -> str | None:
+    """The token of ``--auth-token-file``, or None after one line saying why not."""
+    try:
+        token = Path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError) as err:
+        print(f"{path}: cannot read the auth token file "
+              f"({getattr(err, 'strerror', None) or err})", file=sys.stderr)
+        return None
+    if not token:
+        print(f"{path}: the auth token file is empty", file=sys.stderr)
+        return None
+    return token
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         from exporter.service import serve
+        if args.auth_token_file:
+            token = _read_token(args.auth_token_file)
+            if token is None:
+                return 2
+            args.auth_token = token
         return serve(_serve_config(args))
     if args.command == "once":
         from exporter.once import QualityFlags, run_once

@@ -1,18 +1,19 @@
 """The ingest loop: watcher -> readers -> metrics, plot renderer and saved state.
 
 It runs on its own thread, never on the event loop. Each round it waits for a
-file event (or at most ``POLL_SECONDS``), then reads the new rows of every file
-that changed or is still being written, chunk by chunk. A chunk is counted
-(metrics, health, plot buffer) before the cursor that covers it is saved, so
-the saved state never claims a row that was not counted.
+file event (or at most ``POLL_SECONDS``), then reads the new rows of the files
+that changed or are still being written, a bounded share of each (see
+``exporter.watched``). After the round, counts and cursors are checkpointed
+together and only then published to scrapes (see ``exporter.checkpointer``):
+count -> checkpoint -> publish, so counters continue across any stop.
 
 Start-up policy: a file with saved state resumes where it stopped; a file
 without state that changed within ``flush_interval`` (the run in progress) is
 read from its start; an older untouched file waits until it changes, then is
 read from its start. ``read_all`` reads everything from the start.
 
-After a round that counted rows, ``on_counted`` runs on this thread (the
-service builds the next scrape's exposition there, off the request path).
+After a round that published new rows, ``on_counted`` runs on this thread
+(the service builds the next scrape's exposition there, off the request path).
 """
 
 from __future__ import annotations
@@ -20,72 +21,63 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Future
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from exporter.checkpointer import Checkpointer
 from exporter.config import MonitorConfig
 from exporter.errors import InputError, TransientReadError
 from exporter.metrics import DetectorMetrics, MonitorHealth
+from exporter.plot_schedule import PlotSchedule
 from exporter.render import PlotRenderer
+from exporter.source.checkpoint import CheckpointStore
 from exporter.source.reader import Cursor, FileReader
-from exporter.source.state import StateStore
 from exporter.source.status import FileStatus
-from exporter.source.watcher import DirectoryWatcher, FileChange, FileStat
+from exporter.source.watcher import DirectoryWatcher, FileChange
+from exporter.watched import (
+    ROUND_ROWS,
+    Watched,
+    file_counts,
+    ingest_lag,
+    status_of,
+    turns,
+)
 
 log = logging.getLogger(__name__)
 
 #: Longest wait between two looks at the data directory.
 POLL_SECONDS = 0.5
-#: A file that changed this recently is re-read every round even without a new
-#: event: a write can land within the file system's timestamp granularity.
-ACTIVE_SECONDS = 10.0
 #: Rows per reader step: bounds memory and the time before the first counts show.
 CHUNK_ROWS = 1 << 18
 
-
-@dataclass
-class _Watched:
-    path: Path
-    stat: FileStat
-    reader: FileReader | None  # None while waiting for its first change
-    changed_at: float  # monotonic time the watcher last saw it change
-    resets_seen: int = 0
-    last_read: float | None = None
-    read_version: FileStat | None = None  # the version last read (or found unreadable)
-    error_key: tuple | None = None  # (reason, file version) of the last reported error
-    error_text: str | None = None
-    retry: bool = False  # a transient error: read again next round
-    dirty: bool = False  # packets not yet rendered
-    rendered_at: float | None = None
-    render: Future | None = field(default=None, repr=False)
+__all__ = ["FileStatus", "Ingest"]
 
 
 class Ingest:
-    """Keeps the metrics, plots and saved state in step with the data directory."""
+    """Keeps the metrics, plots and checkpoint in step with the data directory."""
 
     def __init__(self, config: MonitorConfig, watcher: DirectoryWatcher,
-                 detector: DetectorMetrics, health: MonitorHealth, store: StateStore,
+                 detector: DetectorMetrics, health: MonitorHealth, store: CheckpointStore,
                  renderer: PlotRenderer | None = None,
                  on_counted: Callable[[], None] | None = None) -> None:
         self.config = config
         self.watcher = watcher
         self.detector = detector
         self.health = health
-        self.store = store
+        self.checkpointer = Checkpointer(store, {"detector": detector, "health": health})
         self.renderer = renderer
         self.on_counted = on_counted
-        self._files: dict[Path, _Watched] = {}
+        self._files: dict[Path, Watched] = {}
         self._lock = threading.Lock()  # guards _files for readers on other threads
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
-        self._file_counts: dict[str, int] = {}
-        self._idle_closer: threading.Thread | None = None
-        self._idle_checked = time.monotonic()
-        self._save_failing = False
+        self.plots = None if renderer is None else PlotSchedule(
+            renderer, config.interval, config.flush_interval, time.monotonic())
+        #: Rounds run so far (tests wait on it instead of sleeping).
+        self.rounds = 0
+        self._saved: dict[str, Cursor] = {}
+        self._announced = detector.counted
 
     # -- seen from the web side -------------------------------------------------------
 
@@ -99,17 +91,20 @@ class Ingest:
     def files(self) -> list[FileStatus]:
         now = time.monotonic()
         with self._lock:
-            return [self._status(w, now) for w in self._files.values()]
+            return [status_of(w, now) for w in self._files.values()]
 
     # -- lifecycle --------------------------------------------------------------------
 
     def start(self) -> None:
+        """Restore the checkpoint before anything can scrape, then watch."""
+        self._saved = self.checkpointer.restore()
+        self.checkpointer.committed = (self.detector.counted, self.health.changed)
         self.watcher.start()
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Finish the chunk in hand, drop queued renders, save the state and stop."""
+        """Finish the chunk in hand, drop queued renders, checkpoint and stop."""
         self._stop.set()
         self.watcher.stop()
         for watched in list(self._files.values()):
@@ -118,10 +113,10 @@ class Ingest:
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
-                log.error("ingest did not stop within %.0f s; state saved up to its last step",
-                          timeout)
+                log.error("ingest did not stop within %.0f s; counts kept up to its last "
+                          "checkpoint", timeout)
                 return
-        self._save_state()
+        self._commit()
 
     def _run(self) -> None:
         try:
@@ -131,10 +126,9 @@ class Ingest:
             raise
 
     def _loop(self) -> None:
-        saved = self.store.load()
         now = time.time()
         for change in self.watcher.scan():
-            self._start_watching(change, saved.get(str(change.path)), now)
+            self._start_watching(change, self._saved.get(str(change.path)), now)
         self._ready.set()
         log.info("watching %s (%d files matching %s)", self.config.data_dir, len(self._files),
                  self.config.glob)
@@ -142,38 +136,43 @@ class Ingest:
             self._round()
             if self._stop.is_set():
                 break
-            for change in self.watcher.wait(POLL_SECONDS):
+            for change in self.watcher.wait(0 if self._behind() else POLL_SECONDS):
                 self._apply(change)
+
+    def _behind(self) -> bool:
+        return any(w.more for w in self._files.values())
 
     # -- one round --------------------------------------------------------------------
 
     def _round(self) -> None:
         now = time.monotonic()
-        counted = self.detector.version
-        for watched in list(self._files.values()):
+        self.rounds += 1
+        for watched in turns(list(self._files.values()), now):
             if self._stop.is_set():
                 break
-            if not self._due(watched, now):
-                continue
+            watched.served = self.rounds
             try:
                 self._read(watched)
             except Exception as err:  # a fault with one file must not stop the others
                 watched.read_version = watched.stat
+                watched.caught_up()
                 if self._report(watched, InputError(str(watched.path), "internal", repr(err)),
                                 per_version=False):
                     log.exception("%s: unexpected failure while reading", watched.path)
-        self._save_state()
-        if self.on_counted is not None and self.detector.version != counted:
+        self.health.set_files(file_counts(self._files.values(), time.monotonic()))
+        self.health.set_ingest_lag(ingest_lag(list(self._files.values()), time.time()))
+        counted = self.detector.counted
+        if self._commit() and self.on_counted is not None and counted != self._announced:
+            self._announced = counted
             self.on_counted()
-        self._render_due(now)
-        self._close_idle_figures(now)
-        self._publish_file_counts()
+        if self.plots is not None:
+            self.plots.render_due(self._files.values(), now)
+            self.plots.close_idle_figures(now)
 
-    def _due(self, watched: _Watched, now: float) -> bool:
-        if watched.reader is None or watched.stat.size == 0:
-            return False  # waiting, or created but not yet written
-        return (watched.retry or now - watched.changed_at < ACTIVE_SECONDS
-                or watched.read_version != watched.stat)
+    def _commit(self) -> bool:
+        """Checkpoint and publish what changed since the last commit; True if it did."""
+        cursors = [w.reader.cursor for w in list(self._files.values()) if w.reader is not None]
+        return self.checkpointer.commit(cursors, (self.detector.counted, self.health.changed))
 
     def _start_watching(self, change: FileChange, cursor: Cursor | None, now: float) -> None:
         assert change.stat is not None
@@ -189,9 +188,10 @@ class Ingest:
             log.info("%s: untouched for more than %.0f s; waiting until it changes",
                      change.path, self.config.flush_interval)
         age = max(0.0, now - change.stat.mtime)
+        watched = Watched(change.path, change.stat, reader, changed_at=time.monotonic() - age)
+        watched.noticed()
         with self._lock:
-            self._files[change.path] = _Watched(change.path, change.stat, reader,
-                                                changed_at=time.monotonic() - age)
+            self._files[change.path] = watched
 
     def _apply(self, change: FileChange) -> None:
         watched = self._files.get(change.path)
@@ -202,18 +202,21 @@ class Ingest:
         assert change.stat is not None
         if watched is None:
             log.info("%s: new file", change.path)
+            watched = Watched(change.path, change.stat,
+                              FileReader(str(change.path), chunk_rows=CHUNK_ROWS),
+                              changed_at=time.monotonic())
+            watched.noticed()
             with self._lock:
-                self._files[change.path] = _Watched(
-                    change.path, change.stat, FileReader(str(change.path), chunk_rows=CHUNK_ROWS),
-                    changed_at=time.monotonic())
+                self._files[change.path] = watched
             return
         if watched.reader is None:
             log.info("%s: changed; reading from the start", change.path)
             watched.reader = FileReader(str(change.path), chunk_rows=CHUNK_ROWS)
         watched.stat = change.stat
         watched.changed_at = time.monotonic()
+        watched.noticed()
 
-    def _forget(self, watched: _Watched, why: str) -> None:
+    def _forget(self, watched: Watched, why: str) -> None:
         rows = watched.reader.cursor.rows if watched.reader else 0
         log.info("%s: %s (%d rows had been read); no longer watched", watched.path, why, rows)
         with self._lock:
@@ -222,17 +225,15 @@ class Ingest:
 
     # -- reading ----------------------------------------------------------------------
 
-    def _read(self, watched: _Watched) -> None:
+    def _read(self, watched: Watched) -> None:
+        """Count this round's share of the file's new rows (``ROUND_ROWS``)."""
         reader = watched.reader
         assert reader is not None
         source = str(watched.path)
         version = watched.stat
-        first = True
+        share = 0
         try:
             for chunk in reader.read_new():
-                if not first:
-                    self._save_state()  # the cursor now covers every chunk counted so far
-                first = False
                 self._note_resets(watched)
                 self.detector.update(chunk, source)
                 if self.renderer is not None:
@@ -240,18 +241,21 @@ class Ingest:
                 self.health.count_rows(chunk.format, chunk.rows, chunk.nbytes)
                 if chunk.malformed:
                     self.health.count_read_error("malformed_message", chunk.malformed)
-                now = time.time()
-                self.health.mark_ingest(max(0.0, now - watched.stat.mtime), now)
-                watched.last_read = now
+                watched.last_read = time.time()
+                self.health.mark_ingest(watched.last_read)
                 watched.dirty = True
-                if self._stop.is_set():
-                    break
+                share += chunk.rows
+                if self._stop.is_set() or share >= ROUND_ROWS:
+                    watched.more = not self._stop.is_set()
+                    return  # the reader's cursor already covers every chunk counted
             self._note_resets(watched)
         except TransientReadError as err:
             watched.retry = True
-            self._report(watched, err)
+            self.health.count_retry(err.reason)
+            log.debug("%s", err)
             return
         except InputError as err:
+            watched.caught_up()
             if err.reason == "vanished":
                 self._forget(watched, "vanished")
             else:
@@ -260,12 +264,13 @@ class Ingest:
                 self._report(watched, err)
             return
         watched.read_version = version
+        watched.caught_up()
         if watched.error_key is not None:
             log.info("%s: readable again", watched.path)
         watched.retry = False
         watched.error_key = watched.error_text = None
 
-    def _note_resets(self, watched: _Watched) -> None:
+    def _note_resets(self, watched: Watched) -> None:
         assert watched.reader is not None
         new = watched.reader.resets - watched.resets_seen
         if new <= 0:
@@ -276,7 +281,7 @@ class Ingest:
         self.detector.forget(str(watched.path))
         log.info("%s: truncated or replaced; reading it again from the start", watched.path)
 
-    def _report(self, watched: _Watched, err: InputError, per_version: bool = True) -> bool:
+    def _report(self, watched: Watched, err: InputError, per_version: bool = True) -> bool:
         """One log line and one count per error and file version, not one per poll
         (per file, whatever its version, for faults of the monitor itself)."""
         key = (err.reason, watched.stat if per_version else None)
@@ -288,66 +293,4 @@ class Ingest:
         log.warning("%s", err)
         return True
 
-    # -- plots, state, health ---------------------------------------------------------
-
-    def _render_due(self, now: float) -> None:
-        if self.renderer is None:
-            return
-        for watched in self._files.values():
-            if not watched.dirty or (watched.render is not None and not watched.render.done()):
-                continue
-            if watched.rendered_at is not None and now - watched.rendered_at < self.config.interval:
-                continue
-            watched.dirty = False
-            watched.rendered_at = now
-            watched.render = self.renderer.render(watched.path)
-
-    def _close_idle_figures(self, now: float) -> None:
-        """Close idle figures on a helper thread: the renderer may be busy for a while."""
-        every = min(60.0, self.config.flush_interval)
-        if self.renderer is None or now - self._idle_checked < every:
-            return
-        if self._idle_closer is not None and self._idle_closer.is_alive():
-            return
-        self._idle_checked = now
-        self._idle_closer = threading.Thread(
-            target=self.renderer.close_idle, args=(self.config.flush_interval,),
-            name="close-idle", daemon=True)
-        self._idle_closer.start()
-
-    def _save_state(self) -> None:
-        try:
-            self.store.save(w.reader.cursor for w in list(self._files.values())
-                            if w.reader is not None)
-        except OSError as err:
-            if not self._save_failing:
-                log.error("%s: cannot save the state: %s", self.store.path,
-                          err.strerror or err)
-            self._save_failing = True
-            return
-        if self._save_failing:
-            log.info("%s: state saved again", self.store.path)
-            self._save_failing = False
-
-    def _publish_file_counts(self) -> None:
-        now = time.monotonic()
-        counts = Counter(self._state(w, now) for w in self._files.values())
-        counts = {state: counts.get(state, 0) for state in ("active", "idle", "waiting", "error")}
-        if counts != self._file_counts:
-            self._file_counts = counts
-            self.health.set_files(counts)
-
-    @staticmethod
-    def _state(watched: _Watched, now: float) -> str:
-        if watched.error_key is not None:
-            return "error"
-        if watched.reader is None:
-            return "waiting"
-        return "active" if now - watched.changed_at < ACTIVE_SECONDS else "idle"
-
-    def _status(self, watched: _Watched, now: float) -> FileStatus:
-        cursor = watched.reader.cursor if watched.reader else None
-        return FileStatus(path=str(watched.path), file=watched.path.stem,
-                          state=self._state(watched, now), rows=cursor.rows if cursor else 0,
-                          format=cursor.format if cursor else None,
-                          last_read=watched.last_read, error=watched.error_text)
+    # -- health -----------------------------------------------------------------------

@@ -89,7 +89,7 @@ def run_once(files: list[Path], plot_dir: Path, ext: str = ".png",
     except ValueError as error:
         print(f"{_PROG}: {error}", file=sys.stderr)
         return 2
-    if not no_plots and not _usable_dir(Path(plot_dir)):
+    if not _usable_dir(Path(plot_dir)):  # -o is created whatever else is asked
         return 2
     signoff = _signoff(quality, detector) if quality is not None else None
     if signoff is False:

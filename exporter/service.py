@@ -3,7 +3,7 @@
 Start-up checks the user's choices first (data directory, plot directory,
 plot names, address) and stops with one line if one is wrong. SIGTERM and
 Ctrl-C stop uvicorn gracefully; then ingest finishes its current chunk, the
-state is saved and the figures are closed.
+checkpoint is written and the figures are closed.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from exporter.metrics import DetectorMetrics, MonitorHealth, build_registry
 from exporter.quality import ChecksConfigError, MaskError, QualityMonitor, setup_quality
 from exporter.quality.loop import QualityLoop
 from exporter.render import PlotRenderer, discover_plots
+from exporter.source.checkpoint import CheckpointStore
 from exporter.source.shard import watcher_for
-from exporter.source.state import StateStore
 from exporter.web.app import create_app
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,9 @@ def serve(config: MonitorConfig) -> int:
         log.error("%s", err)
         return EXIT_USAGE
 
-    health = MonitorHealth()
-    detector = DetectorMetrics(rate_window=config.rate_window, hot_rate=config.hot_rate)
+    health = MonitorHealth(gated=True)  # scrapes see checkpointed counts only
+    detector = DetectorMetrics(rate_window=config.rate_window, hot_rate=config.hot_rate,
+                               gated=True)
     renderer = None
     if not config.no_plots:
         renderer = PlotRenderer(discover_plots(config.plugin_dirs), plot_dir, ext=config.ext,
@@ -60,8 +61,8 @@ def serve(config: MonitorConfig) -> int:
     quality = QualityMonitor(quality_setup, config.rate_window, config.hot_rate)
     quality_loop = QualityLoop(quality, detector, interval=min(config.interval, 5.0))
     registry = build_registry(detector, health, [quality.families])
-    ingest = Ingest(config, watcher, detector, health, StateStore.in_plot_dir(plot_dir), renderer,
-                    on_counted=registry.collector.prepare)
+    ingest = Ingest(config, watcher, detector, health, CheckpointStore.in_plot_dir(plot_dir),
+                    renderer, on_counted=registry.collector.prepare)
     app = create_app(registry, ingest, renderer, config.auth_token, detector, quality=quality)
     server = uvicorn.Server(uvicorn.Config(
         app, log_config=None, log_level=config.log_level.lower(),
@@ -80,7 +81,7 @@ def serve(config: MonitorConfig) -> int:
         ingest.stop()
         if renderer is not None:
             renderer.shutdown()
-        log.info("stopped; state saved")
+        log.info("stopped; checkpoint written")
     return 0
 
 

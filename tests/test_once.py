@@ -368,3 +368,14 @@ def test_progress_bar_only_on_a_terminal(tmp_path, monkeypatch, capsys, terminal
     assert status == 0
     assert ("%|" in stderr.getvalue()) == terminal
     assert parse_summaries(capsys.readouterr().out)[str(path)]["packets"] == 3_000
+
+
+def test_the_output_directory_is_created_even_without_plots(tmp_path):
+    """``-o DIR --no-plots --metrics-file DIR/m.prom``: DIR is created, the metrics written."""
+    path = tmp_path / "run.h5"
+    truth = simulate_file(path, "packet", n_packets=2_000, seed=5)
+    out = tmp_path / "new" / "dir"
+    result = run_cli(path, "-o", out, "--no-plots", "--metrics-file", out / "m.prom")
+    assert result.returncode == 0, result.stderr
+    samples = parse_metrics(out / "m.prom")
+    assert samples[("larpix_monitor_rows_read_total", (("format", "packet"),))] == truth["rows"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from exporter.metrics.checkpoint import State, dense, sparse
+
 #: chip_id | io_channel << 8 | io_group << 16: one detector's chips sit close together.
 CHIP_KEYS = 1 << 24
 #: Rows of a chip-slot lookup step: its temporaries stay in the CPU cache.
@@ -75,6 +77,15 @@ class ChipSlots:
         self._slot_of[winners] = 0
         return np.sort(winners)
 
+    def checkpoint(self) -> State:
+        return {"keys": self.keys.copy()}
+
+    def restore(self, state: State) -> None:
+        """Slots as numbered before, so counts kept per slot line up again."""
+        self.keys = np.asarray(state["keys"], np.int64)
+        self._slot_of = np.zeros(CHIP_KEYS, np.int32)
+        self._slot_of[self.keys[1:]] = np.arange(1, len(self.keys), dtype=np.int32)
+
     @property
     def group(self) -> np.ndarray:
         return self.keys >> 16
@@ -108,6 +119,13 @@ class Tally:
 
     def total(self) -> np.ndarray:
         return self.folded + self.recent
+
+    def checkpoint(self) -> State:
+        return sparse(self.total())
+
+    def restore(self, state: State) -> None:
+        self.folded = dense(state)
+        self.recent = np.zeros(self.folded.shape, np.int32)
 
     def grow(self, size: int) -> None:
         """Extend the first axis to ``size``."""

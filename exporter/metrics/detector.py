@@ -20,6 +20,7 @@ import numpy as np
 
 from exporter.metrics.channel_counts import ChannelCounts
 from exporter.metrics.channels import ChannelTable, ChannelTables
+from exporter.metrics.checkpoint import AttributeArrays, Checkpointed, State, gather, scatter
 from exporter.metrics.chip_detail import ChipDetail
 from exporter.metrics.chips import ChipSlots, Tally, grow_axis
 from exporter.metrics.clock import N_GROUPS, NO_TIME, DataClock, Segments
@@ -81,12 +82,19 @@ class DetectorSnapshot:
 
 
 class DetectorMetrics:
-    """Counters, histograms and window gauges of the detector, fed chunk by chunk."""
+    """Counters, histograms and window gauges of the detector, fed chunk by chunk.
 
-    def __init__(self, rate_window: float = 10.0, hot_rate: float = 20.0) -> None:
+    Gated (the service): scrapes see the snapshot of the last ``publish()``,
+    which the ingest loop calls once the checkpoint holding those counts is
+    on disk. Ungated (once mode, tests): scrapes see every update at once.
+    """
+
+    def __init__(self, rate_window: float = 10.0, hot_rate: float = 20.0,
+                 gated: bool = False) -> None:
         self.rate_window = rate_window
         self.hot_rate = hot_rate
-        self._lock = threading.Lock()
+        self.gated = gated
+        self._lock = threading.RLock()  # the channel tables share it
         self._version = 0
         self._snapshot: tuple[int, DetectorSnapshot] | None = None
         self._clock = DataClock()
@@ -107,11 +115,45 @@ class DetectorMetrics:
         #: per-channel tables of the files read last (``checkpoint``/``restore`` with them)
         self.channels = ChannelTables(self._chips, self._lock, self._grow)
         self._tables: dict[str, tuple[int, ChannelTable]] = {}
+        #: The checkpointed parts, restored in this order (counts per chip slot need the slots).
+        self.components: dict[str, Checkpointed] = {
+            "chips": self._chips, "window": self._window, "adc_delay": self._adc_delay,
+            "gaps": self._gaps, "detail": AttributeArrays(self._detail, (
+                "config", "clock_source", "has_clock_source")),
+            "counts": AttributeArrays(self, ("_parity", "_fifo", "_delay_sum", "_sync",
+                                             "_trigger", "_sync_offset", "_has_sync_offset")),
+            "channels": self.channels,
+        }
 
     @property
     def version(self) -> int:
-        """Changes with every update: a cache of the exposition is valid while it holds."""
+        """Changes with every update (gated: every publish): a cache of the exposition is
+        valid while it holds."""
+        if self.gated:
+            return self._snapshot[0] if self._snapshot is not None else -1
         return self._version
+
+    @property
+    def counted(self) -> int:
+        """Changes with every update, published or not."""
+        return self._version
+
+    def checkpoint(self) -> State:
+        with self._lock:
+            return gather(self.components)
+
+    def restore(self, state: State) -> None:
+        """Continue from a checkpoint; the data-time carry of each file refills from new rows."""
+        with self._lock:
+            scatter(self.components, state)
+            self._grow(self._chips.capacity)
+            self._version += 1
+
+    def publish(self) -> None:
+        """Let scrapes see everything counted so far (gated mode)."""
+        with self._lock:
+            if self._snapshot is None or self._snapshot[0] != self._version:
+                self._snapshot = (self._version, self._take_snapshot())
 
     def forget(self, source: str) -> None:
         """Drop the data-time carry of a file (gone, or to be read again from its start)."""
@@ -299,13 +341,16 @@ class DetectorMetrics:
                                   rows.trigger_type[trigger]), 1)
 
     def snapshot(self) -> DetectorSnapshot:
-        """A consistent copy of every metric (cached until the next update)."""
+        """A consistent copy of every metric (cached until the next update; gated: the
+        published one)."""
         with self._lock:
             return self._current_snapshot()
 
     def _current_snapshot(self) -> DetectorSnapshot:
         cached = self._snapshot
-        if cached is None or cached[0] != self._version:
+        if self.gated and cached is None:
+            cached = self._snapshot = (-1, self._take_snapshot())
+        if not self.gated and (cached is None or cached[0] != self._version):
             cached = (self._version, self._take_snapshot())
             self._snapshot = cached
         return cached[1]

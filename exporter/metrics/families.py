@@ -301,13 +301,18 @@ def health_families(snap: HealthSnapshot) -> list[Family]:
     errors = Family("larpix_monitor_read_errors", "counter", "Unusable input, by reason.")
     for reason, n in sorted(snap.read_errors.items()):
         errors.add((("reason", reason),), n, "_total")
+    retries = Family("larpix_monitor_read_retries", "counter",
+                     "Reads that failed for a passing reason (file busy) and were tried again.")
+    for reason, n in sorted(snap.read_retries.items()):
+        retries.add((("reason", reason),), n, "_total")
     resets = Family("larpix_monitor_file_resets", "counter",
                     "Files that shrank or were replaced, read again from the start.")
     resets.add((), snap.resets, "_total")
-    families = [files, rows, read_bytes, errors, resets]
+    families = [files, rows, read_bytes, errors, retries, resets]
     if snap.ingest_lag is not None:
         lag = Family("larpix_monitor_ingest_lag_seconds", "gauge",
-                     "Time from a file's last change to its rows being counted.")
+                     "How long the oldest uncounted rows have waited since the monitor "
+                     "noticed them (0 when caught up).")
         lag.add((), snap.ingest_lag)
         families.append(lag)
     if snap.last_ingest is not None:

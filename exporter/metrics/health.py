@@ -7,7 +7,10 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from exporter import __version__
+from exporter.metrics.checkpoint import State, keyed, section, unkeyed
 
 #: Upper bounds (seconds) of the plot render-time histogram.
 RENDER_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -28,6 +31,7 @@ class HealthSnapshot:
     rows: dict[str, int]
     bytes_read: int
     read_errors: dict[str, int]
+    read_retries: dict[str, int]
     resets: int
     ingest_lag: float | None
     last_ingest: float | None
@@ -36,16 +40,25 @@ class HealthSnapshot:
 
 
 class MonitorHealth:
-    """Thread-safe tallies of the ingest loop and the renderer."""
+    """Thread-safe tallies of the ingest loop and the renderer.
 
-    def __init__(self, version: str = __version__) -> None:
+    Gated (the service), scrapes see the snapshot taken by the last
+    ``checkpoint()``, once ``publish()`` says that checkpoint is on disk: the
+    renderer counts at any moment, and its counts too must never go back.
+    """
+
+    def __init__(self, version: str = __version__, gated: bool = False) -> None:
         self._lock = threading.Lock()
         self._build_version = version
+        self.gated = gated
         self._generation = 0
+        self._checkpointed: tuple[int, HealthSnapshot] | None = None
+        self._published: tuple[int, HealthSnapshot] | None = None
         self._files: dict[str, int] = {}
-        self._rows: Counter[str] = Counter()
+        self._rows: Counter[str] = Counter({"packet": 0, "raw": 0})  # 0 from the start
         self._bytes = 0
         self._read_errors: Counter[str] = Counter()
+        self._read_retries: Counter[str] = Counter()
         self._resets = 0
         self._ingest_lag: float | None = None
         self._last_ingest: float | None = None
@@ -54,8 +67,59 @@ class MonitorHealth:
 
     @property
     def version(self) -> int:
-        """Changes with every change: a cache of the exposition is valid while it holds."""
+        """Changes with every change (gated: every publish): a cache of the exposition is
+        valid while it holds."""
+        if self.gated:
+            return self._published[0] if self._published is not None else -1
         return self._generation
+
+    @property
+    def changed(self) -> int:
+        """Changes with every change, published or not."""
+        return self._generation
+
+    def checkpoint(self) -> State:
+        """The counters, from the snapshot the next ``publish()`` will show."""
+        with self._lock:
+            snap = self._take_snapshot()
+            self._checkpointed = (self._generation, snap)
+        state = {"bytes": np.array([snap.bytes_read], np.int64),
+                 "resets": np.array([snap.resets], np.int64)}
+        parts = {"rows": snap.rows, "read_errors": snap.read_errors,
+                 "read_retries": snap.read_retries, "plot_errors": snap.plot_errors,
+                 "render_total": {p: t.total for p, t in snap.render.items()}}
+        for name, counts in parts.items():
+            state.update({f"{name}.{k}": v for k, v in keyed(counts).items()})
+        plots = sorted(snap.render)
+        state["render.keys"] = np.array(plots, dtype=np.str_)
+        state["render.counts"] = np.array([snap.render[p].counts for p in plots], np.int64
+                                          ).reshape(len(plots), len(RENDER_BUCKETS) + 1)
+        return state
+
+    def restore(self, state: State) -> None:
+        totals = unkeyed(section(state, "render_total"))
+        render = {str(p): RenderTimes([int(c) for c in counts], totals.get(str(p), 0.0))
+                  for p, counts in zip(state["render.keys"], state["render.counts"], strict=True)}
+        with self._lock:
+            self._bytes = int(state["bytes"][0])
+            self._resets = int(state["resets"][0])
+            for name in ("rows", "read_errors", "read_retries", "plot_errors"):
+                counts = Counter({k: int(v) for k, v in unkeyed(section(state, name)).items()})
+                setattr(self, "_" + name, counts)
+            self._render = render
+            self._generation += 1
+
+    def publish(self) -> None:
+        """Let scrapes see the last checkpoint (gated mode)."""
+        with self._lock:
+            if self._checkpointed is not None:
+                self._published = self._checkpointed
+
+    def count_retry(self, reason: str) -> None:
+        """A read that failed for a passing reason (file busy) and will be tried again."""
+        with self._lock:
+            self._read_retries[reason] += 1
+            self._generation += 1
 
     def count_rows(self, fmt: str, rows: int, nbytes: int) -> None:
         with self._lock:
@@ -76,14 +140,22 @@ class MonitorHealth:
     def set_files(self, counts: dict[str, int]) -> None:
         """Number of files in each state (replaces the previous counts)."""
         with self._lock:
-            self._files = dict(counts)
-            self._generation += 1
+            if counts != self._files:
+                self._files = dict(counts)
+                self._generation += 1
 
-    def mark_ingest(self, lag_seconds: float, now: float) -> None:
+    def mark_ingest(self, now: float) -> None:
+        """New rows were counted at unix time ``now``."""
         with self._lock:
-            self._ingest_lag = lag_seconds
             self._last_ingest = now
             self._generation += 1
+
+    def set_ingest_lag(self, seconds: float) -> None:
+        """How long the oldest rows not yet counted have waited (0: caught up)."""
+        with self._lock:
+            if seconds != self._ingest_lag:
+                self._ingest_lag = seconds
+                self._generation += 1
 
     def observe_render(self, plot: str, seconds: float) -> None:
         with self._lock:
@@ -99,10 +171,17 @@ class MonitorHealth:
 
     def snapshot(self) -> HealthSnapshot:
         with self._lock:
-            return HealthSnapshot(
-                version=self._build_version, files=dict(self._files), rows=dict(self._rows),
-                bytes_read=self._bytes, read_errors=dict(self._read_errors),
-                resets=self._resets, ingest_lag=self._ingest_lag,
-                last_ingest=self._last_ingest,
-                render={p: RenderTimes(list(t.counts), t.total) for p, t in self._render.items()},
-                plot_errors=dict(self._plot_errors))
+            if not self.gated:
+                return self._take_snapshot()
+            if self._published is None:
+                self._published = (-1, self._take_snapshot())
+            return self._published[1]
+
+    def _take_snapshot(self) -> HealthSnapshot:
+        return HealthSnapshot(
+            version=self._build_version, files=dict(self._files), rows=dict(self._rows),
+            bytes_read=self._bytes, read_errors=dict(self._read_errors),
+            read_retries=dict(self._read_retries), resets=self._resets,
+            ingest_lag=self._ingest_lag, last_ingest=self._last_ingest,
+            render={p: RenderTimes(list(t.counts), t.total) for p, t in self._render.items()},
+            plot_errors=dict(self._plot_errors))

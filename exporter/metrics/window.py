@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from exporter.metrics.checkpoint import State, dense, sparse
 from exporter.metrics.chips import grow_axis
 from exporter.metrics.clock import N_GROUPS, NO_TIME, Segments, sorted_unique
 from exporter.packets import DATA
@@ -73,6 +74,18 @@ class SlidingWindow:
         self.counts = grow_axis(self.counts, 1, capacity)
         self.retired = grow_axis(self.retired, 0, capacity)
         self.adc_sums = grow_axis(self.adc_sums, 1, capacity)
+
+    def checkpoint(self) -> State:
+        """Packet totals by (chip slot, type) and the latest data second of each io_group;
+        the ring (the window's gauges) refills from new data."""
+        totals = sparse(self.retired + self._types(self.counts.sum(axis=0, dtype=np.int64)))
+        return {**totals, "latest": self.latest.copy()}
+
+    def restore(self, state: State) -> None:
+        self.retired = dense(state)
+        self.counts = np.zeros((self.n_slots + 1, len(self.retired), self.columns), np.int32)
+        self.latest = np.array(state["latest"], np.int64)
+        self.slot_second[:] = NO_TIME
 
     def ring_slots(self, seg: Segments, chip_group: np.ndarray) -> np.ndarray:
         """Advance the latest seconds; return the ring slot of each segment.
@@ -190,6 +203,15 @@ class SyncGaps:
         self.pending = np.full(N_GROUPS, NO_TIME, np.int64)
         self.pending_synced = np.zeros(N_GROUPS, bool)
         self.gaps = np.zeros(N_GROUPS, np.int64)
+
+    def checkpoint(self) -> State:
+        return {"pending": self.pending.copy(), "pending_synced": self.pending_synced.copy(),
+                "gaps": self.gaps.copy()}
+
+    def restore(self, state: State) -> None:
+        self.pending = np.array(state["pending"], np.int64)
+        self.pending_synced = np.array(state["pending_synced"], bool)
+        self.gaps = np.array(state["gaps"], np.int64)
 
     def add(self, data_seconds: tuple[np.ndarray, np.ndarray],
             synced_seconds: tuple[np.ndarray, np.ndarray]) -> None:

@@ -34,6 +34,9 @@ _INITIAL_PACKETS_PER_MESSAGE = 256
 #: Raw messages per h5py read: bounds a chunk's overshoot when message sizes jump.
 _MAX_MESSAGES_PER_READ = 4096
 
+#: A raw file unchanged this long has every header written that it will get.
+HEADERS_SETTLE_SECONDS = 2.0
+
 #: Largest block read when looking backwards for the last filled row.
 _MAX_TAIL_BLOCK = 1 << 16
 
@@ -70,10 +73,14 @@ class FileReader:
         self.chunk_rows = max(1, int(chunk_rows))
         self.read_ahead = read_ahead
         self.resets = 0
+        #: The next chunk being read while the consumer holds one (None: nothing ahead).
+        self.ahead: Future[_Batch] | None = None
         self._packets_per_message = float(_INITIAL_PACKETS_PER_MESSAGE)
 
     def read_new(self) -> Iterator[Chunk]:
-        """New rows in chunks; a chunk is consumed once the next one is asked for."""
+        """New rows in chunks. The cursor covers a chunk as soon as it is handed out: the
+        consumer counts it before anything saves the cursor (same thread), so stopping
+        after any chunk never leaves a counted chunk unclaimed."""
         info = self._stat()
         if self.cursor.inode and info.st_ino != self.cursor.inode:
             self._reset()
@@ -92,8 +99,9 @@ class FileReader:
                 if batch.more and self.read_ahead:
                     ahead = ahead or ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
                     pending = ahead.submit(self._fetch_retrying, *following)
-                yield batch.chunk
+                self.ahead = pending
                 self.cursor.rows = following[0]
+                yield batch.chunk
                 batch = pending.result() if pending else self._fetch_retrying(*following)
         finally:
             if ahead is not None:
@@ -170,7 +178,9 @@ class FileReader:
                 rows, data, more = self._fetch_packets(datasets[0], layout, start)
                 io_groups = None
             else:
-                rows, data, io_groups, more = self._fetch_messages(*datasets, start, available)
+                settled = time.time() - opened.st_mtime > HEADERS_SETTLE_SECONDS
+                rows, data, io_groups, more = self._fetch_messages(*datasets, start, available,
+                                                                   settled)
         batch = _Batch(start, rows, reset, opened.st_ino, opened.st_size, layout, more)
         if rows:
             batch.chunk = self._chunk(layout, rows, data, io_groups)
@@ -191,13 +201,13 @@ class FileReader:
         return stop - start, rows, stop < end
 
     def _fetch_messages(self, msgs: h5py.Dataset, headers: h5py.Dataset, start: int,
-                        available: int
+                        available: int, settled: bool
                         ) -> tuple[int, np.ndarray | None, np.ndarray | None, bool]:
         """Messages holding about ``chunk_rows`` packets, read in blocks sized by the
         packets per message seen so far (a block is at most ``_MAX_MESSAGES_PER_READ``):
         messages read, the messages, their io_groups, whether filled messages remain."""
         end = _filled_end(msgs, start, available, _empty_messages)
-        end = _headers_written_end(headers, start, end)
+        end = _headers_written_end(headers, start, end, settled)
         blocks, stop, packets = [], start, 0
         while stop < end and stop - start < self.chunk_rows and packets < self.chunk_rows:
             wanted = math.ceil((self.chunk_rows - packets) / self._packets_per_message)
@@ -256,13 +266,17 @@ def _filled_end(dset: h5py.Dataset, start: int, end: int,
     return start
 
 
-def _headers_written_end(headers: h5py.Dataset, start: int, end: int) -> int:
-    """to_rawfile writes ``msgs`` before ``msg_headers``: in a file whose messages carry
-    io_groups, trailing zero headers are not written yet, so their messages wait."""
+def _headers_written_end(headers: h5py.Dataset, start: int, end: int, settled: bool) -> int:
+    """to_rawfile writes ``msgs`` before ``msg_headers``: trailing zero headers are not
+    written yet, so their messages wait, from row 0 on. Zero headers are final in a file
+    whose earlier headers were zero too, or once the file has not changed for
+    ``HEADERS_SETTLE_SECONDS`` (a writer fills the headers milliseconds after the messages)."""
     header_end = _filled_end(headers, start, end, _zero_rows)
-    if header_end > start or (start > 0 and headers[start - 1]["io_groups"] != 0):
+    if header_end > start:
         return header_end
-    return end
+    if settled or (start > 0 and headers[start - 1]["io_groups"] == 0):
+        return end
+    return start
 
 
 def _zero_rows(rows: np.ndarray) -> np.ndarray:

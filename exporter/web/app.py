@@ -57,7 +57,8 @@ class NoPlots:
 
 
 class BearerAuth:
-    """Requires ``Authorization: Bearer <token>`` on every route but ``/healthz``."""
+    """Requires ``Authorization: Bearer <token>`` on every route but the probes
+    (``/healthz``, ``/readyz``: orchestrators probe without credentials)."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
@@ -69,7 +70,7 @@ class BearerAuth:
         return hmac.compare_digest(credentials.strip(), self.token) and scheme.lower() == b"bearer"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] != "/healthz":
+        if scope["type"] == "http" and scope["path"] not in ("/healthz", "/readyz"):
             if not self._authorised(scope):
                 response = JSONResponse(
                     {"detail": "missing or wrong bearer token"}, status_code=401,

@@ -474,7 +474,9 @@ def test_monitor_health_metrics():
     health.count_read_error("malformed_message", 3)
     health.count_reset()
     health.set_files({"active": 2, "error": 1})
-    health.mark_ingest(1.5, 1_700_000_000.25)
+    health.set_ingest_lag(1.5)
+    health.mark_ingest(1_700_000_000.25)
+    health.count_retry("busy")
     for seconds in (0.004, 0.3, 0.3, 120.0):
         health.observe_render("PixelMap", seconds)
     health.count_plot_error("Broken")
@@ -484,6 +486,7 @@ def test_monitor_health_metrics():
     assert value(s, "larpix_monitor_bytes_read_total") == 5319
     assert named(s, "larpix_monitor_read_errors_total") == {
         (("reason", "not_hdf5"),): 1, (("reason", "malformed_message"),): 3}
+    assert value(s, "larpix_monitor_read_retries_total", reason="busy") == 1
     assert value(s, "larpix_monitor_file_resets_total") == 1
     assert value(s, "larpix_monitor_files", state="active") == 2
     assert value(s, "larpix_monitor_ingest_lag_seconds") == 1.5

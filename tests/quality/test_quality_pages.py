@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 from support.quality_runs import FAULT_TILES, injected
-from support.service import MonitorProcess, load_truth, wait_for
+from support.service import MonitorProcess, load_truth
+from support.waiting import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 RED = np.array([0xC6, 0x28, 0x28])

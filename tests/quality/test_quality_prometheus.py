@@ -22,12 +22,11 @@ from support.service import load_truth, parse_exposition
 from support.stack import (
     ManagedProcess,
     PrometheusAPI,
-    free_port,
     start_exporter,
     start_prometheus,
-    wait_until,
     write_prometheus_test_config,
 )
+from support.waiting import free_port, wait_for
 
 QUALITY_ALERTS = ("LArPixQualityBad", "LArPixQualityWarning")
 
@@ -59,8 +58,8 @@ def stack(request, runs, tmp_path_factory) -> Iterator[QualityStack]:
             "--checks", str(checks)]))
         url = f"http://127.0.0.1:{ports['exporter']}"
         packets = load_truth(runs[request.param])["packets"]
-        read = wait_until(lambda: _read_all(url, packets), 180, "the whole file read")
-        document = wait_until(lambda: (d := httpx.get(url + "/api/quality").json()).get(
+        read = wait_for(lambda: _read_all(url, packets), 180, "the whole file read")
+        document = wait_for(lambda: (d := httpx.get(url + "/api/quality").json()).get(
             "evaluated") and d["updated"] > read and d, 60, "a grading of the whole file")
         config = write_prometheus_test_config(
             prom, exporter=f"127.0.0.1:{ports['exporter']}",
@@ -95,7 +94,7 @@ def _worst(document: dict, by: tuple[str, ...]) -> dict[tuple[str, ...], float]:
 
 def test_the_roll_ups_are_the_worst_tile(stack: QualityStack) -> None:
     prometheus = stack.prometheus
-    io_group = wait_until(lambda: _by_labels(prometheus.query("larpix:quality:io_group"),
+    io_group = wait_for(lambda: _by_labels(prometheus.query("larpix:quality:io_group"),
                                              "check", "io_group") or None, 60,
                           "the io_group roll-up")
     assert io_group == _worst(stack.document, ("check", "io_group"))
@@ -116,14 +115,14 @@ def test_the_alerts_fire_for_the_faulty_run_only(stack: QualityStack, request) -
                     for check, tiles in FAULT_TILES.items() if check != "hot_vs_reference"
                     for group, _ in tiles}
         expected.add(("LArPixQualityWarning", "hot_vs_reference", "1", "firing"))
-        firing = wait_until(lambda: (f := _quality_alerts(prometheus)) >= expected and f, 60,
+        firing = wait_for(lambda: (f := _quality_alerts(prometheus)) >= expected and f, 60,
                             f"the quality alerts {sorted(expected)}")
         worst = _worst(stack.document, ("check", "io_group"))
         assert firing == {({2: "LArPixQualityBad", 1: "LArPixQualityWarning"}[int(v)], c, g,
                            "firing") for (c, g), v in worst.items() if v >= 1}
     else:
         # quiet after the rules have been evaluated on the graded run for several seconds
-        wait_until(lambda: prometheus.query(
+        wait_for(lambda: prometheus.query(
             "count_over_time(larpix:quality:detector[30s]) >= 5"), 60,
             "five evaluations of the roll-ups")
         assert _quality_alerts(prometheus) == set()

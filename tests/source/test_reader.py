@@ -23,7 +23,7 @@ from support.larpix import convert_messages
 
 from exporter.errors import InputError
 from exporter.packets import PACKET_DTYPE
-from exporter.source.reader import FileReader
+from exporter.source.reader import HEADERS_SETTLE_SECONDS, FileReader
 
 
 def random_rows(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -128,7 +128,9 @@ def test_zero_row_followed_by_data_is_consumed(tmp_path):
     np.testing.assert_array_equal(packets_of(drain(FileReader(path))), rows)
 
 
-def test_chunk_committed_only_when_next_is_asked(tmp_path):
+def test_cursor_covers_a_chunk_once_it_is_handed_out(tmp_path):
+    """A consumer that stops after counting a chunk (graceful stop) leaves a cursor that
+    covers it: the next reader starts right after it, nothing is counted twice."""
     rows = random_rows(np.random.default_rng(5), 30)
     path = tmp_path / "run.h5"
     new_packet_file(path)
@@ -136,14 +138,15 @@ def test_chunk_committed_only_when_next_is_asked(tmp_path):
     reader = FileReader(path, chunk_rows=10)
     chunks = reader.read_new()
     first = next(chunks)
-    assert reader.cursor.rows == 0
-    next(chunks)
     assert reader.cursor.rows == 10
-    chunks.close()  # the consumer died while counting the second chunk
+    second = next(chunks)
+    assert reader.cursor.rows == 20
+    chunks.close()  # the consumer stops after counting the second chunk
     again = FileReader(path, cursor=replace(reader.cursor), chunk_rows=10)
     rest = drain(again)
     np.testing.assert_array_equal(first.packets, rows[:10])
-    np.testing.assert_array_equal(packets_of(rest), rows[10:])
+    np.testing.assert_array_equal(second.packets, rows[10:20])
+    np.testing.assert_array_equal(packets_of(rest), rows[20:])
 
 
 def read_ahead_threads() -> list[threading.Thread]:
@@ -181,7 +184,7 @@ def test_file_replaced_while_a_chunk_is_read_ahead(tmp_path):
     reader = FileReader(path, chunk_rows=100)
     chunks = reader.read_new()
     first = next(chunks)
-    time.sleep(0.2)  # the read-ahead of rows 100-199 is done by now
+    reader.ahead.result(timeout=30)  # the read-ahead of rows 100-199 is done
     os.replace(other, path)
     rest = packets_of(list(chunks))
 
@@ -198,7 +201,7 @@ def test_error_of_a_chunk_read_ahead_reaches_the_consumer(tmp_path):
     reader = FileReader(path, chunk_rows=100)
     chunks = reader.read_new()
     seen = [next(chunks)]
-    time.sleep(0.2)
+    reader.ahead.result(timeout=30)  # rows 100-199 are read ahead before the file goes
     path.unlink()
     with pytest.raises(InputError) as error:
         seen.extend(chunks)
@@ -365,14 +368,38 @@ def test_raw_rows_wait_until_message_and_header_are_written(tmp_path, messages_f
                                   convert_messages(msgs, [2] * 6, tmp_path)[0])
 
 
-def test_raw_file_without_headers_is_read(tmp_path):
-    """Files written without msg_headers carry io_group 0 throughout: nothing waits."""
+def test_raw_headers_written_after_messages_at_row_0_wait(tmp_path):
+    """The first batch of a new raw file caught between to_rawfile's two writes: its
+    messages wait for their headers instead of being read with io_group 0."""
+    rng = np.random.default_rng(16)
+    path = tmp_path / "raw.h5"
+    msgs = [data_message(random_words(rng, 3)) for _ in range(3)]
+    rawhdf5format.to_rawfile(str(path), msgs=[], msg_headers={"io_groups": []})
+    with h5py.File(path, "a", libver="latest") as f:
+        f["msgs"].resize((3,))
+        f["msg_headers"].resize((3,))
+        f["msgs"][:] = [np.frombuffer(m, np.uint8) for m in msgs]
+    reader = FileReader(path)
+    assert drain(reader) == [] and reader.cursor.rows == 0
+    with h5py.File(path, "a", libver="latest") as f:
+        f["msg_headers"][:] = np.array([(7,)] * 3, f["msg_headers"].dtype)
+    np.testing.assert_array_equal(packets_of(drain(reader)),
+                                  convert_messages(msgs, [7] * 3, tmp_path)[0])
+
+
+def test_raw_file_without_headers_is_read_once_settled(tmp_path):
+    """Files written without msg_headers carry io_group 0 throughout: once the file has not
+    changed for HEADERS_SETTLE_SECONDS its zero headers are final and nothing waits."""
     rng = np.random.default_rng(15)
     path = tmp_path / "raw.h5"
     msgs = [data_message(random_words(rng, 3)) for _ in range(5)]
     rawhdf5format.to_rawfile(str(path), msgs=msgs, msg_headers={"io_groups": [0] * 5})
-    chunks = drain(FileReader(path))
-    np.testing.assert_array_equal(packets_of(chunks), convert_messages(msgs, [0] * 5, tmp_path)[0])
+    reader = FileReader(path)
+    assert drain(reader) == []  # just written: its headers may still come
+    settled = time.time() - HEADERS_SETTLE_SECONDS - 1
+    os.utime(path, (settled, settled))
+    np.testing.assert_array_equal(packets_of(drain(reader)),
+                                  convert_messages(msgs, [0] * 5, tmp_path)[0])
 
 
 HOLD_OPEN_FOR_SWMR_WRITE = """

@@ -31,13 +31,12 @@ from support.stack import (
     ManagedProcess,
     PrometheusAPI,
     dashboards,
-    free_port,
     start_exporter,
     start_prometheus,
     substitute,
     targets,
-    wait_until,
 )
+from support.waiting import free_port, wait_for
 
 from exporter.simulate import simulate_file
 
@@ -90,7 +89,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaleStack]:
         started.append(start_prometheus(config, root / "prometheus" / "tsdb",
                                         ports["prometheus"], logs))
         prometheus = PrometheusAPI(ports["prometheus"])
-        wait_until(lambda: len(prometheus.query('up{job="larpix-monitor"} == 1')) == 3, 60,
+        wait_for(lambda: len(prometheus.query('up{job="larpix-monitor"} == 1')) == 3, 60,
                    "Prometheus's first scrape of the three exporters")
 
         # The DAQ rotates: one file after the other, data time running on.
@@ -120,7 +119,7 @@ def test_each_file_is_read_by_exactly_one_shard(stack: ScaleStack) -> None:
     assert {owner(name) for name in SHARED_FILES} == {0, 1}, "the files must cover both shards"
     for shard in (0, 1):
         expected = truth_counters(shard_truths(stack, shard), COUNTERS)
-        wait_until(lambda shard=shard, expected=expected: not mismatches(
+        wait_for(lambda shard=shard, expected=expected: not mismatches(
                    scrape(stack, f"shard{shard}"), expected, COUNTERS),
                    60, f"shard {shard}'s counters to equal its files' truth")
         samples = scrape(stack, f"shard{shard}")
@@ -162,7 +161,7 @@ def test_dashboard_counter_panels_total_the_truth(stack: ScaleStack, engine: str
         for query, truths in cases:
             want = truth_sums(truths, name, by, matchers)
             assert want, f"{title}: no truth to compare"
-            wait_until(lambda query=query, want=want, by=by:
+            wait_for(lambda query=query, want=want, by=by:
                        counter_totals(api, query, by) == want, 60,
                        f"{engine}: {title} = truth ({query})")
 
@@ -191,7 +190,7 @@ def test_window_gauges_come_from_the_shard_with_the_newest_data(stack: ScaleStac
     def total() -> float | None:
         result = api.query(expr)
         return float(result[0]["value"][1]) if result else None
-    wait_until(lambda: total() == sum(active.values()) + stand_active, 60,
+    wait_for(lambda: total() == sum(active.values()) + stand_active, 60,
                f"{engine}: active channels of the newest data ({expr})")
     # The older shard still holds its last file's window: a plain sum would be wrong.
     naive = float(api.query("sum(larpix_active_channels)")[0]["value"][1])
@@ -225,13 +224,13 @@ def test_killing_one_exporter_fires_its_alert_and_spares_the_others(stack: Scale
     stand.send_signal(signal.SIGKILL)
     stand.wait(timeout=10)
     killed_at = time.time()
-    wait_until(lambda: prometheus.firing("LArPixExporterDown", instance=stack.instances["stand"]),
+    wait_for(lambda: prometheus.firing("LArPixExporterDown", instance=stack.instances["stand"]),
                60, "LArPixExporterDown for the killed exporter")
     assert not [a for a in prometheus.firing("LArPixExporterDown")
                 if a["labels"]["instance"] != stack.instances["stand"]]
     for name in others:
         instance = stack.instances[name]
-        wait_until(lambda instance=instance: float(prometheus.query(
+        wait_for(lambda instance=instance: float(prometheus.query(
             f'timestamp(up{{instance="{instance}"}} == 1)')[0]["value"][1]) > killed_at + 1,
             30, f"a scrape of {name} after the kill")
         after = counter_totals(prometheus, f'sum(larpix_packets_total{{instance="{instance}"}})',

@@ -127,7 +127,10 @@ def series(samples: Samples, name: str) -> dict[frozenset, float]:
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    """The sample of one series; a series that is not there fails (it is not 0)."""
+    key = (name, frozenset(labels.items()))
+    assert key in samples, f"no series {name}{labels} in the scrape"
+    return samples[key]
 
 
 

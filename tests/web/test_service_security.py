@@ -1,11 +1,12 @@
 """Security of the running service: no request path reaches the filesystem, the token
-guards every route but /healthz, the default bind is loopback, page content is escaped,
-and the data directory is only ever read."""
+guards every route but the probes (/healthz, /readyz), the default bind is loopback,
+page content is escaped, and the data directory is only ever read."""
 
 from __future__ import annotations
 
 import hashlib
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -13,7 +14,7 @@ from urllib.parse import quote
 import httpx
 import psutil
 import pytest
-from support.service import MonitorProcess
+from support.service import MONITOR, MonitorProcess
 from support.waiting import wait_for
 
 from exporter.simulate import simulate_file
@@ -123,15 +124,19 @@ def test_default_bind_is_loopback_only(served) -> None:
     assert [(a.ip, a.port) for a in listening] == [("127.0.0.1", monitor.port)]
 
 
-def test_token_is_required_on_every_route_but_healthz(tmp_path: Path) -> None:
+@pytest.mark.parametrize("from_file", [False, True], ids=["flag", "file"])
+def test_token_is_required_on_every_route_but_the_probes(tmp_path: Path, from_file) -> None:
     data, plots = tmp_path / "data", tmp_path / "plots"
     data.mkdir()
     simulate_file(data / "run.h5", "packet", n_packets=3_000, seed=3)
-    monitor = MonitorProcess(data, plots, "--plots", "AdcSpectrum", "--auth-token", TOKEN)
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    token = ["--auth-token-file", str(token_file)] if from_file else ["--auth-token", TOKEN]
+    monitor = MonitorProcess(data, plots, "--plots", "AdcSpectrum", *token)
     monitor.headers = {"Authorization": f"Bearer {TOKEN}"}
     with monitor.start():
         wait_for(lambda: monitor.get("/api/plots").json(), 20, "the plot")
-        routes = ["/", "/metrics", "/api/plots", "/plots/run/AdcSpectrum.png", "/readyz",
+        routes = ["/", "/metrics", "/api/plots", "/plots/run/AdcSpectrum.png",
                   "/docs", "/openapi.json", "/no/such/route"]
         for path in routes:
             for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
@@ -147,3 +152,19 @@ def test_token_is_required_on_every_route_but_healthz(tmp_path: Path) -> None:
         assert httpx.get(monitor.base + "/metrics", headers={
             "Authorization": f"bearer {TOKEN}"}).status_code == 200
         assert httpx.get(monitor.base + "/healthz").status_code == 200
+        assert httpx.get(monitor.base + "/readyz").status_code == 200
+
+
+@pytest.mark.parametrize("content", [None, ""], ids=["missing", "empty"])
+def test_an_unusable_token_file_is_one_line_and_exit_2(tmp_path: Path, content) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    token_file = tmp_path / "token"
+    if content is not None:
+        token_file.write_text(content)
+    result = subprocess.run([MONITOR, "serve", "-i", str(data), "-o", str(tmp_path / "plots"),
+                             "--auth-token-file", str(token_file)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(token_file) in lines[0], result.stderr

@@ -1,0 +1,60 @@
+"""Counter values recounted with numpy from the rows on disk, and the same read from a scrape.
+
+Independent of the monitor: the rows come from h5py (packet files) or from
+larpix-control's own conversion of raw files.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from exporter.packets import PACKET_TYPE_NAMES
+from support.service import Samples, series
+
+
+def expected_counts(packets: np.ndarray) -> dict[str, dict[tuple, int]]:
+    """Counter values of a slice of a 2.4 packet file, computed here with numpy."""
+    def tally(*columns: np.ndarray) -> dict[tuple, int]:
+        keys = np.zeros(len(columns[0]), np.int64)
+        for column in columns:
+            keys = keys << 8 | column.astype(np.int64)
+        unique, counts = np.unique(keys, return_counts=True)
+        return {tuple(str(k >> 8 * (len(columns) - 1 - i) & 255) for i in range(len(columns))):
+                n for k, n in zip(unique.tolist(), counts.tolist(), strict=True)}
+
+    g, ch, kind = packets["io_group"], packets["io_channel"], packets["packet_type"]
+    data = kind == 0
+    bad = (kind <= 3) & (packets["valid_parity"] == 0)
+    return {
+        "larpix_packets_total": tally(g, ch, kind),
+        "larpix_data_packets_total": tally(g[data], ch[data], packets["chip_id"][data]),
+        "larpix_parity_errors_total": tally(g[bad], ch[bad]),
+        "adc": tally(g[data], packets["dataword"][data]),
+    }
+
+
+def scraped_counts(samples: Samples) -> dict[str, dict[tuple, int]]:
+    def keyed(name: str, labels: tuple[str, ...]) -> dict[tuple, int]:
+        return {tuple(dict(k)[label] for label in labels): int(v)
+                for k, v in series(samples, name).items() if v}
+
+    types = {name: str(code) for code, name in enumerate(PACKET_TYPE_NAMES)}
+    packets = {(gr, ch, types[t]): v for (gr, ch, t), v in keyed(
+        "larpix_packets_total", ("io_group", "io_channel", "packet_type")).items()}
+    return {
+        "larpix_packets_total": packets,
+        "larpix_data_packets_total": keyed("larpix_data_packets_total",
+                                           ("io_group", "io_channel", "chip_id")),
+        "larpix_parity_errors_total": keyed("larpix_parity_errors_total",
+                                            ("io_group", "io_channel")),
+    }
+
+
+def adc_bucket_mismatches(samples: Samples, adc: dict[tuple, int]) -> list[str]:
+    wrong = []
+    for labels, got in series(samples, "larpix_adc_bucket").items():
+        group, le = dict(labels)["io_group"], float(dict(labels)["le"])
+        want = sum(n for (g, v), n in adc.items() if g == group and int(v) <= le)
+        if want != got:
+            wrong.append(f"io_group={group} le={le}: expected {want}, got {got}")
+    return wrong
