@@ -21,8 +21,9 @@ from tqdm import tqdm
 
 from exporter.errors import InputError
 from exporter.metrics import DetectorMetrics, MonitorHealth, build_registry
-from exporter.metrics.detector import TYPE_LABELS, DetectorSnapshot
+from exporter.metrics.detector import TYPE_LABELS
 from exporter.metrics.families import FIFO_FLAGS
+from exporter.metrics.snapshot import DetectorSnapshot
 from exporter.once_channels import ChannelOutputs
 from exporter.packets import DATA, PARITY_TYPES
 from exporter.quality.commands import sign_off, signoff_monitor, verdict_status

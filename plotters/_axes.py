@@ -13,8 +13,12 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.axis import Axis
 from matplotlib.colorbar import Colorbar
+from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+from exporter.render.geometry import TileLayout
 
 SECONDS_PER_DAY = 86400.0
 NO_POSITIVE_DATA = "Data has no positive values"
@@ -86,3 +90,33 @@ def one_panel(fig: Figure, bottom: float = 0.12) -> Axes:
     """The single axes of a one-panel plot, with room for the labels."""
     fig.subplots_adjust(left=0.1, right=0.97, bottom=bottom)
     return fig.add_subplot()
+
+
+def tile_image(ax: Axes, layout: TileLayout, log: bool = False) -> AxesImage:
+    """An empty image of one tile on its pixel grid, in mm, to be filled by ``show``.
+
+    The colour scale's limits are placeholders until ``show`` fits them to the data.
+    """
+    return ax.imshow(np.full(layout.shape, np.nan), origin="lower", extent=layout.extent,
+                     interpolation="nearest", cmap="viridis",
+                     norm=LogNorm(1.0, 10.0) if log else Normalize(0.0, 1.0))
+
+
+def show(image: AxesImage, layout: TileLayout, values: np.ndarray,
+         limits: tuple[float, float] | None = None) -> None:
+    """Put per-channel ``values`` ([chip, channel]) on the tile image and fit its colour scale."""
+    grid = layout.grid(values)
+    image.set_data(grid)
+    if limits is None:
+        limits = value_range(grid, positive=isinstance(image.norm, LogNorm))
+    if limits is not None:
+        image.set_clim(*limits)
+
+
+def value_range(*arrays: np.ndarray, positive: bool = False) -> tuple[float, float] | None:
+    values = np.concatenate([a[np.isfinite(a) & ((a > 0) if positive else True)].ravel()
+                             for a in arrays])
+    if not len(values):
+        return None
+    low, high = float(values.min()), float(values.max())
+    return (low, high) if high > low else (low * 0.9 if positive else low - 1, high * 1.1 + 1e-9)

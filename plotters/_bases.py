@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from exporter.metrics.clock import DataClock
 from exporter.render.geometry import shared_geometry
 from plotters._accumulators import ChannelStats, TimeBins
+from plotters._axes import plain_log_colorbar, show, tile_image, tile_panels, value_range
 from plotters._packets import data_times
 
 
@@ -144,3 +145,40 @@ class TileMapPlot(BuiltinPlot):
         columns = min(self.columns, count)
         rows = -(-count // columns)
         return rows, columns, 2.6 * rows + height_extra
+
+
+class EveryTileMap(TileMapPlot):
+    """One per-channel quantity of ``ChannelStats.tile_arrays`` on every tile with data,
+    one panel per io_group and tile, under one colour scale fitted to every tile shown."""
+
+    #: The ``tile_arrays`` key shown, its colour-bar label, and whether its scale is log.
+    quantity = ""
+    label = ""
+    log = False
+
+    def build(self, fig: Figure) -> None:
+        tiles = self.stats.tiles()
+        rows, columns, height = self.grid(0.6)
+        fig.set_size_inches(2.6 * columns + 1.2, height)
+        fig.subplots_adjust(left=0.02, right=0.85, bottom=0.02, top=1 - 0.6 / height,
+                            wspace=0.05, hspace=0.15)
+        axes = tile_panels(fig, rows, columns, len(tiles))
+        self.images = []
+        for ax, (group, tile) in zip(axes, tiles, strict=False):
+            self.images.append(tile_image(ax, self.geometry.tile, log=self.log))
+            ax.set_title(f"io_group {group} tile {tile}", fontsize="small")
+        colorbar = fig.colorbar(self.images[0], cax=fig.add_axes((0.88, 0.1, 0.025, 0.8)),
+                                label=self.label)
+        if self.log:
+            plain_log_colorbar(colorbar)
+
+    def values(self) -> list[np.ndarray]:
+        """The quantity of each tile, [chip_id, channel_id], NaN where a channel has no hits."""
+        return [self.stats.tile_arrays(group, tile)[self.quantity]
+                for group, tile in self.stats.tiles()]
+
+    def refresh(self, fig: Figure) -> None:
+        values = self.values()
+        limits = value_range(*values, positive=self.log)
+        for image, tile_values in zip(self.images, values, strict=True):
+            show(image, self.geometry.tile, tile_values, limits)

@@ -9,48 +9,15 @@
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
-from matplotlib.image import AxesImage
 
 from exporter.render.geometry import TileLayout
-from plotters._axes import plain_log_colorbar, tile_panels
-from plotters._bases import TileMapPlot
+from plotters._axes import plain_log_colorbar, show, tile_image
+from plotters._bases import EveryTileMap, TileMapPlot
 
 #: (array, colour-bar label, log scale) of each panel of a tile map.
 PANELS = (("mean", "mean ADC [counts]", False), ("std", "ADC spread (std) [counts]", False),
           ("rate", "hit rate [Hz]", True))
-
-
-def tile_image(ax: Axes, layout: TileLayout, log: bool = False) -> AxesImage:
-    """An empty image of one tile on its pixel grid, in mm, to be filled by ``show``.
-
-    The colour scale's limits are placeholders until ``show`` fits them to the data.
-    """
-    return ax.imshow(np.full(layout.shape, np.nan), origin="lower", extent=layout.extent,
-                     interpolation="nearest", cmap="viridis",
-                     norm=LogNorm(1.0, 10.0) if log else Normalize(0.0, 1.0))
-
-
-def show(image: AxesImage, layout: TileLayout, values: np.ndarray,
-         limits: tuple[float, float] | None = None) -> None:
-    """Put per-channel ``values`` ([chip, channel]) on the tile image and fit its colour scale."""
-    grid = layout.grid(values)
-    image.set_data(grid)
-    if limits is None:
-        limits = value_range(grid, positive=isinstance(image.norm, LogNorm))
-    if limits is not None:
-        image.set_clim(*limits)
-
-
-def value_range(*arrays: np.ndarray, positive: bool = False) -> tuple[float, float] | None:
-    values = np.concatenate([a[np.isfinite(a) & ((a > 0) if positive else True)].ravel()
-                             for a in arrays])
-    if not len(values):
-        return None
-    low, high = float(values.min()), float(values.max())
-    return (low, high) if high > low else (low * 0.9 if positive else low - 1, high * 1.1 + 1e-9)
 
 
 def unplaced_hits(layout: TileLayout, hits: np.ndarray) -> int:
@@ -112,28 +79,10 @@ for _io_group in (1, 2):
         globals()[f"PixelMap_{_io_group}_{_tile}"] = pixel_map_factory(_io_group, _tile)
 
 
-class PixelMaps(TileMapPlot):
+class PixelMaps(EveryTileMap):
     """Hit rate of every pixel of every tile with data, one panel per io_group and tile."""
 
     what = "Hit rate per pixel"
-
-    def build(self, fig: Figure) -> None:
-        tiles = self.stats.tiles()
-        rows, columns, height = self.grid(0.6)
-        fig.set_size_inches(2.6 * columns + 1.2, height)
-        fig.subplots_adjust(left=0.02, right=0.85, bottom=0.02, top=1 - 0.6 / height,
-                            wspace=0.05, hspace=0.15)
-        axes = tile_panels(fig, rows, columns, len(tiles))
-        self.images = []
-        for ax, (group, tile) in zip(axes, tiles, strict=False):
-            self.images.append(tile_image(ax, self.geometry.tile, log=True))
-            ax.set_title(f"io_group {group} tile {tile}", fontsize="small")
-        colorbar = fig.colorbar(self.images[0], cax=fig.add_axes((0.88, 0.1, 0.025, 0.8)),
-                                label="hit rate [Hz]")
-        plain_log_colorbar(colorbar)
-
-    def refresh(self, fig: Figure) -> None:
-        rates = [self.stats.tile_arrays(group, tile)["rate"] for group, tile in self.stats.tiles()]
-        limits = value_range(*rates, positive=True)
-        for image, rate in zip(self.images, rates, strict=True):
-            show(image, self.geometry.tile, rate, limits)
+    quantity = "rate"
+    label = "hit rate [Hz]"
+    log = True

@@ -35,8 +35,28 @@ STATUSES = ("ok", "hot", "quiet")
 MAX_FILES = 2
 
 
+@dataclass(frozen=True, kw_only=True)
+class PerChannelColumns:
+    """The per-channel columns of a table (see ``ChannelTable``): one file's or a run's."""
+
+    io_group: np.ndarray
+    io_channel: np.ndarray
+    tile: np.ndarray
+    chip_id: np.ndarray
+    channel_id: np.ndarray
+    count: np.ndarray
+    rate_hz: np.ndarray
+    adc_mean: np.ndarray
+    adc_rms: np.ndarray
+    parity_errors: np.ndarray
+    fifo_half: np.ndarray
+    fifo_full: np.ndarray
+    status: np.ndarray
+    adc_histogram: np.ndarray | None = None
+
+
 @dataclass(frozen=True)
-class ChannelTable:
+class ChannelTable(PerChannelColumns):
     """One row per channel seen (with at least one data packet) in a data file.
 
     Every field but ``file``, ``rate_window``, ``hot_rate`` and
@@ -63,20 +83,6 @@ class ChannelTable:
     file: str
     rate_window: float
     hot_rate: float
-    io_group: np.ndarray
-    io_channel: np.ndarray
-    tile: np.ndarray
-    chip_id: np.ndarray
-    channel_id: np.ndarray
-    count: np.ndarray
-    rate_hz: np.ndarray
-    adc_mean: np.ndarray
-    adc_rms: np.ndarray
-    parity_errors: np.ndarray
-    fifo_half: np.ndarray
-    fifo_full: np.ndarray
-    status: np.ndarray
-    adc_histogram: np.ndarray | None = None
 
     #: Columns of the table, in the order of the contract.
     COLUMNS = ("io_group", "io_channel", "tile", "chip_id", "channel_id", "count", "rate_hz",

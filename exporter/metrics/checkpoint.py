@@ -37,6 +37,31 @@ class Published(Checkpointed, Protocol):
     def publish(self) -> None: ...
 
 
+class GatedVersion:
+    """The ``version`` of a published component: ungated, every change; gated, every publish.
+
+    Subclasses bump ``_changes`` at every change and keep in ``_published`` the
+    (``_changes``, snapshot) that scrapes see, or None before the first.
+    """
+
+    gated: bool = False
+    _changes: int = 0
+    _published: tuple[int, object] | None = None
+
+    @property
+    def version(self) -> int:
+        """Changes with every change (gated: every publish): a cache of the exposition is
+        valid while it holds."""
+        if self.gated:
+            return self._published[0] if self._published is not None else -1
+        return self._changes
+
+    @property
+    def changed(self) -> int:
+        """Changes with every change, published or not."""
+        return self._changes
+
+
 def gather(parts: Mapping[str, Checkpointed]) -> State:
     """Every part's arrays, keyed ``name.key`` (parts may nest: keys then have more dots)."""
     return {f"{name}{_SEPARATOR}{key}": array

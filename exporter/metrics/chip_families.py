@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from exporter.metrics.chip_detail import CONFIG_COLUMNS
-from exporter.metrics.detector import DetectorSnapshot
+from exporter.metrics.snapshot import DetectorSnapshot
 from exporter.packets import DATA, PARITY_TYPES, tile_of
 
 _DEC = tuple(str(i) for i in range(256))

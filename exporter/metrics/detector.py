@@ -14,7 +14,6 @@ time. Per-chip detail is kept under compact
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,7 +24,8 @@ from exporter.metrics.chip_detail import ChipDetail
 from exporter.metrics.chips import ChipSlots, Tally, grow_axis
 from exporter.metrics.clock import N_GROUPS, NO_TIME, DataClock, Segments
 from exporter.metrics.rows import DELAY_BUCKETS, FIFO_BITS, Block, Rows, delay_bucket, fifo_code
-from exporter.metrics.window import CHANNELS_PER_CHIP, SlidingWindow, SyncGaps, WindowView
+from exporter.metrics.snapshot import DetectorSnapshot, PublishedSnapshots
+from exporter.metrics.window import CHANNELS_PER_CHIP, SlidingWindow, SyncGaps
 from exporter.packets import (
     CONFIG_READ,
     CONFIG_WRITE,
@@ -56,32 +56,7 @@ BLOCK_ROWS = 1 << 16
 _FOLD_ROWS = 1 << 30
 
 
-@dataclass(frozen=True)
-class DetectorSnapshot:
-    """Every detector metric at one moment; arrays are copies, safe to read unlocked."""
-
-    chip_group: np.ndarray      # (slot,) io_group of each chip slot (slot 0: none)
-    chip_channel: np.ndarray    # (slot,) io_channel
-    chip_id: np.ndarray         # (slot,) chip_id
-    packets: np.ndarray         # (slot, type) rows
-    parity_errors: np.ndarray   # (slot, type) rows with valid_parity == 0
-    fifo: np.ndarray            # (slot, 16) data rows by local | shared << 2 fifo bits
-    adc: np.ndarray             # (io_group, value) data rows by dataword
-    delay: np.ndarray           # (io_group, bucket) data rows by readout delay
-    delay_sum: np.ndarray       # (io_group,) sum of readout delays
-    sync: np.ndarray            # (io_group, sync type code)
-    trigger: np.ndarray         # (io_group, trigger type code)
-    sync_offset: np.ndarray     # (io_group,) last 'S' timestamp - 10,000,000
-    has_sync_offset: np.ndarray
-    sync_gaps: np.ndarray       # (io_group,)
-    data_timestamp: np.ndarray  # (io_group,) latest timestamp packet, NO_TIME if none
-    window: WindowView
-    config: np.ndarray          # (slot, 4) config packets by (op, direction), see CONFIG_COLUMNS
-    clock_source: np.ndarray    # (io_group,) dataword of the latest sync packet
-    has_clock_source: np.ndarray
-
-
-class DetectorMetrics:
+class DetectorMetrics(PublishedSnapshots):
     """Counters, histograms and window gauges of the detector, fed chunk by chunk.
 
     Gated (the service): scrapes see the snapshot of the last ``publish()``,
@@ -95,8 +70,8 @@ class DetectorMetrics:
         self.hot_rate = hot_rate
         self.gated = gated
         self._lock = threading.RLock()  # the channel tables share it
-        self._version = 0
-        self._snapshot: tuple[int, DetectorSnapshot] | None = None
+        self._changes = 0
+        self._published: tuple[int, DetectorSnapshot] | None = None
         self._clock = DataClock()
         self._chips = ChipSlots()
         self._window = SlidingWindow(rate_window, N_TYPES, hot_rate)
@@ -125,19 +100,6 @@ class DetectorMetrics:
             "channels": self.channels,
         }
 
-    @property
-    def version(self) -> int:
-        """Changes with every update (gated: every publish): a cache of the exposition is
-        valid while it holds."""
-        if self.gated:
-            return self._snapshot[0] if self._snapshot is not None else -1
-        return self._version
-
-    @property
-    def counted(self) -> int:
-        """Changes with every update, published or not."""
-        return self._version
-
     def checkpoint(self) -> State:
         with self._lock:
             return gather(self.components)
@@ -147,13 +109,7 @@ class DetectorMetrics:
         with self._lock:
             scatter(self.components, state)
             self._grow(self._chips.capacity)
-            self._version += 1
-
-    def publish(self) -> None:
-        """Let scrapes see everything counted so far (gated mode)."""
-        with self._lock:
-            if self._snapshot is None or self._snapshot[0] != self._version:
-                self._snapshot = (self._version, self._take_snapshot())
+            self._changes += 1
 
     def forget(self, source: str) -> None:
         """Drop the data-time carry of a file (gone, or to be read again from its start)."""
@@ -175,7 +131,7 @@ class DetectorMetrics:
         with self._lock:
             if len(packets):
                 self._update(rows, source)
-            self._version += 1
+            self._changes += 1
 
     def _update(self, rows: Rows, source: str) -> None:
         n = len(rows.ids)
@@ -222,10 +178,9 @@ class DetectorMetrics:
                               block_other, other_kind[in_block])
             self._count_adc_and_delay(block, rows.ids[rows_of_block], block_other,
                                       seg.group[segments], seg_starts)
-            self._channels_of(block, slot[rows_of_block], block_other,
-                              channel[rows_of_block], adc[rows_of_block])
-            rare.append(self._rare_rows(block, slot[rows_of_block],
-                                        rows.packet_type[rows_of_block]))
+            block.channels_into(slot[rows_of_block], block_other,
+                                channel[rows_of_block], adc[rows_of_block])
+            rare.append(block.rare_rows(slot[rows_of_block], rows.packet_type[rows_of_block]))
         channels.add(channel, adc)
         self._window.add_adc(ring_of_row, slot.view(np.uint32), adc)
         config = other[(other_kind == CONFIG_WRITE) | (other_kind == CONFIG_READ)]
@@ -261,26 +216,6 @@ class DetectorMetrics:
         column[other] = other_kind + np.uint32(CHANNELS_PER_CHIP)
         key += column
         self._window.count(key)
-
-    @staticmethod
-    def _channels_of(block: Block, slot: np.ndarray, other: np.ndarray, channel: np.ndarray,
-                     adc: np.ndarray) -> None:
-        """Flat channel (chip slot * 64 + channel_id) and dataword of the block's rows, into
-        ``channel`` and ``adc``; ``other`` (non-data) rows go to chip slot 0, never a chip."""
-        np.multiply(slot, CHANNELS_PER_CHIP, out=channel, casting="unsafe")
-        channel += block.channel_id()
-        channel[other] = 0
-        np.bitwise_and(block.word, np.uint32(0xFF), out=adc)
-        adc[other] = 0
-
-    @staticmethod
-    def _rare_rows(block: Block, slot: np.ndarray, packet_type: np.ndarray
-                   ) -> tuple[np.ndarray, ...]:
-        """Chip slot, type, valid_parity, word and channel_id of the block's rows with
-        valid_parity == 0 or a FIFO flag (picked while the block is in the cache)."""
-        rare = block.rare()
-        return (slot[rare], packet_type[rare], block.valid_parity(rare), block.word[rare],
-                block.flags[rare] >> np.uint32(24))
 
     def _count_rare(self, channels: ChannelCounts, slot: np.ndarray, packet_type: np.ndarray,
                     valid_parity: np.ndarray, word: np.ndarray, channel_id: np.ndarray) -> None:
@@ -339,40 +274,6 @@ class DetectorMetrics:
         trigger = special[kind == TRIGGER]
         np.add.at(self._trigger, (rows.group[trigger].astype(np.intp),
                                   rows.trigger_type[trigger]), 1)
-
-    def snapshot(self) -> DetectorSnapshot:
-        """A consistent copy of every metric (cached until the next update; gated: the
-        published one)."""
-        with self._lock:
-            return self._current_snapshot()
-
-    def _current_snapshot(self) -> DetectorSnapshot:
-        cached = self._snapshot
-        if self.gated and cached is None:
-            cached = self._snapshot = (-1, self._take_snapshot())
-        if not self.gated and (cached is None or cached[0] != self._version):
-            cached = (self._version, self._take_snapshot())
-            self._snapshot = cached
-        return cached[1]
-
-    def channel_table(self, source: str | None = None, histograms: bool = False
-                      ) -> ChannelTable | None:
-        """The per-channel table of ``source`` (default: the file that received data last);
-        None if it has none. Cached until the next update (without histograms)."""
-        with self._lock:
-            sources = self.channels.sources()
-            source = source if source is not None else (sources[0] if sources else None)
-            if source is None:
-                return None
-            cached = self._tables.get(source)
-            if cached is not None and cached[0] == self._version and not histograms:
-                return cached[1]
-            window = self._current_snapshot().window.channel_counts
-            table = self.channels.table(source, window, self.rate_window, self.hot_rate,
-                                        histograms)
-            if table is not None and not histograms:
-                self._tables = {source: (self._version, table)}
-            return table
 
     def _take_snapshot(self) -> DetectorSnapshot:
         chips = self._chips

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from exporter import __version__
-from exporter.metrics.checkpoint import State, keyed, section, unkeyed
+from exporter.metrics.checkpoint import GatedVersion, State, keyed, section, unkeyed
 
 #: Upper bounds (seconds) of the plot render-time histogram.
 RENDER_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -39,7 +39,7 @@ class HealthSnapshot:
     plot_errors: dict[str, int]
 
 
-class MonitorHealth:
+class MonitorHealth(GatedVersion):
     """Thread-safe tallies of the ingest loop and the renderer.
 
     Gated (the service), scrapes see the snapshot taken by the last
@@ -51,7 +51,7 @@ class MonitorHealth:
         self._lock = threading.Lock()
         self._build_version = version
         self.gated = gated
-        self._generation = 0
+        self._changes = 0
         self._checkpointed: tuple[int, HealthSnapshot] | None = None
         self._published: tuple[int, HealthSnapshot] | None = None
         self._files: dict[str, int] = {}
@@ -65,24 +65,11 @@ class MonitorHealth:
         self._render: dict[str, RenderTimes] = {}
         self._plot_errors: Counter[str] = Counter()
 
-    @property
-    def version(self) -> int:
-        """Changes with every change (gated: every publish): a cache of the exposition is
-        valid while it holds."""
-        if self.gated:
-            return self._published[0] if self._published is not None else -1
-        return self._generation
-
-    @property
-    def changed(self) -> int:
-        """Changes with every change, published or not."""
-        return self._generation
-
     def checkpoint(self) -> State:
         """The counters, from the snapshot the next ``publish()`` will show."""
         with self._lock:
             snap = self._take_snapshot()
-            self._checkpointed = (self._generation, snap)
+            self._checkpointed = (self._changes, snap)
         state = {"bytes": np.array([snap.bytes_read], np.int64),
                  "resets": np.array([snap.resets], np.int64)}
         parts = {"rows": snap.rows, "read_errors": snap.read_errors,
@@ -107,7 +94,7 @@ class MonitorHealth:
                 counts = Counter({k: int(v) for k, v in unkeyed(section(state, name)).items()})
                 setattr(self, "_" + name, counts)
             self._render = render
-            self._generation += 1
+            self._changes += 1
 
     def publish(self) -> None:
         """Let scrapes see the last checkpoint (gated mode)."""
@@ -119,55 +106,55 @@ class MonitorHealth:
         """A read that failed for a passing reason (file busy) and will be tried again."""
         with self._lock:
             self._read_retries[reason] += 1
-            self._generation += 1
+            self._changes += 1
 
     def count_rows(self, fmt: str, rows: int, nbytes: int) -> None:
         with self._lock:
             self._rows[fmt] += rows
             self._bytes += nbytes
-            self._generation += 1
+            self._changes += 1
 
     def count_read_error(self, reason: str, n: int = 1) -> None:
         with self._lock:
             self._read_errors[reason] += n
-            self._generation += 1
+            self._changes += 1
 
     def count_reset(self) -> None:
         with self._lock:
             self._resets += 1
-            self._generation += 1
+            self._changes += 1
 
     def set_files(self, counts: dict[str, int]) -> None:
         """Number of files in each state (replaces the previous counts)."""
         with self._lock:
             if counts != self._files:
                 self._files = dict(counts)
-                self._generation += 1
+                self._changes += 1
 
     def mark_ingest(self, now: float) -> None:
         """New rows were counted at unix time ``now``."""
         with self._lock:
             self._last_ingest = now
-            self._generation += 1
+            self._changes += 1
 
     def set_ingest_lag(self, seconds: float) -> None:
         """How long the oldest rows not yet counted have waited (0: caught up)."""
         with self._lock:
             if seconds != self._ingest_lag:
                 self._ingest_lag = seconds
-                self._generation += 1
+                self._changes += 1
 
     def observe_render(self, plot: str, seconds: float) -> None:
         with self._lock:
             times = self._render.setdefault(plot, RenderTimes())
             times.counts[bisect.bisect_left(RENDER_BUCKETS, seconds)] += 1
             times.total += seconds
-            self._generation += 1
+            self._changes += 1
 
     def count_plot_error(self, plot: str) -> None:
         with self._lock:
             self._plot_errors[plot] += 1
-            self._generation += 1
+            self._changes += 1
 
     def snapshot(self) -> HealthSnapshot:
         with self._lock:

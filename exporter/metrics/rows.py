@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from exporter.metrics.window import CHANNELS_PER_CHIP
 from exporter.packets import PACKET_DTYPE
 
 #: Bits 0-1 of local_fifo (byte 2) and of shared_fifo (byte 3) of the dataword word.
@@ -107,6 +108,23 @@ class Block:
         valid_parity = self.flags >> np.uint32(16)
         valid_parity &= np.uint32(0xFF)
         return np.flatnonzero(np.less_equal(valid_parity, self.word & np.uint32(FIFO_BITS)))
+
+    def channels_into(self, slot: np.ndarray, other: np.ndarray, channel: np.ndarray,
+                      adc: np.ndarray) -> None:
+        """Flat channel (chip slot * 64 + channel_id) and dataword of the rows, into
+        ``channel`` and ``adc``; ``other`` (non-data) rows go to chip slot 0, never a chip."""
+        np.multiply(slot, CHANNELS_PER_CHIP, out=channel, casting="unsafe")
+        channel += self.channel_id()
+        channel[other] = 0
+        np.bitwise_and(self.word, np.uint32(0xFF), out=adc)
+        adc[other] = 0
+
+    def rare_rows(self, slot: np.ndarray, packet_type: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Chip slot, type, valid_parity, word and channel_id of the rows with
+        valid_parity == 0 or a FIFO flag (picked while the block is in the cache)."""
+        rare = self.rare()
+        return (slot[rare], packet_type[rare], self.valid_parity(rare), self.word[rare],
+                self.flags[rare] >> np.uint32(24))
 
     def readout_delay(self) -> np.ndarray | None:
         """``receipt_timestamp mod 2**31 - timestamp``, or None if the file has no receipts.

@@ -26,27 +26,37 @@ class HotChannels(ChannelCheck):
         return Judged(candidates, seen, seen & (view.rate_hz > context.hot_rate))
 
 
-class DeadChannels(ChannelCheck):
+class _RateCheck(ChannelCheck):
+    """Compares a channel's count now with what its reference rate leads to expect."""
+
+    needs_reference = True
+
+    def _judged(self, context: CheckContext) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Candidates (enabled, alive in the reference), judged (at least ``min_expected``
+        packets expected) and the expected packets."""
+        view = context.view
+        expected = context.expected()
+        candidates = ~view.disabled & (view.ref_count > 0)
+        return candidates, candidates & (expected >= self.limits["min_expected"]), expected
+
+
+class DeadChannels(_RateCheck):
     name = "dead_channels"
     status = "dead"
     verb = "dead"
-    needs_reference = True
     description = ("channels alive in the reference and silent now, judged once at least "
                    "min_expected packets were expected from the reference")
     defaults = {"warning": 0.005, "bad": 0.02, "min_expected": 10.0, "min_judged_fraction": 0.5}
 
     def judge(self, context: CheckContext) -> Judged:
-        view = context.view
-        candidates = ~view.disabled & (view.ref_count > 0)
-        judged = candidates & (context.expected() >= self.limits["min_expected"])
-        return Judged(candidates, judged, judged & (view.count == 0))
+        candidates, judged, _ = self._judged(context)
+        return Judged(candidates, judged, judged & (context.view.count == 0))
 
 
-class HotVersusReference(ChannelCheck):
+class HotVersusReference(_RateCheck):
     name = "hot_vs_reference"
     status = "hot"
     verb = "far above their reference rate"
-    needs_reference = True
     description = ("channels with factor times their reference rate or more, and at least "
                    "significance sigmas (Poisson) above it")
     defaults = {"warning": 0.002, "bad": 0.01, "factor": 5.0, "significance": 5.0,
@@ -54,9 +64,7 @@ class HotVersusReference(ChannelCheck):
 
     def judge(self, context: CheckContext) -> Judged:
         view = context.view
-        expected = context.expected()
-        candidates = ~view.disabled & (view.ref_count > 0)
-        judged = candidates & (expected >= self.limits["min_expected"])
+        candidates, judged, expected = self._judged(context)
         excess = view.count - expected
         flagged = (judged & (view.count >= self.limits["factor"] * expected)
                    & (excess >= self.limits["significance"] * np.sqrt(expected)))

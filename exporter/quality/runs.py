@@ -15,29 +15,18 @@ import numpy as np
 
 from exporter.errors import InputError
 from exporter.metrics import ChannelTable, DetectorMetrics
+from exporter.metrics.channels import PerChannelColumns
 from exporter.quality.table import channel_key, key_parts, tile_of
 from exporter.source import FileReader
 
 _SUMMED = ("count", "parity_errors", "fifo_half", "fifo_full")
 
 
-@dataclass
-class RunTable:
-    """The per-channel columns of a run (see ``exporter.quality.ChannelColumns``)."""
+@dataclass(frozen=True, kw_only=True)
+class RunTable(PerChannelColumns):
+    """The per-channel columns of a run (see ``exporter.quality.ChannelColumns``); its
+    ``adc_histogram`` is always there."""
 
-    io_group: np.ndarray
-    io_channel: np.ndarray
-    tile: np.ndarray
-    chip_id: np.ndarray
-    channel_id: np.ndarray
-    count: np.ndarray
-    rate_hz: np.ndarray
-    adc_mean: np.ndarray
-    adc_rms: np.ndarray
-    parity_errors: np.ndarray
-    fifo_half: np.ndarray
-    fifo_full: np.ndarray
-    status: np.ndarray
     adc_histogram: np.ndarray
 
 
