@@ -25,9 +25,7 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -36,54 +34,29 @@ from pathlib import Path
 import httpx
 import numpy as np
 import yaml
+from _common import DATA, ROOT, ServeProcess, cached_simulation, free_port, rows_read
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from exporter.simulate import simulate_file  # noqa: E402
-
-DATA = ROOT / "benchmarks" / "data"
-MONITOR = str(Path(sys.executable).parent / "larpix-monitor")
 SCALES = {"2x2": tuple(range(1, 9)), "ND-LAr module": tuple(range(1, 11))}
 PACKETS_PER_GROUP = 500_000  # enough for every chip of every tile to have data
-ROWS_READ = re.compile(r"^larpix_monitor_rows_read_total\{[^}]*\} (\S+)$", re.MULTILINE)
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? ", re.MULTILINE)
 HISTOGRAM_SUFFIX = re.compile(r"_(bucket|sum|count|created)$")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def source_file(io_groups: tuple[int, ...]) -> Path:
     n_packets = PACKETS_PER_GROUP * len(io_groups)
-    path = DATA / f"scale_packet_{n_packets}_{len(io_groups)}g.h5"
-    if not path.exists():
-        DATA.mkdir(parents=True, exist_ok=True)
-        print(f"simulating {path.name} ...", flush=True)
-        partial = path.with_suffix(".partial")
-        simulate_file(partial, "packet", n_packets=n_packets, seed=7, io_groups=io_groups,
-                      rate=200_000.0)
-        partial.rename(path)
-        Path(f"{partial}.truth.json").rename(f"{path}.truth.json")
-    return path
+    return cached_simulation(DATA / f"scale_packet_{n_packets}_{len(io_groups)}g.h5", "packet",
+                             n_packets=n_packets, seed=7, io_groups=io_groups, rate=200_000.0)
 
 
-class Exporter:
+class Exporter(ServeProcess):
     """``larpix-monitor serve --no-plots --read-all`` on a directory holding one file."""
 
     def __init__(self, source: Path, work: Path) -> None:
         data = work / "data"
         data.mkdir(parents=True)
         os.symlink(source, data / source.name)
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = open(work / "exporter.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [MONITOR, "serve", "-i", str(data), "-o", str(work / "plots"), "--port",
-             str(self.port), "--no-plots", "--read-all"], stdout=self.log, stderr=subprocess.STDOUT)
+        super().__init__(data, work / "plots", "--no-plots", "--read-all", log_dir=work,
+                         log_name="exporter.log")
         self.expected = simulate_truth_rows(source)
 
     def wait_read(self, timeout: float = 600) -> str:
@@ -91,7 +64,7 @@ class Exporter:
         while time.monotonic() < deadline:
             try:
                 text = httpx.get(self.base + "/metrics", timeout=30).text
-                if sum(float(v) for v in ROWS_READ.findall(text)) >= self.expected:
+                if rows_read(text) >= self.expected:
                     return text
             except httpx.TransportError:
                 pass
@@ -99,11 +72,6 @@ class Exporter:
                 raise RuntimeError(f"exporter exited with {self.proc.returncode}")
             time.sleep(0.5)
         raise RuntimeError("exporter did not read its file in time")
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(60)
-        self.log.close()
 
 
 def simulate_truth_rows(source: Path) -> int:

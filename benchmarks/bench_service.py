@@ -24,11 +24,6 @@ import asyncio
 import json
 import os
 import platform
-import re
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -37,52 +32,30 @@ from pathlib import Path
 import h5py
 import httpx
 import numpy as np
+from _common import DATA, ServeProcess, cached_simulation, rows_read
 from prometheus_client.parser import text_string_to_metric_families
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from exporter.simulate import simulate_file
+from exporter.simulate.writers import PacketFileWriter, RawFileWriter
 
-from exporter.simulate import simulate_file  # noqa: E402
-from exporter.simulate.writers import PacketFileWriter, RawFileWriter  # noqa: E402
-
-DATA = ROOT / "benchmarks" / "data"
-MONITOR = str(Path(sys.executable).parent / "larpix-monitor")
 TWO_BY_TWO_GROUPS = tuple(range(1, 9))
 PLOTS = ["AdcSpectrum", "PacketRate"]
 #: Pause between two scrapes of the latency probe (its resolution, with the scrape time).
 SCRAPE_EVERY = 0.05
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def source_file(fmt: str, n_packets: int, io_groups: tuple[int, ...]) -> Path:
     """A simulated file to copy live appends from (cached)."""
-    path = DATA / f"service_{fmt}_{n_packets}_{len(io_groups)}g.h5"
-    if not path.exists():
-        DATA.mkdir(parents=True, exist_ok=True)
-        print(f"simulating {path.name} ...", flush=True)
-        partial = path.with_suffix(".partial")
-        simulate_file(partial, fmt, n_packets=n_packets, seed=1, io_groups=io_groups)
-        partial.rename(path)
-        Path(f"{partial}.truth.json").rename(f"{path}.truth.json")
-    return path
+    return cached_simulation(DATA / f"service_{fmt}_{n_packets}_{len(io_groups)}g.h5", fmt,
+                             n_packets=n_packets, seed=1, io_groups=io_groups)
 
 
-class Monitor:
-    """``larpix-monitor serve`` in a subprocess."""
+class Monitor(ServeProcess):
+    """``larpix-monitor serve`` in a subprocess, returned once it is ready."""
 
     def __init__(self, data: Path, plots: Path, *extra: str) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = plots.parent / f"monitor-{self.port}.log"
-        self.log = open(self.log_path, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [MONITOR, "serve", "-i", str(data), "-o", str(plots), "--port", str(self.port),
-             "--interval", "2", *extra], stdout=self.log, stderr=subprocess.STDOUT)
+        super().__init__(data, plots, "--interval", "2", *extra, log_dir=plots.parent,
+                         log_name="monitor-{port}.log")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -91,18 +64,6 @@ class Monitor:
             except httpx.TransportError:
                 time.sleep(0.05)
         raise RuntimeError("monitor did not start")
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(60)
-        self.log.close()
-
-
-ROWS_READ = re.compile(r"^larpix_monitor_rows_read_total\{[^}]*\} (\S+)$", re.MULTILINE)
-
-
-def rows_read(text: str) -> float:
-    return sum(float(v) for v in ROWS_READ.findall(text))
 
 
 def percentiles(values: list[float]) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -17,9 +16,10 @@ import pytest
 import yaml
 from PIL import Image
 from support.layouts import default_layout_in, make_multi_tile_layout
+from support.plots import BUILTIN, draw
 
 from exporter.packets import PACKET_TYPE_NAMES, SYNC_PERIOD_TICKS
-from exporter.render import PacketFile, PlotRenderer, discover_plots
+from exporter.render import PlotRenderer, discover_plots
 from exporter.render.figures import save_figure
 from exporter.render.geometry import shared_geometry
 from exporter.simulate import simulate_file, truth_path
@@ -31,7 +31,6 @@ from plotters.trigger import AFTER_TRIGGER_EDGES
 
 SECONDS = 24
 SEED = 11
-BUILTIN = discover_plots([]).plots
 #: Plots that need more than a file: a multi-tile layout, hydra networks (tested apart).
 NEEDS_MORE = {"AnodeMap", "NetworkMap"}
 
@@ -57,17 +56,9 @@ def sim(tmp_path_factory):
     return {"path": path, "truth": truth, "rows": rows, "packets": packets}
 
 
-def call(name: str, path: Path, *parts: np.ndarray):
-    plot = BUILTIN[name]()
-    fig = None
-    for part in parts:
-        fig = plot(str(path), PacketFile(str(path), part), fig)
-    return fig
-
-
 @pytest.fixture(scope="module")
 def figures(sim, layout_env):
-    return {name: call(name, sim["path"], sim["packets"]) for name in BUILTIN}
+    return {name: draw(name, sim["path"], sim["packets"]) for name in BUILTIN}
 
 
 # -- independent references ---------------------------------------------------------------
@@ -440,7 +431,7 @@ def test_anode_map_places_each_tile_where_the_layout_says(sim, multi_tile_layout
     doc = yaml.safe_load(multi_tile_layout.read_text())
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PIXEL_GEOMETRY_PATH", str(multi_tile_layout))
-        fig = call("AnodeMap", sim["path"], sim["packets"])
+        fig = draw("AnodeMap", sim["path"], sim["packets"])
     save_figure(fig, tmp_path / "AnodeMap.png", ".png")
     with Image.open(tmp_path / "AnodeMap.png") as image:
         assert image.size == tuple(np.rint(fig.get_size_inches() * fig.dpi).astype(int))
@@ -473,7 +464,7 @@ def test_a_bad_layout_turns_off_only_the_maps(sim, tmp_path, caplog):
     bad.write_text("pixels: [1, 2\n")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PIXEL_GEOMETRY_PATH", str(bad))
-        made = {name: call(name, sim["path"], sim["packets"][:5000]) for name in BUILTIN}
+        made = {name: draw(name, sim["path"], sim["packets"][:5000]) for name in BUILTIN}
     maps = {n for n in BUILTIN if n.startswith("PixelMap") or n in (
         "ChannelHealth", "AnodeMap", "PedestalMaps", "NoiseMaps")}
     assert {n for n, fig in made.items() if fig is None} == maps | {"NetworkMap"}
@@ -487,7 +478,7 @@ def test_a_bad_layout_turns_off_only_the_maps(sim, tmp_path, caplog):
 def test_two_halves_draw_the_same_as_the_whole(name, sim, layout_env, figures):
     packets = sim["packets"]
     cut = len(packets) // 2 + 7  # mid-message: the data time carries over
-    halves = call(name, sim["path"], packets[:cut], packets[cut:])
+    halves = draw(name, sim["path"], packets[:cut], packets[cut:])
     whole, parts = drawn_numbers(figures[name]), drawn_numbers(halves)
     assert len(whole) == len(parts) > 0
     for a, b in zip(whole, parts, strict=True):
@@ -546,7 +537,7 @@ def test_maps_of_old_files_use_the_file_live_time(layout_env, cells, tmp_path):
     assert set(rows["io_group"][rows["packet_type"] == 4].tolist()) == {0}
     live = float(stamps.max() - stamps.min() + 1)
     packets = np.concatenate([chunk.packets for chunk in FileReader(path).read_new()])
-    fig = call("PixelMaps", path, packets)
+    fig = draw("PixelMaps", path, packets)
     panel = next(ax for ax in fig.axes if ax.get_title() == "io_group 2 tile 3")
     expected = np.full((70, 70), np.nan)
     for key, values in tile_reference(rows, 2, 3).items():

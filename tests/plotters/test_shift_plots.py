@@ -17,8 +17,8 @@ from larpix import Controller
 from matplotlib.collections import LineCollection, PathCollection
 from PIL import Image
 from support.layouts import default_layout_in
+from support.plots import draw
 
-from exporter.render import PacketFile, discover_plots
 from exporter.render.figures import save_figure
 from exporter.render.geometry import shared_geometry
 from exporter.simulate import simulate_file
@@ -27,7 +27,6 @@ from exporter.source.reader import FileReader
 
 SECONDS = 12
 SEED = 5
-BUILTIN = discover_plots([]).plots
 #: io_group 1, tile 2 (io_channels 5-8) and io_group 2, tile 1 (io_channels 1-4).
 NETWORK_TILES = ((1, 2), (2, 1))
 
@@ -48,14 +47,6 @@ def geometry(tmp_path_factory):
         found = shared_geometry()
         assert found is not None
         yield found
-
-
-def draw(name: str, path: Path, *parts: np.ndarray):
-    plot = BUILTIN[name]()
-    fig = None
-    for part in parts:
-        fig = plot(str(path), PacketFile(str(path), part), fig)
-    return fig
 
 
 def live_seconds(rows: np.ndarray, group: int) -> float:

@@ -14,21 +14,17 @@ import httpx
 import numpy as np
 import pytest
 from matplotlib import image as mpimg
+from support import browser
 from support.quality_runs import FAULT_TILES, injected
 from support.service import MonitorProcess, load_truth
 from support.waiting import wait_for
 
-CHROMIUM = "/usr/bin/chromium"
 RED = np.array([0xC6, 0x28, 0x28])
 
 
 def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars", "--allow-file-access-from-files", f"--user-data-dir={profile}",
-         "--virtual-time-budget=5000", *args],
-        capture_output=True, timeout=120, check=True)
+    """The report is a file:// page that loads its plots from beside it."""
+    return browser.chromium(profile, *args, budget_ms=5000, file_access=True)
 
 
 class Grades(HTMLParser):

@@ -20,6 +20,7 @@ import pytest
 from larpix import Packet_v2, SyncPacket, TimestampPacket, TriggerPacket
 from larpix.format import hdf5format, pacman_msg_format, rawhdf5format
 from larpix.larpix import MessagePacket
+from support.larpix import raw_file_packets
 
 from exporter import cli
 from exporter.simulate import LiveSimulation, simulate_file, truth_path
@@ -31,20 +32,11 @@ SEED = 11
 SECONDS = 14
 
 
-def larpix_raw_packets(path) -> list:
-    """Every packet of a raw file, as larpix-control converts it (with io_group set)."""
-    raw = rawhdf5format.from_rawfile(str(path))
-    packets = []
-    for io_group, msg in zip(raw["msg_headers"]["io_groups"], raw["msgs"], strict=True):
-        packets.extend(pacman_msg_format.parse(msg, io_group=io_group))
-    return packets
-
-
 def from_file_with_timestamp_io_groups(path, raw_path) -> list:
     """``from_file`` packets; it drops the io_group of timestamp packets, so take those
     from larpix-control's parse of the raw file of the same run."""
     packets = hdf5format.from_file(str(path), start=0)["packets"]
-    timestamps = [p for p in larpix_raw_packets(raw_path) if isinstance(p, TimestampPacket)]
+    timestamps = [p for p in raw_file_packets(raw_path) if isinstance(p, TimestampPacket)]
     in_file = [p for p in packets if isinstance(p, TimestampPacket)]
     assert [p.timestamp for p in in_file] == [p.timestamp for p in timestamps]
     for ours, theirs in zip(in_file, timestamps, strict=True):
@@ -147,7 +139,7 @@ def raw_and_packet(tmp_path_factory):
 
 def test_raw_truth_equals_counts_of_larpix_packets(raw_and_packet):
     d, truth, _ = raw_and_packet
-    packets = larpix_raw_packets(d / "run.raw.h5")
+    packets = raw_file_packets(d / "run.raw.h5")
     expected = expected_truth(packets)
     assert truth == json.loads(truth_path(d / "run.raw.h5").read_text())
     assert truth["packets"] == len(packets)
@@ -160,7 +152,7 @@ def test_raw_truth_equals_counts_of_larpix_packets(raw_and_packet):
 def test_packet_rows_equal_larpix_conversion_of_the_raw_file(raw_and_packet, tmp_path):
     d, _, _ = raw_and_packet
     converted = tmp_path / "converted.h5"
-    hdf5format.to_file(str(converted), larpix_raw_packets(d / "run.raw.h5"), workers=1)
+    hdf5format.to_file(str(converted), raw_file_packets(d / "run.raw.h5"), workers=1)
     with h5py.File(d / "run.h5", "r") as ours, h5py.File(converted, "r") as theirs:
         rows = ours["packets"][:]
         assert ours["packets"].dtype == theirs["packets"].dtype
@@ -222,7 +214,7 @@ def test_same_seed_same_packets_other_seed_other_packets(tmp_path):
 def test_n_packets_is_exact(tmp_path, fmt):
     truth = simulate_file(tmp_path / "n.h5", fmt, n_packets=4321, seed=3, words_per_message=100)
     if fmt == "raw":
-        packets = larpix_raw_packets(tmp_path / "n.h5")
+        packets = raw_file_packets(tmp_path / "n.h5")
     else:
         packets = hdf5format.from_file(str(tmp_path / "n.h5"), start=0)["packets"]
     assert len(packets) == truth["packets"] == 4321
@@ -291,7 +283,7 @@ def test_older_versions_are_what_larpix_control_writes(tmp_path, version):
     truth = simulate_file(tmp_path / "old.h5", "packet", seconds=4, seed=6, version=version)
     simulate_file(tmp_path / "raw.h5", "raw", seconds=4, seed=6)
     converted = tmp_path / "converted.h5"
-    hdf5format.to_file(str(converted), larpix_raw_packets(tmp_path / "raw.h5"),
+    hdf5format.to_file(str(converted), raw_file_packets(tmp_path / "raw.h5"),
                        version=version, workers=1)
     with h5py.File(tmp_path / "old.h5") as ours, h5py.File(converted) as theirs:
         rows = ours["packets"][:]
@@ -316,7 +308,7 @@ def test_older_versions_are_what_larpix_control_writes(tmp_path, version):
 @pytest.fixture(scope="module")
 def raw_packets(raw_and_packet):
     d, truth, _ = raw_and_packet
-    return larpix_raw_packets(d / "run.raw.h5"), truth
+    return raw_file_packets(d / "run.raw.h5"), truth
 
 
 def test_one_timestamp_packet_per_message_and_messages_of_one_io_group(raw_and_packet):
@@ -407,7 +399,7 @@ def test_parity_burst(tmp_path):
     simulate_file(tmp_path / "burst.raw.h5", "raw", seconds=6, seed=1, parity_burst=(2, 2, 0.2))
     by_second = defaultdict(Counter)
     second = None
-    for p in larpix_raw_packets(tmp_path / "burst.raw.h5"):
+    for p in raw_file_packets(tmp_path / "burst.raw.h5"):
         if isinstance(p, TimestampPacket):
             second = p.timestamp - SimConfig().start_time
         elif isinstance(p, Packet_v2):
@@ -514,7 +506,7 @@ def test_simulate_command_in_a_subprocess(tmp_path):
     assert done.returncode == 0, done.stderr
     assert str(path) in done.stdout and str(truth_path(path)) in done.stdout
     truth = json.loads(truth_path(path).read_text())
-    assert truth["packets"] == len(larpix_raw_packets(path))
+    assert truth["packets"] == len(raw_file_packets(path))
 
 
 def test_simulate_command_static_file(tmp_path, capsys):

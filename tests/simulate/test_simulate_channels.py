@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 from larpix import Packet_v2, SyncPacket, TimestampPacket
-from larpix.format import pacman_msg_format, rawhdf5format
+from support.larpix import raw_file_packets
 
 from exporter.simulate import detector_path, simulate_file
 
@@ -21,19 +21,11 @@ SECONDS = 12
 WINDOW = 10.0
 
 
-def larpix_packets(path) -> list:
-    raw = rawhdf5format.from_rawfile(str(path))
-    packets = []
-    for io_group, msg in zip(raw["msg_headers"]["io_groups"], raw["msgs"], strict=True):
-        packets.extend(pacman_msg_format.parse(msg, io_group=io_group))
-    return packets
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     path = tmp_path_factory.mktemp("sim") / "run.raw.h5"
     truth = simulate_file(path, "raw", seconds=SECONDS, seed=5, rate=4000.0)
-    return path, truth, larpix_packets(path)
+    return path, truth, raw_file_packets(path)
 
 
 def table(columns: dict, *key_names: str) -> dict[tuple, dict]:

@@ -24,11 +24,14 @@ from support.stack import (
     ROOT,
     alert_rules,
     compose_model,
+    compose_service,
     dashboards,
     infinity_targets,
     load_yaml,
     panels,
+    provisioning,
     targets,
+    url_host_port,
     variables_used,
 )
 
@@ -43,13 +46,11 @@ CITE_ALERTS = {"overview.json", "io-group-detail.json", "shifter.json", "tile.js
 
 
 def provisioned_datasource() -> dict:
-    (datasource,) = load_yaml(DATASOURCE_FILE)["datasources"]
-    return datasource
+    return provisioning(DATASOURCE_FILE)[1]
 
 
 def provisioned_infinity() -> dict:
-    (datasource,) = load_yaml(INFINITY_DATASOURCE_FILE)["datasources"]
-    return datasource
+    return provisioning(INFINITY_DATASOURCE_FILE)[1]
 
 
 def load_schema(path: Path) -> dict:
@@ -255,12 +256,12 @@ def test_plots_dashboard_points_at_the_exporter() -> None:
     repeated = [p for p in panels(dashboard) if p.get("repeat")]
     assert [p["repeat"] for p in repeated] == ["plot"]
     # An iframe survives only with Grafana's HTML sanitizer off.
-    grafana_env = compose_model()["services"]["grafana"]["environment"]
+    grafana_env = compose_service("grafana")["environment"]
     assert grafana_env["GF_PANELS_DISABLE_SANITIZE_HTML"] == "true"
 
 
 def test_schemas_are_those_of_the_pinned_grafana() -> None:
-    image = compose_model()["services"]["grafana"]["image"]
+    image = compose_service("grafana")["image"]
     version = re.fullmatch(r"grafana/grafana:(\d+\.\d+\.\d+)", image).group(1)
     stamped = [SCHEMAS / "grafana-dashboard.schema.json", SCHEMAS / "grafana-units.json",
                *sorted((SCHEMAS / "grafana-panels").glob("*.json"))]
@@ -270,9 +271,8 @@ def test_schemas_are_those_of_the_pinned_grafana() -> None:
 
 
 def test_datasource_provisioning() -> None:
-    config = load_yaml(DATASOURCE_FILE)
+    config, datasource = provisioning(DATASOURCE_FILE)
     assert config["apiVersion"] == 1
-    datasource = provisioned_datasource()
     assert datasource["type"] == "prometheus" and datasource["access"] == "proxy"
     assert datasource["uid"] == "larpix-prometheus" and datasource["isDefault"] is True
     # Grafana's $__rate_interval assumes this is Prometheus's scrape interval.
@@ -280,7 +280,7 @@ def test_datasource_provisioning() -> None:
     assert datasource["jsonData"]["timeInterval"] == scrape
     # The URL is the compose service and the port Prometheus listens on there.
     services = compose_model()["services"]
-    host, port = re.fullmatch(r"http://([\w-]+):(\d+)", datasource["url"]).groups()
+    host, port = url_host_port(datasource["url"])
     assert host in services
     assert any(p.endswith(f":{port}") for p in services[host]["ports"])
 
@@ -290,7 +290,7 @@ def test_dashboard_provisioning_reads_the_mounted_dashboards() -> None:
     assert config["apiVersion"] == 1
     (provider,) = config["providers"]
     assert provider["type"] == "file" and provider["disableDeletion"] is True
-    grafana = compose_model()["services"]["grafana"]
+    grafana = compose_service("grafana")
     mounts = dict(volume.split(":")[:2][::-1] for volume in grafana["volumes"])
     assert mounts[provider["options"]["path"]] == "./grafana/dashboards"
     assert mounts["/etc/grafana/provisioning"] == "./grafana/provisioning"

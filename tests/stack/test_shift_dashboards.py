@@ -10,12 +10,13 @@ import pytest
 from support.stack import (
     INFINITY_DATASOURCE_FILE,
     INFINITY_TYPE,
-    compose_model,
+    compose_service,
     dashboards,
     infinity_targets,
-    load_yaml,
     panels,
+    provisioning,
     targets,
+    url_host_port,
 )
 
 from exporter import DEFAULT_PORT
@@ -145,18 +146,16 @@ def test_pixel_tables_ask_for_the_top_100_of_each_column() -> None:
 
 
 def test_infinity_datasource_reaches_only_the_exporter() -> None:
-    config = load_yaml(INFINITY_DATASOURCE_FILE)
+    config, datasource = provisioning(INFINITY_DATASOURCE_FILE)
     assert config["apiVersion"] == 1
-    (datasource,) = config["datasources"]
     assert datasource["type"] == INFINITY_TYPE and datasource["uid"] == "larpix-infinity"
     assert datasource["jsonData"]["allowedHosts"] == [datasource["url"]]
-    services = compose_model()["services"]
-    host, port = re.fullmatch(r"http://([\w-]+):(\d+)", datasource["url"]).groups()
+    host, port = url_host_port(datasource["url"])
     assert host == "exporter" and int(port) == DEFAULT_PORT
-    assert f"--port {port}" in " ".join(services[host]["command"])
+    assert f"--port {port}" in " ".join(compose_service(host)["command"])
 
 
 def test_compose_preinstalls_a_pinned_infinity_plugin() -> None:
-    grafana = compose_model()["services"]["grafana"]["environment"]
+    grafana = compose_service("grafana")["environment"]
     plugin, version = grafana["GF_PLUGINS_PREINSTALL"].split("@")
     assert plugin == INFINITY_TYPE and re.fullmatch(r"\d+\.\d+\.\d+", version)

@@ -131,6 +131,23 @@ def compose_model() -> dict:
     return load_yaml(COMPOSE_FILE)
 
 
+def compose_service(name: str) -> dict:
+    """One service of docker-compose.yml."""
+    return compose_model()["services"][name]
+
+
+def provisioning(path: Path) -> tuple[dict, dict]:
+    """A Grafana datasource provisioning file and the one datasource it declares."""
+    config = load_yaml(path)
+    (datasource,) = config["datasources"]
+    return config, datasource
+
+
+def url_host_port(url: str) -> tuple[str, str]:
+    """Host and port of an ``http://host:port`` URL, the form the provisioned datasources use."""
+    return re.fullmatch(r"http://([\w-]+):(\d+)", url).groups()
+
+
 def instructions(cmd: str) -> list[dockerfile.Command]:
     """The Dockerfile's instructions of one kind, as BuildKit's parser reads them."""
     return [c for c in dockerfile.parse_file(str(DOCKERFILE)) if c.cmd == cmd.upper()]

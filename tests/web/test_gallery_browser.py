@@ -3,29 +3,19 @@ monitor; every plot image must load, and the screenshot must show them."""
 
 from __future__ import annotations
 
-import subprocess
 from html.parser import HTMLParser
 from io import BytesIO
 from pathlib import Path
 
 import numpy as np
 from matplotlib import image as mpimg
+from support.browser import chromium
 from support.service import MonitorProcess
 from support.waiting import wait_for
 
 from exporter.simulate import simulate_file
 
-CHROMIUM = "/usr/bin/chromium"
 PLOTS = ["AdcSpectrum", "PacketRate"]
-
-
-def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--hide-scrollbars", f"--user-data-dir={profile}",
-         "--virtual-time-budget=8000", *args],
-        capture_output=True, timeout=120, check=True)
 
 
 class PlotImages(HTMLParser):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.browser import chromium
 from support.service import MonitorProcess
 from support.waiting import wait_for
-from test_gallery_browser import chromium
 
 from exporter.simulate import simulate_file
 
