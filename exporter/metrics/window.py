@@ -84,6 +84,7 @@ class SlidingWindow:
     def restore(self, state: State) -> None:
         self.retired = dense(state)
         self.counts = np.zeros((self.n_slots + 1, len(self.retired), self.columns), np.int32)
+        self.adc_sums = np.zeros((self.n_slots + 1, len(self.retired), 2), np.int64)
         self.latest = np.array(state["latest"], np.int64)
         self.slot_second[:] = NO_TIME
 

@@ -105,7 +105,7 @@ def test_stop_in_the_middle_of_a_large_file_counts_every_row_once(dirs, stop_sig
     from the checkpoint and reads on from exactly the row it covers."""
     data, plots = dirs
     path = data / "large.h5"
-    truth = simulate_file(path, "packet", n_packets=2_000_000, seed=31, io_groups=(1, 2))
+    truth = simulate_file(path, "packet", n_packets=6_000_000, seed=31, io_groups=(1, 2))
     first = MonitorProcess(data, plots, "--no-plots").start()
     last = wait_for(lambda: (lambda s: s if 0 < rows_read(s) else None)(first.scrape()), 60,
                     "the first counted rows", interval=0.005)
