@@ -203,7 +203,8 @@ class ChannelTables:
         counts = self._files.get(source)
         if counts is None:
             return None
-        n = min(counts.slots, len(self._chips.keys))
+        # The window may come from the last published snapshot, taken before newer chips.
+        n = min(counts.slots, len(self._chips.keys), window.size // CHANNELS_PER_CHIP)
         owned = np.array([self.window_owner.get(int(g)) == source
                           for g in range(256)])[self._chips.group[:n]]
         flat_window = counts.frozen_window.copy()
