@@ -303,7 +303,8 @@ class PrometheusAPI:
         self.base = f"http://127.0.0.1:{port}/api/v1"
 
     def _get(self, path: str, **params: Any) -> Any:
-        response = httpx.get(f"{self.base}/{path}", params=params, timeout=10)
+        # Range queries over every counter of a run return ~10^6 samples: give them time.
+        response = httpx.get(f"{self.base}/{path}", params=params, timeout=60)
         body = response.json()
         assert body["status"] == "success", f"{path} {params}: {body.get('error')}"
         return body["data"]
