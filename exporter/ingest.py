@@ -103,6 +103,11 @@ class Ingest:
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
         self._thread.start()
 
+    def request_stop(self) -> None:
+        """Stop reading after the chunk in hand (safe from a signal handler): a stop
+        signal must not wait for the web server's own graceful shutdown."""
+        self._stop.set()
+
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the chunk in hand, drop queued renders, checkpoint and stop."""
         self._stop.set()

@@ -67,7 +67,7 @@ def serve(config: MonitorConfig) -> int:
     server = uvicorn.Server(uvicorn.Config(
         app, log_config=None, log_level=config.log_level.lower(),
         access_log=config.log_level == "DEBUG", timeout_graceful_shutdown=5))
-    _handle_stop_signals(server)
+    _handle_stop_signals(server, ingest)
 
     ingest.start()
     quality_loop.start()
@@ -77,8 +77,8 @@ def serve(config: MonitorConfig) -> int:
     try:
         server.run(sockets=[sock])
     finally:
+        ingest.stop()  # the checkpoint first; the quality thread may be mid-evaluation
         quality_loop.stop()
-        ingest.stop()
         if renderer is not None:
             renderer.shutdown()
         log.info("stopped; checkpoint written")
@@ -120,11 +120,13 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _handle_stop_signals(server: uvicorn.Server) -> None:
+def _handle_stop_signals(server: uvicorn.Server, ingest: Ingest) -> None:
     """Our handlers outlive uvicorn's: it re-raises the signal after its graceful shutdown,
-    which must not kill the process before the state is saved."""
+    which must not kill the process before the state is saved. Ingest stops reading at
+    once, not after uvicorn has waited for open connections (up to its graceful timeout)."""
 
     def stop(signum: int, _frame: FrameType | None) -> None:
+        ingest.request_stop()
         if server.should_exit and signum == signal.SIGINT:
             server.force_exit = True
         server.should_exit = True

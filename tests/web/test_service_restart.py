@@ -99,9 +99,7 @@ def test_sigkill_then_restart_counts_every_row_exactly_once(dirs) -> None:
     assert f"run-packet.h5: resuming after row {paused['packet']}" in second.log_text()
 
 
-# SIGTERM is not run here: on the merged service a graceful stop sometimes reads the file
-# to its end before it stops (open; see test_sigterm_checkpoints_and_exits_cleanly).
-@pytest.mark.parametrize("stop_signal", [signal.SIGKILL])
+@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM])
 def test_stop_in_the_middle_of_a_large_file_counts_every_row_once(dirs, stop_signal) -> None:
     """A stop while a big file is being read: the next process continues the counters
     from the checkpoint and reads on from exactly the row it covers."""
