@@ -11,7 +11,6 @@ pool.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
 from email.utils import formatdate, parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -19,12 +18,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CollectorRegistry
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from exporter import __version__
 from exporter.metrics import DetectorMetrics, exposition
 from exporter.web.channels import channels_router
 from exporter.web.gallery import CONTENT_SECURITY_POLICY, plot_listing, render_gallery
+from exporter.web.login import TokenAuth, login_router
 from exporter.web.quality import QualitySource, quality_router, quality_strip
 from exporter.web.status_strip import StatusStrip
 
@@ -54,30 +53,6 @@ class NoPlots:
 
     def image(self, file: str, plot: str) -> PlotImage | None:
         return None
-
-
-class BearerAuth:
-    """Requires ``Authorization: Bearer <token>`` on every route but the probes
-    (``/healthz``, ``/readyz``: orchestrators probe without credentials)."""
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app = app
-        self.token = token.encode()
-
-    def _authorised(self, scope: Scope) -> bool:
-        scheme, _, credentials = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
-        # compare_digest on every request, so timing says nothing about the token
-        return hmac.compare_digest(credentials.strip(), self.token) and scheme.lower() == b"bearer"
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in ("/healthz", "/readyz"):
-            if not self._authorised(scope):
-                response = JSONResponse(
-                    {"detail": "missing or wrong bearer token"}, status_code=401,
-                    headers={"WWW-Authenticate": 'Bearer realm="larpix-monitor"'})
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 def _quoted(etag: str) -> str:
@@ -178,6 +153,7 @@ def create_app(registry: CollectorRegistry, monitor: MonitorSource,
     if quality is not None:
         app.include_router(quality_router(quality))
     if auth_token:
-        app.add_middleware(BearerAuth, token=auth_token)
+        app.include_router(login_router(auth_token))
+        app.add_middleware(TokenAuth, token=auth_token)
     return app
 
