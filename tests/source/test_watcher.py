@@ -10,6 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from support.waiting import wait_for
 
 from exporter.source.watcher import DirectoryWatcher, FileChange
 
@@ -63,9 +64,8 @@ def test_growth_replacement_and_deletion(tmp_path: Path) -> None:
 
 def test_file_event_wakes_the_wait_early(tmp_path: Path) -> None:
     watcher = DirectoryWatcher(tmp_path, "*.h5", use_events=True)
-    watcher.start()
+    watcher.start()  # returns once the kernel watch is in place
     try:
-        time.sleep(0.3)  # let the kernel watch settle
         threading.Timer(0.2, (tmp_path / "live.h5").write_bytes, args=(b"data",)).start()
         started = time.monotonic()
         changes = watcher.wait(timeout=10)
@@ -107,3 +107,44 @@ def test_unreadable_directory_is_logged_once_and_reports_nothing(
     assert watcher.scan() == [] and watcher.scan() == []
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and str(data) in errors[0].getMessage()
+
+
+def test_idle_files_are_stat_ed_by_the_slow_sweep_only(tmp_path: Path) -> None:
+    """A finished file is not stat-ed at every poll (a round trip each on NFS): a change
+    that only a stat can reveal shows at the next sweep, while a file being written
+    (recent mtime) is looked at every scan."""
+    hour_ago = time.time() - 3600
+    for n in range(20):
+        (tmp_path / f"old-{n:02d}.h5").write_bytes(b"x" * n)
+        os.utime(tmp_path / f"old-{n:02d}.h5", (hour_ago, hour_ago))
+    live = tmp_path / "live.h5"
+    live.write_bytes(b"1")
+    watcher = DirectoryWatcher(tmp_path, "*.h5", use_events=False, idle_stat_seconds=3.0)
+    assert len(watcher.scan()) == 21
+    swept = time.monotonic()
+
+    with open(tmp_path / "old-07.h5", "ab") as grown:  # no event in polling mode
+        grown.write(b"more")
+    live.write_bytes(b"12")
+    assert kinds(watcher.scan()) == {"live.h5": "changed"}  # old-07 was not stat-ed
+
+    seen = wait_for(lambda: kinds(watcher.scan()) or None, 10, "the sweep", interval=0.05)
+    assert seen == {"old-07.h5": "changed"}
+    assert time.monotonic() - swept >= 3.0
+
+
+def test_an_event_names_the_idle_file_it_saw_change(tmp_path: Path) -> None:
+    hour_ago = time.time() - 3600
+    old = tmp_path / "old.h5"
+    old.write_bytes(b"x")
+    os.utime(old, (hour_ago, hour_ago))
+    watcher = DirectoryWatcher(tmp_path, "*.h5", use_events=True, idle_stat_seconds=3600)
+    watcher.start()
+    try:
+        assert kinds(watcher.scan()) == {"old.h5": "new"}
+        with open(old, "ab") as grown:
+            grown.write(b"more")
+        changes = wait_for(lambda: watcher.wait(timeout=0.5) or None, 10, "the event")
+    finally:
+        watcher.stop()
+    assert kinds(changes) == {"old.h5": "changed"}
