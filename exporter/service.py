@@ -52,7 +52,8 @@ def serve(config: MonitorConfig) -> int:
     renderer = None
     if not config.no_plots:
         renderer = PlotRenderer(discover_plots(config.plugin_dirs), plot_dir, ext=config.ext,
-                                selected=config.plots, health=health)
+                                selected=config.plots, health=health,
+                                skip_when_behind=True)  # metrics never wait for plots
         if renderer.unknown:  # the renderer has said which, in one line
             sock.close()
             renderer.shutdown()

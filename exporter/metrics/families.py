@@ -329,6 +329,9 @@ def health_families(snap: HealthSnapshot) -> list[Family]:
     plot_errors = Family("larpix_monitor_plot_errors", "counter", "Plot plugin calls that raised.")
     for plot, n in sorted(snap.plot_errors.items()):
         plot_errors.add((("plot", plot),), n, "_total")
+    skipped = Family("larpix_monitor_plot_rows_skipped", "counter",
+                     "Rows the plots never saw because their renders fell behind ingest.")
+    skipped.add((), snap.plot_rows_skipped, "_total")
     build = Family("larpix_monitor_build_info", "gauge", "Version of the monitor (always 1).")
     build.add((("version", snap.version),), 1)
-    return [*families, render, plot_errors, build]
+    return [*families, render, plot_errors, skipped, build]

@@ -37,6 +37,7 @@ class HealthSnapshot:
     last_ingest: float | None
     render: dict[str, RenderTimes]
     plot_errors: dict[str, int]
+    plot_rows_skipped: int
 
 
 class MonitorHealth(GatedVersion):
@@ -64,6 +65,7 @@ class MonitorHealth(GatedVersion):
         self._last_ingest: float | None = None
         self._render: dict[str, RenderTimes] = {}
         self._plot_errors: Counter[str] = Counter()
+        self._plot_rows_skipped = 0
 
     def checkpoint(self) -> State:
         """The counters, from the snapshot the next ``publish()`` will show."""
@@ -71,7 +73,8 @@ class MonitorHealth(GatedVersion):
             snap = self._take_snapshot()
             self._checkpointed = (self._changes, snap)
         state = {"bytes": np.array([snap.bytes_read], np.int64),
-                 "resets": np.array([snap.resets], np.int64)}
+                 "resets": np.array([snap.resets], np.int64),
+                 "plot_rows_skipped": np.array([snap.plot_rows_skipped], np.int64)}
         parts = {"rows": snap.rows, "read_errors": snap.read_errors,
                  "read_retries": snap.read_retries, "plot_errors": snap.plot_errors,
                  "render_total": {p: t.total for p, t in snap.render.items()}}
@@ -90,6 +93,7 @@ class MonitorHealth(GatedVersion):
         with self._lock:
             self._bytes = int(state["bytes"][0])
             self._resets = int(state["resets"][0])
+            self._plot_rows_skipped = int(state.get("plot_rows_skipped", [0])[0])
             for name in ("rows", "read_errors", "read_retries", "plot_errors"):
                 counts = Counter({k: int(v) for k, v in unkeyed(section(state, name)).items()})
                 setattr(self, "_" + name, counts)
@@ -106,6 +110,12 @@ class MonitorHealth(GatedVersion):
         """A read that failed for a passing reason (file busy) and will be tried again."""
         with self._lock:
             self._read_retries[reason] += 1
+            self._changes += 1
+
+    def count_plot_rows_skipped(self, rows: int) -> None:
+        """Rows the plots never saw: their renders fell behind ingest (see PlotRenderer)."""
+        with self._lock:
+            self._plot_rows_skipped += rows
             self._changes += 1
 
     def count_rows(self, fmt: str, rows: int, nbytes: int) -> None:
@@ -171,4 +181,4 @@ class MonitorHealth(GatedVersion):
             read_retries=dict(self._read_retries), resets=self._resets,
             ingest_lag=self._ingest_lag, last_ingest=self._last_ingest,
             render={p: RenderTimes(list(t.counts), t.total) for p, t in self._render.items()},
-            plot_errors=dict(self._plot_errors))
+            plot_errors=dict(self._plot_errors), plot_rows_skipped=self._plot_rows_skipped)

@@ -9,11 +9,13 @@ per-file state in ``self``) and the figure it returned last. A file idle for
 from the new packets, as in the seed.
 
 Memory: packets wait in a per-file buffer between renders. When a file's
-buffer reaches ``max_buffered_rows``, a render of that file is queued at once
-instead of dropping data; if the previous such render has not finished yet, the
-caller waits for it (back-pressure), so a file never holds more than about two
-caps of rows. Images in memory are kept for the ``max_image_files`` files
-updated most recently.
+buffer reaches ``max_buffered_rows``, a render of that file is queued at once.
+If the previous such render has not finished yet, the plots are behind: with
+``skip_when_behind`` (the service: metrics never wait for plots) the oldest
+buffered rows are dropped and counted (``count_plot_rows_skipped``), else
+(once mode: the figures cover the whole file) the caller waits for it. Either
+way a file never holds more than about two caps of rows. Images in memory are
+kept for the ``max_image_files`` files updated most recently.
 
 Restarts: at construction the renderer loads the PNGs it wrote before, so the
 gallery and /plots show the last plots of every run (finished ones included)
@@ -75,6 +77,8 @@ class RenderHealth(Protocol):
 
     def count_plot_error(self, plot: str) -> None: ...
 
+    def count_plot_rows_skipped(self, rows: int) -> None: ...
+
 
 class PlotRenderer:
     """Feeds new packets of each file to the selected plots, on one render thread."""
@@ -83,8 +87,9 @@ class PlotRenderer:
                  selected: list[str] | None = None, health: RenderHealth | None = None,
                  max_buffered_rows: int = DEFAULT_MAX_BUFFERED_ROWS,
                  max_image_files: int = DEFAULT_MAX_IMAGE_FILES,
-                 load_saved: bool = True) -> None:
+                 load_saved: bool = True, skip_when_behind: bool = False) -> None:
         self.plot_dir = Path(plot_dir)
+        self.skip_when_behind = skip_when_behind
         self.ext = ext
         self.health = health
         self.max_buffered_rows = max_buffered_rows
@@ -128,11 +133,30 @@ class PlotRenderer:
             if rows < self.max_buffered_rows:
                 return
             previous = self._early.get(source)
+            behind = previous is not None and not previous.done()
+            skipped = self._drop_oldest(source) if behind and self.skip_when_behind else 0
+        if skipped:
+            if self.health is not None:
+                self.health.count_plot_rows_skipped(skipped)
+            return
         if previous is not None and not self._on_render_thread():
             previous.result()
         with self._lock:
             if self._buffered_rows.get(source, 0) >= self.max_buffered_rows:
                 self._early[source] = self.render(source)
+
+    def _drop_oldest(self, source: Path) -> int:
+        """Keep the newest ``max_buffered_rows`` rows of ``source``'s buffer (lock held)."""
+        chunks = self._buffers[source]
+        excess = self._buffered_rows[source] - self.max_buffered_rows
+        dropped = 0
+        while excess - dropped >= len(chunks[0]):
+            dropped += len(chunks.pop(0))
+        if excess > dropped:
+            chunks[0] = chunks[0][excess - dropped:]
+            dropped = excess
+        self._buffered_rows[source] -= dropped
+        return dropped
 
     def render(self, source: Path) -> concurrent.futures.Future:
         """Queue a render of ``source``; the future gives the PlotImages made."""
