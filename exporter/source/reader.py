@@ -222,9 +222,9 @@ class FileReader:
         stop = min(end, start + self.chunk_rows)
         if stop <= start:
             return 0, None, False
-        slab = read_slab(dset, start, stop, PACKET_DTYPE if layout.native else None)
+        slab = read_slab(dset, start, stop, PACKET_DTYPE if layout.native else None, end)
         damage += slab.damage
-        return stop - start, slab.rows, stop < end
+        return len(slab.rows), slab.rows, start + len(slab.rows) < end
 
     def _fetch_messages(self, msgs: h5py.Dataset, headers: h5py.Dataset, start: int,
                         available: int, settled: bool, damage: list[Damage]
@@ -239,8 +239,8 @@ class FileReader:
             wanted = math.ceil((self.chunk_rows - packets) / self._packets_per_message)
             step = min(end - stop, self.chunk_rows - (stop - start), _MAX_MESSAGES_PER_READ,
                        wanted)
-            slab = read_slab(msgs, stop, stop + step)
-            block = slab.rows
+            slab = read_slab(msgs, stop, stop + step, limit=end)
+            block, step = slab.rows, len(slab.rows)
             damage += slab.damage
             block_packets = sum((m.size + HEADER_LEN) // WORD_LEN for m in block)
             self._packets_per_message = max(1.0, block_packets / step)

@@ -47,8 +47,11 @@ class Slab:
         return unreadable_mask(self.damage, offset, len(self.rows))
 
 
-def read_slab(dset: h5py.Dataset, start: int, stop: int, dtype: np.dtype | None = None) -> Slab:
-    """Rows ``start:stop``, as ``dtype`` (the dataset's own if None)."""
+def read_slab(dset: h5py.Dataset, start: int, stop: int, dtype: np.dtype | None = None,
+              limit: int | None = None) -> Slab:
+    """Rows ``start:stop``, as ``dtype`` (the dataset's own if None). With ``limit``, an
+    unreadable last chunk is skipped whole (up to row ``limit``), so the slab may end
+    after ``stop``: the rest of a bad chunk is never read, and never reported, again."""
     out = np.zeros(stop - start, dtype or dset.dtype)
     try:
         _read_into(dset, out, start, stop)
@@ -69,6 +72,12 @@ def read_slab(dset: h5py.Dataset, start: int, stop: int, dtype: np.dtype | None 
                                 (_stored_at(dset, low),)))
     if not damage:  # the slab failed as a whole only: not a chunk of it
         raise first_error
+    last = damage[-1]
+    end = min(last.stop - (last.stop - 1) % step - 1 + step, limit or 0)
+    if end > last.stop == stop:
+        damage[-1] = Damage(last.dataset, last.start, end, last.detail, last.storage)
+        out = np.concatenate([out, np.zeros(end - stop, out.dtype)])
+        _blank(out, stop - start, end - start)
     return Slab(out, damage)
 
 
