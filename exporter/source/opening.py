@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 
 import h5py
 
@@ -17,6 +18,26 @@ def open_file(path: str) -> h5py.File:
         if "already open for write" not in str(error):
             raise
     return h5py.File(path, "r", locking=False, swmr=True)
+
+
+def stat_data_file(path: str) -> os.stat_result:
+    """The file's stat, or why it is not a data file one can read."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise InputError(path, "unreadable",
+                             f"broken symbolic link (to {os.readlink(path)})") from None
+        raise InputError(path, "vanished", "file no longer exists") from None
+    except OSError as error:
+        raise InputError(path, "unreadable", f"cannot stat file ({error.strerror})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError(path, "not_a_file", "is a directory, not a data file")
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(path, "not_a_file", "is not a regular file (fifo, socket or device)")
+    if info.st_size == 0:
+        raise InputError(path, "empty_file", "file is empty (0 bytes)")
+    return info
 
 
 def signature(path: str) -> tuple[int, int] | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import stat
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,7 +29,7 @@ from exporter.source.formats import (
     detect,
     normalise_packets,
 )
-from exporter.source.opening import classify, open_file, signature
+from exporter.source.opening import classify, open_file, signature, stat_data_file
 from exporter.source.pacman import HEADER_LEN, WORD_LEN, decode_messages
 from exporter.source.slabs import Damage, read_slab, unreadable_mask
 
@@ -93,7 +92,7 @@ class FileReader:
         """New rows in chunks. The cursor covers a chunk as soon as it is handed out: the
         consumer counts it before anything saves the cursor (same thread), so stopping
         after any chunk never leaves a counted chunk unclaimed."""
-        info = self._stat()
+        info = stat_data_file(self.path)
         if self.cursor.inode and info.st_ino != self.cursor.inode:
             self._reset()
         elif info.st_size < self.cursor.size:
@@ -134,26 +133,6 @@ class FileReader:
         self.cursor.inode, self.cursor.size = batch.inode, batch.size
         self.cursor.format = batch.layout.format
         self.cursor.created = batch.created
-
-    def _stat(self) -> os.stat_result:
-        try:
-            info = os.stat(self.path)
-        except FileNotFoundError:
-            if os.path.islink(self.path):
-                raise InputError(self.path, "unreadable",
-                                 f"broken symbolic link (to {os.readlink(self.path)})") from None
-            raise InputError(self.path, "vanished", "file no longer exists") from None
-        except OSError as error:
-            raise InputError(self.path, "unreadable", f"cannot stat file ({error.strerror})"
-                             ) from None
-        if stat.S_ISDIR(info.st_mode):
-            raise InputError(self.path, "not_a_file", "is a directory, not a data file")
-        if not stat.S_ISREG(info.st_mode):
-            raise InputError(self.path, "not_a_file",
-                             "is not a regular file (fifo, socket or device)")
-        if info.st_size == 0:
-            raise InputError(self.path, "empty_file", "file is empty (0 bytes)")
-        return info
 
     def _fetch_retrying(self, start: int, inode: int, known_format: str | None,
                         created: float | None) -> _Batch:
