@@ -246,6 +246,9 @@ class Ingest:
                 self.health.count_rows(chunk.format, chunk.rows, chunk.nbytes)
                 if chunk.malformed:
                     self.health.count_read_error("malformed_message", chunk.malformed)
+                for damage in chunk.damaged:  # skipped rows: said and counted once
+                    self.health.count_read_error(damage.reason)
+                    log.warning("%s", damage)
                 watched.last_read = time.time()
                 self.health.mark_ingest(watched.last_read)
                 watched.dirty = True

@@ -75,6 +75,8 @@ class FileRead:
     malformed: int = 0
     seconds: float = 0.0
     plots: int = 0
+    #: Rows that could not be read and were skipped (the file was read in part).
+    skipped: int = 0
 
 
 def run_once(files: list[Path], plot_dir: Path, ext: str = ".png",
@@ -84,7 +86,8 @@ def run_once(files: list[Path], plot_dir: Path, ext: str = ".png",
              channels_file: Path | None = None, disable_list_file: Path | None = None,
              quality: QualityFlags | None = None) -> int:
     """Process ``files`` one after the other; exit status 2 if any was unusable, else 1
-    if a quality check graded something bad (with ``quality`` flags given)."""
+    if one was read in part (unreadable chunks skipped) or a quality check graded
+    something bad (with ``quality`` flags given)."""
     try:
         detector = DetectorMetrics(rate_window, hot_rate)
     except ValueError as error:
@@ -119,6 +122,8 @@ def run_once(files: list[Path], plot_dir: Path, ext: str = ".png",
             outputs.take(detector, Path(path))
             print(summary(Path(path), read, Totals.of(after) - before, after,
                           detector.data_span(str(path)), rate_window))
+            if read.skipped:
+                status = max(status, 1)
             if signoff:
                 signoff[1].add(path)
         images = [im.path for im in renderer.images()] if renderer is not None else []
@@ -189,6 +194,10 @@ def _read_file(path: Path, detector: DetectorMetrics, health: MonitorHealth,
             health.count_rows(chunk.format, chunk.rows, chunk.nbytes)
             if chunk.malformed:
                 health.count_read_error("malformed_message", chunk.malformed)
+            for damage in chunk.damaged:
+                health.count_read_error(damage.reason)
+                print(damage, file=sys.stderr)
+            read.skipped += chunk.skipped
             if renderer is not None:
                 renderer.add_packets(path, chunk.packets)
             read.format = chunk.format
@@ -226,6 +235,8 @@ def summary(path: Path, read: FileRead, added: Totals, snap: DetectorSnapshot,
              f"{read.nbytes / 1e6:,.1f} MB) in {read.seconds:.2f} s"]
     if read.malformed:
         lines.append(f"  malformed PACMAN messages skipped: {read.malformed:,}")
+    if read.skipped:
+        lines.append(f"  unreadable rows skipped: {read.skipped:,} (read in part)")
     lines.append("  by type: " + ", ".join(f"{TYPE_LABELS[code]} {n:,}"
                                           for code, n in enumerate(added.by_type.tolist()) if n))
     if span is None:

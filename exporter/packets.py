@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from exporter.errors import InputError
+
 PACKET_DTYPE = np.dtype(
     [
         ("io_group", "u1"),
@@ -89,3 +91,8 @@ class Chunk:
     has_receipt_timestamp: bool
     #: Raw messages skipped because they could not be decoded.
     malformed: int = 0
+    #: Row ranges among this step's rows that could not be read and were skipped, one
+    #: error each (reason ``corrupt_chunk``): the consumer logs and counts them.
+    damaged: tuple[InputError, ...] = ()
+    #: Dataset rows in those ranges (not in ``rows``).
+    skipped: int = 0

@@ -99,9 +99,12 @@ class CheckpointStore:
 def _parse_cursors(entries: object) -> list[Cursor]:
     if not isinstance(entries, list):
         raise ValueError("cursors are not a list")
+    # a cursor saved before files had an identity has no "created": it is taken from
+    # the file at its next read (the inode and size rule holds until then)
     cursors = [Cursor(**entry) for entry in entries]
     for cursor in cursors:
-        if cursor.rows < 0 or cursor.size < 0 or cursor.format not in FORMATS:
+        if (cursor.rows < 0 or cursor.size < 0 or cursor.format not in FORMATS
+                or not isinstance(cursor.created, (int, float, type(None)))):
             raise ValueError(f"bad entry for {cursor.path}")
     return cursors
 

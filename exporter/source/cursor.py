@@ -15,3 +15,6 @@ class Cursor:
     #: Dataset rows consumed: packets (packet files) or messages (raw files).
     rows: int
     format: str | None
+    #: The ``created`` time in the file's LArPix header (None: not seen yet, or the file
+    #: has none). With the inode, it tells a file rewritten in place from the one read.
+    created: float | None = None

@@ -131,3 +131,15 @@ def normalise_packets(rows: np.ndarray) -> np.ndarray:
     for name in rows.dtype.names:
         out[name] = rows[name]
     return out
+
+
+def created_time(f: h5py.File, layout: Layout) -> float | None:
+    """The ``created`` attribute larpix-control writes once, when it makes the file
+    (``_header`` of packet files, ``meta`` of raw files); None if absent or not a number."""
+    group = f.get("_header" if layout.format == PACKET_FORMAT else "meta")
+    value = group.attrs.get("created") if isinstance(group, h5py.Group) else None
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.item()
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return float(value)
+    return None

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import math
 import os
-import stat
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import h5py
 import numpy as np
@@ -22,8 +21,17 @@ import numpy as np
 from exporter.errors import InputError, TransientReadError
 from exporter.packets import PACKET_DTYPE, Chunk
 from exporter.source.cursor import Cursor
-from exporter.source.formats import PACKET_FORMAT, RAW_FORMAT, Layout, detect, normalise_packets
+from exporter.source.formats import (
+    PACKET_FORMAT,
+    RAW_FORMAT,
+    Layout,
+    created_time,
+    detect,
+    normalise_packets,
+)
+from exporter.source.opening import classify, open_file, signature, stat_data_file
 from exporter.source.pacman import HEADER_LEN, WORD_LEN, decode_messages
+from exporter.source.slabs import Damage, read_slab, unreadable_mask
 
 #: Pauses before the second, third, ... attempt at a file caught mid-write.
 RETRY_DELAYS = (0.01, 0.03, 0.1)
@@ -54,6 +62,9 @@ class _Batch:
     layout: Layout
     #: Whether filled rows are left after this batch (worth reading ahead).
     more: bool
+    created: float | None = None
+    #: Rows of the batch that could not be read (skipped, said once).
+    damage: list[Damage] = field(default_factory=list)
     chunk: Chunk | None = None
 
 
@@ -81,7 +92,7 @@ class FileReader:
         """New rows in chunks. The cursor covers a chunk as soon as it is handed out: the
         consumer counts it before anything saves the cursor (same thread), so stopping
         after any chunk never leaves a counted chunk unclaimed."""
-        info = self._stat()
+        info = stat_data_file(self.path)
         if self.cursor.inode and info.st_ino != self.cursor.inode:
             self._reset()
         elif info.st_size < self.cursor.size:
@@ -89,12 +100,14 @@ class FileReader:
         self.cursor.inode, self.cursor.size = info.st_ino, info.st_size
         ahead: ThreadPoolExecutor | None = None
         try:
-            batch = self._fetch_retrying(self.cursor.rows, self.cursor.inode, self.cursor.format)
+            batch = self._fetch_retrying(self.cursor.rows, self.cursor.inode, self.cursor.format,
+                                         self.cursor.created)
             while True:
                 self._observe(batch)
                 if batch.chunk is None:
                     return
-                following = (batch.start + batch.rows, batch.inode, batch.layout.format)
+                following = (batch.start + batch.rows, batch.inode, batch.layout.format,
+                             batch.created)
                 pending: Future[_Batch] | None = None
                 if batch.more and self.read_ahead:
                     ahead = ahead or ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
@@ -109,7 +122,7 @@ class FileReader:
 
     def _reset(self) -> None:
         self.cursor.rows = 0
-        self.cursor.format = None
+        self.cursor.format = self.cursor.created = None
         self.resets += 1
 
     def _observe(self, batch: _Batch) -> None:
@@ -119,89 +132,81 @@ class FileReader:
         self.cursor.rows = batch.start
         self.cursor.inode, self.cursor.size = batch.inode, batch.size
         self.cursor.format = batch.layout.format
+        self.cursor.created = batch.created
 
-    def _stat(self) -> os.stat_result:
-        try:
-            info = os.stat(self.path)
-        except FileNotFoundError:
-            if os.path.islink(self.path):
-                raise InputError(self.path, "unreadable",
-                                 f"broken symbolic link (to {os.readlink(self.path)})") from None
-            raise InputError(self.path, "vanished", "file no longer exists") from None
-        except OSError as error:
-            raise InputError(self.path, "unreadable", f"cannot stat file ({error.strerror})"
-                             ) from None
-        if stat.S_ISDIR(info.st_mode):
-            raise InputError(self.path, "not_a_file", "is a directory, not a data file")
-        if not stat.S_ISREG(info.st_mode):
-            raise InputError(self.path, "not_a_file",
-                             "is not a regular file (fifo, socket or device)")
-        if info.st_size == 0:
-            raise InputError(self.path, "empty_file", "file is empty (0 bytes)")
-        return info
-
-    def _fetch_retrying(self, start: int, inode: int, known_format: str | None) -> _Batch:
+    def _fetch_retrying(self, start: int, inode: int, known_format: str | None,
+                        created: float | None) -> _Batch:
         """The chunk from row ``start`` of the file last seen as ``inode`` holding
-        ``known_format``, retrying a file caught mid-write before giving up."""
-        before = _signature(self.path)
+        ``known_format``, made at ``created``, retrying a file caught mid-write before
+        giving up. Unreadable chunks are skipped only once a second read finds them
+        unreadable at the same place: a chunk a writer is rewriting is not damage."""
+        before = signature(self.path)
+        seen: list | None = None
         for delay in (*RETRY_DELAYS, None):
             try:
-                return self._fetch(start, inode, known_format)
+                batch = self._fetch(start, inode, known_format, created)
+                if not batch.damage or batch.damage == seen:
+                    return batch
+                seen = batch.damage
+                failure = TransientReadError(self.path, "busy", "; ".join(
+                    d.text for d in batch.damage))
             except InputError as error:
                 failure = error
             except (OSError, RuntimeError, KeyError, ValueError, TypeError) as error:
-                failure = _classify(self.path, error)
+                failure = classify(self.path, error)
             if failure.reason in ("vanished", "not_a_file", "unreadable"):
                 raise failure
             if delay is not None:
                 time.sleep(delay)
-        if isinstance(failure, TransientReadError) or _signature(self.path) != before:
+        if isinstance(failure, TransientReadError) or signature(self.path) != before:
             raise TransientReadError(
                 self.path, "busy",
                 f"file is being written; {len(RETRY_DELAYS) + 1} reads failed ({failure.detail})")
         raise failure
 
-    def _fetch(self, start: int, inode: int, known_format: str | None) -> _Batch:
+    def _fetch(self, start: int, inode: int, known_format: str | None,
+               created: float | None) -> _Batch:
         """Leaves the cursor alone: it may run while the consumer holds the previous chunk."""
-        with _open(self.path) as f:
+        with open_file(self.path) as f:
             opened = os.fstat(f.id.get_vfd_handle())
             layout = detect(f, self.path)
-            # replaced since the cursor's last look, or now in the other format
-            reset = opened.st_ino != inode or known_format not in (None, layout.format)
+            made = created_time(f, layout)
+            # replaced or rewritten since the cursor's last look, or now in the other format
+            reset = (opened.st_ino != inode or known_format not in (None, layout.format)
+                     or (created is not None and made != created))
             packets = layout.format == PACKET_FORMAT
             datasets = (f["packets"],) if packets else (f["msgs"], f["msg_headers"])
             available = min(dataset.shape[0] for dataset in datasets)
             reset = reset or available < start  # the file now holds fewer rows
             if reset:
                 start = 0
+            damage: list[Damage] = []
             if packets:
-                rows, data, more = self._fetch_packets(datasets[0], layout, start)
+                rows, data, more = self._fetch_packets(datasets[0], layout, start, damage)
                 io_groups = None
             else:
                 settled = time.time() - opened.st_mtime > HEADERS_SETTLE_SECONDS
                 rows, data, io_groups, more = self._fetch_messages(*datasets, start, available,
-                                                                   settled)
-        batch = _Batch(start, rows, reset, opened.st_ino, opened.st_size, layout, more)
+                                                                   settled, damage)
+        batch = _Batch(start, rows, reset, opened.st_ino, opened.st_size, layout, more, made,
+                       damage)
         if rows:
-            batch.chunk = self._chunk(layout, rows, data, io_groups)
+            batch.chunk = self._chunk(layout, data, io_groups, damage, start)
         return batch
 
-    def _fetch_packets(self, dset: h5py.Dataset, layout: Layout, start: int
-                       ) -> tuple[int, np.ndarray | None, bool]:
+    def _fetch_packets(self, dset: h5py.Dataset, layout: Layout, start: int,
+                       damage: list[Damage]) -> tuple[int, np.ndarray | None, bool]:
         """Rows read, the rows, whether filled rows remain."""
         end = _filled_end(dset, start, dset.shape[0], _zero_rows)
         stop = min(end, start + self.chunk_rows)
         if stop <= start:
             return 0, None, False
-        if layout.native:
-            rows = np.empty(stop - start, PACKET_DTYPE)
-            dset.read_direct(rows, np.s_[start:stop])
-        else:
-            rows = dset[start:stop]
-        return stop - start, rows, stop < end
+        slab = read_slab(dset, start, stop, PACKET_DTYPE if layout.native else None, end)
+        damage += slab.damage
+        return len(slab.rows), slab.rows, start + len(slab.rows) < end
 
     def _fetch_messages(self, msgs: h5py.Dataset, headers: h5py.Dataset, start: int,
-                        available: int, settled: bool
+                        available: int, settled: bool, damage: list[Damage]
                         ) -> tuple[int, np.ndarray | None, np.ndarray | None, bool]:
         """Messages holding about ``chunk_rows`` packets, read in blocks sized by the
         packets per message seen so far (a block is at most ``_MAX_MESSAGES_PER_READ``):
@@ -213,7 +218,9 @@ class FileReader:
             wanted = math.ceil((self.chunk_rows - packets) / self._packets_per_message)
             step = min(end - stop, self.chunk_rows - (stop - start), _MAX_MESSAGES_PER_READ,
                        wanted)
-            block = msgs[stop:stop + step]
+            slab = read_slab(msgs, stop, stop + step, limit=end)
+            block, step = slab.rows, len(slab.rows)
+            damage += slab.damage
             block_packets = sum((m.size + HEADER_LEN) // WORD_LEN for m in block)
             self._packets_per_message = max(1.0, block_packets / step)
             blocks.append(block)
@@ -222,34 +229,24 @@ class FileReader:
         if stop == start:
             return 0, None, None, False
         data = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
-        return stop - start, data, headers[start:stop]["io_groups"], stop < end
+        header_slab = read_slab(headers, start, stop)
+        damage += header_slab.damage
+        return stop - start, data, header_slab.rows["io_groups"], stop < end
 
-    def _chunk(self, layout: Layout, rows: int, data: np.ndarray,
-               io_groups: np.ndarray | None) -> Chunk:
+    def _chunk(self, layout: Layout, data: np.ndarray, io_groups: np.ndarray | None,
+               damage: list[Damage], start: int) -> Chunk:
+        """The readable rows of a batch; ``Chunk.rows`` counts only those."""
+        keep, skipped = unreadable_mask(damage, start, len(data)), 0
+        if keep is not None:
+            data, skipped = data[keep], len(data) - int(keep.sum())
+            io_groups = None if io_groups is None else io_groups[keep]
+        errors = tuple(InputError(self.path, "corrupt_chunk", d.text) for d in damage)
         if layout.format == PACKET_FORMAT:
-            return Chunk(normalise_packets(data), rows, rows * data.dtype.itemsize,
-                         PACKET_FORMAT, layout.has_receipt_timestamp)
+            return Chunk(normalise_packets(data), len(data), data.nbytes, PACKET_FORMAT,
+                         layout.has_receipt_timestamp, damaged=errors, skipped=skipped)
         packets, malformed = decode_messages(data, io_groups)
         nbytes = int(sum(m.size for m in data)) + io_groups.nbytes
-        return Chunk(packets, rows, nbytes, RAW_FORMAT, True, malformed)
-
-
-def _open(path: str) -> h5py.File:
-    """Open without HDF5's file lock; in SWMR read mode if a raw writer has it open."""
-    try:
-        return h5py.File(path, "r", locking=False)
-    except OSError as error:
-        if "already open for write" not in str(error):
-            raise
-    return h5py.File(path, "r", locking=False, swmr=True)
-
-
-def _signature(path: str) -> tuple[int, int] | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return info.st_size, info.st_mtime_ns
+        return Chunk(packets, len(data), nbytes, RAW_FORMAT, True, malformed, errors, skipped)
 
 
 def _filled_end(dset: h5py.Dataset, start: int, end: int,
@@ -258,7 +255,10 @@ def _filled_end(dset: h5py.Dataset, start: int, end: int,
     block = 1
     while end > start:
         low = max(start, end - block)
-        filled = np.flatnonzero(~empty(dset[low:end]))
+        slab = read_slab(dset, low, end)
+        blank = empty(slab.rows)
+        keep = slab.readable(low)
+        filled = np.flatnonzero(~(blank if keep is None else blank & keep))  # bad: written
         if filled.size:
             return low + int(filled[-1]) + 1
         end = low
@@ -274,7 +274,7 @@ def _headers_written_end(headers: h5py.Dataset, start: int, end: int, settled: b
     header_end = _filled_end(headers, start, end, _zero_rows)
     if header_end > start:
         return header_end
-    if settled or (start > 0 and headers[start - 1]["io_groups"] == 0):
+    if settled or (start > 0 and read_slab(headers, start - 1, start).rows[0]["io_groups"] == 0):
         return end
     return start
 
@@ -285,27 +285,3 @@ def _zero_rows(rows: np.ndarray) -> np.ndarray:
 
 def _empty_messages(msgs: np.ndarray) -> np.ndarray:
     return np.fromiter((m.size == 0 for m in msgs), dtype=bool, count=len(msgs))
-
-
-def _classify(path: str, error: BaseException) -> InputError:
-    """An h5py/OS failure as the reason a person (and the error metric) sees."""
-    text = " ".join(str(error).split())
-    if isinstance(error, PermissionError):
-        return InputError(path, "unreadable", "permission denied")
-    if isinstance(error, FileNotFoundError):
-        return InputError(path, "vanished", "file no longer exists")
-    if isinstance(error, IsADirectoryError):
-        return InputError(path, "not_a_file", "is a directory, not a data file")
-    if "file signature not found" in text:
-        return InputError(path, "not_hdf5", "not an HDF5 file (no HDF5 signature)")
-    if "already open for write" in text or "already open for SWMR" in text:
-        return TransientReadError(path, "busy", "another process has the file open for writing")
-    if "truncated file" in text:
-        return InputError(path, "truncated", "truncated HDF5 file (" + _inner(text) + ")")
-    return InputError(path, "truncated", "damaged or truncated HDF5 file (" + _inner(text) + ")")
-
-
-def _inner(text: str) -> str:
-    """The library's own reason, without h5py's 'Unable to ...' preamble."""
-    start, end = text.find("("), text.rfind(")")
-    return text[start + 1:end] if 0 <= start < end else text

@@ -1,0 +1,122 @@
+"""A stored chunk that cannot be read costs its own rows only: every readable row before and
+after it is read once, and the damage is reported once, naming the file and the rows.
+
+Files are written by larpix-control (raw) or laid out as its packet files with gzip
+chunks; one chunk's stored bytes are then overwritten. Expected rows come from
+larpix-control's own conversion of the messages that are still readable, or from the
+rows it wrote.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import h5py
+import numpy as np
+import pytest
+from support.damage import CHUNK, corrupt_chunk, gzip_packet_file, larpix_packets, packet_file
+from support.damage import raw_file as larpix_raw_file
+from support.larpix import convert_messages
+
+from exporter.packets import PACKET_DTYPE
+from exporter.source.reader import HEADERS_SETTLE_SECONDS, FileReader
+
+
+def drain(reader: FileReader) -> list:
+    return list(reader.read_new())
+
+
+def packets_of(chunks: list) -> np.ndarray:
+    return np.concatenate([c.packets for c in chunks]) if chunks else np.zeros(0, PACKET_DTYPE)
+
+
+def errors_of(chunks: list) -> list[tuple[str, str]]:
+    return [(e.reason, str(e)) for c in chunks for e in c.damaged]
+
+
+def keep(items: list, bad: range) -> list:
+    return [x for i, x in enumerate(items) if i not in bad]
+
+
+@pytest.mark.parametrize(("chunk_rows", "read_ahead"),
+                         [(1, True), (1000, True), (1000, False), (1 << 18, True)])
+def test_raw_file_with_a_corrupt_msgs_chunk(tmp_path, chunk_rows, read_ahead):
+    path = tmp_path / "raw.h5"
+    msgs, groups = larpix_raw_file(path, 4 * CHUNK, seed=1)
+    bad = corrupt_chunk(path, "msgs", 1)
+    assert bad == range(1024, 2048)
+    reader = FileReader(path, chunk_rows=chunk_rows, read_ahead=read_ahead)
+    chunks = drain(reader)
+    expected = convert_messages(keep(msgs, bad), keep(groups, bad), tmp_path)[0]
+    np.testing.assert_array_equal(packets_of(chunks), expected)
+    assert errors_of(chunks) == [
+        ("corrupt_chunk", f"{path}: rows 1024-2047 of 'msgs' unreadable "
+                          "(filter returned failure during read); skipped")]
+    assert sum(c.rows for c in chunks) == 3 * CHUNK and sum(c.skipped for c in chunks) == CHUNK
+    assert reader.cursor.rows == 4 * CHUNK and reader.resets == 0
+    assert drain(reader) == []  # moved past: neither read nor reported again
+
+
+def test_raw_file_with_a_corrupt_header_chunk(tmp_path):
+    path = tmp_path / "raw.h5"
+    msgs, groups = larpix_raw_file(path, 3 * CHUNK + 300, seed=2)
+    bad = corrupt_chunk(path, "msg_headers", 3)  # the last one, partly filled
+    assert bad == range(3 * CHUNK, 3 * CHUNK + 300)
+    chunks = drain(FileReader(path))
+    expected = convert_messages(keep(msgs, bad), keep(groups, bad), tmp_path)[0]
+    np.testing.assert_array_equal(packets_of(chunks), expected)
+    assert [text.split(": ", 1)[1] for _, text in errors_of(chunks)] == [
+        "rows 3072-3371 of 'msg_headers' unreadable (filter returned failure during read); "
+        "skipped"]
+
+
+@pytest.mark.parametrize("chunk_rows", [700, 1 << 18])
+def test_packet_file_with_corrupt_chunks(tmp_path, chunk_rows):
+    rows = packet_file(tmp_path / "plain.h5", larpix_packets(5 * CHUNK + 100, seed=3))
+    path = tmp_path / "run.h5"
+    gzip_packet_file(path, rows)
+    first, last = corrupt_chunk(path, "packets", 1), corrupt_chunk(path, "packets", 5)
+    good = np.ones(len(rows), bool)
+    good[first.start:first.stop] = good[last.start:last.stop] = False
+    reader = FileReader(path, chunk_rows=chunk_rows)
+    chunks = drain(reader)
+    np.testing.assert_array_equal(packets_of(chunks), rows[good])
+    assert [text.split(": ", 1)[1].split(" (")[0] for _, text in errors_of(chunks)] == [
+        "rows 1024-2047 of 'packets' unreadable", "rows 5120-5219 of 'packets' unreadable"]
+    assert reader.cursor.rows == len(rows) and drain(reader) == []
+
+
+def test_rows_after_a_bad_chunk_are_read_as_they_come(tmp_path):
+    """A live file: the damage is said once, rows appended after it are read once each."""
+    rows = packet_file(tmp_path / "plain.h5", larpix_packets(4 * CHUNK, seed=4))
+    path = tmp_path / "run.h5"
+    gzip_packet_file(path, rows[:2 * CHUNK])
+    bad = corrupt_chunk(path, "packets", 0)
+    reader = FileReader(path)
+    chunks = drain(reader)
+    with h5py.File(path, "a") as f:
+        f["packets"].resize((4 * CHUNK,))
+        f["packets"][2 * CHUNK:] = rows[2 * CHUNK:]
+    chunks += drain(reader)
+    np.testing.assert_array_equal(packets_of(chunks), rows[bad.stop:])
+    assert len(errors_of(chunks)) == 1 and reader.cursor.rows == 4 * CHUNK
+
+
+def test_headers_missing_for_good_wait_and_are_not_errors(tmp_path):
+    """msgs longer than msg_headers for good (a writer that stopped between its two
+    writes): the messages without headers wait, as every unwritten header does; only
+    corrupt chunks are skipped."""
+    path = tmp_path / "raw.h5"
+    msgs, groups = larpix_raw_file(path, 500, seed=5)
+    extra = larpix_raw_file(tmp_path / "more.h5", 40, seed=6)[0]
+    with h5py.File(path, "a", libver="latest") as f:
+        f["msgs"].resize((540,))
+        f["msgs"][500:] = [np.frombuffer(m, np.uint8) for m in extra]
+    settled = time.time() - HEADERS_SETTLE_SECONDS - 1
+    os.utime(path, (settled, settled))
+    reader = FileReader(path)
+    chunks = drain(reader)
+    np.testing.assert_array_equal(packets_of(chunks), convert_messages(msgs, groups, tmp_path)[0])
+    assert reader.cursor.rows == 500 and errors_of(chunks) == []
+    assert drain(reader) == []
