@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
@@ -74,7 +74,8 @@ class FileRead:
     nbytes: int = 0
     malformed: int = 0
     seconds: float = 0.0
-    plots: int = 0
+    #: Figures written (paths), the file's plots being closed once written.
+    images: list[Path] = field(default_factory=list)
     #: Rows that could not be read and were skipped (the file was read in part).
     skipped: int = 0
 
@@ -107,7 +108,7 @@ def run_once(files: list[Path], plot_dir: Path, ext: str = ".png",
         return 2
     status = 0
     outputs = ChannelOutputs(channels_file, disable_list_file, hot_rate)
-    images = []
+    images: list[Path] = []
     try:
         for path in files:
             before = Totals.of(detector.snapshot())
@@ -122,11 +123,11 @@ def run_once(files: list[Path], plot_dir: Path, ext: str = ".png",
             outputs.take(detector, Path(path))
             print(summary(Path(path), read, Totals.of(after) - before, after,
                           detector.data_span(str(path)), rate_window))
+            images += read.images
             if read.skipped:
                 status = max(status, 1)
             if signoff:
                 signoff[1].add(path)
-        images = [im.path for im in renderer.images()] if renderer is not None else []
     finally:
         if renderer is not None:
             renderer.shutdown()
@@ -205,8 +206,9 @@ def _read_file(path: Path, detector: DetectorMetrics, health: MonitorHealth,
             read.nbytes += chunk.nbytes
             read.malformed += chunk.malformed
             progress.update(chunk.nbytes)
-    if renderer is not None:
-        read.plots = len(renderer.render(path).result())
+    if renderer is not None:  # drawn, written, then closed: memory does not grow per file
+        read.images = [image.path for image in renderer.render(path).result()]
+        renderer.close(path)
     read.seconds = time.perf_counter() - started
     return read
 
@@ -256,8 +258,8 @@ def summary(path: Path, read: FileRead, added: Totals, snap: DetectorSnapshot,
     flags = ", ".join(f"{fifo} {level} {_share(int(n), data)} ({int(n):,})"
                       for (fifo, level, _), n in zip(FIFO_FLAGS, added.fifo_flags, strict=True))
     lines.append(f"  FIFO flags of {data:,} data packets: {flags}")
-    if read.plots:
-        lines.append(f"  plots: {read.plots} written")
+    if read.images:
+        lines.append(f"  plots: {len(read.images)} written")
     return "\n".join(lines)
 
 

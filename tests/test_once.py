@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -379,3 +380,43 @@ def test_the_output_directory_is_created_even_without_plots(tmp_path):
     assert result.returncode == 0, result.stderr
     samples = parse_metrics(out / "m.prom")
     assert samples[("larpix_monitor_rows_read_total", (("format", "packet"),))] == truth["rows"]
+
+
+FIGURE_COUNTER = r'''
+import json
+import os
+
+import matplotlib.pyplot as plt
+
+
+class OpenFigures:
+    """Notes how many pyplot figures are open when it first sees each file."""
+
+    def __call__(self, filename, fh, fig=None):
+        if fig is None:
+            with open(os.environ["OPEN_FIGURES_LOG"], "a") as log:
+                log.write(json.dumps([os.path.basename(filename), len(plt.get_fignums())]) + "\n")
+            fig = plt.figure(figsize=(2, 2))
+        return fig
+'''
+
+
+def test_each_file_s_figures_are_closed_once_written(tmp_path):
+    """``once *.h5`` over many files keeps one file's figures at a time, not all of them."""
+    plugins, names = tmp_path / "plugins", [f"run-{n}.h5" for n in range(4)]
+    plugins.mkdir()
+    (plugins / "open_figures.py").write_text(FIGURE_COUNTER)
+    for n, name in enumerate(names):
+        simulate_file(tmp_path / name, "packet", n_packets=2_000, seed=70 + n)
+    log = tmp_path / "open-figures.jsonl"
+    result = subprocess.run(
+        [str(CLI), "once", *(str(tmp_path / name) for name in names), "-o", str(tmp_path / "out"),
+         "--plugin-dir", str(plugins), "--plots", "OpenFigures", "AdcSpectrum"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OPEN_FIGURES_LOG": str(log)})
+    assert result.returncode == 0, result.stderr
+    seen = [json.loads(line) for line in log.read_text().splitlines()]
+    assert seen == [[name, 0] for name in names]
+    assert len(list((tmp_path / "out").rglob("*.png"))) == 2 * len(names)
+    summaries = parse_summaries(result.stdout)
+    assert [summaries[str(tmp_path / name)]["plots"] for name in names] == [2] * len(names)

@@ -170,6 +170,10 @@ class PlotRenderer:
         with self._lock:
             return self._images.get((file, plot))
 
+    def close(self, source: Path) -> None:
+        """Close one file's figures and plugin state (once mode, after its last render)."""
+        self._run_on_render_thread(self._close_file, Path(source))
+
     def close_idle(self, idle_seconds: float) -> None:
         """Close the figures and plugin state of files without new packets for ``idle_seconds``."""
         self._run_on_render_thread(self._close_idle, idle_seconds)
@@ -292,10 +296,14 @@ class PlotRenderer:
             idle = [s for s in self._files
                     if now - self._last_active.get(s, now) > idle_seconds]
         for source in idle:
-            state = self._files.pop(source)
-            for fig in state.figures.values():
-                close_figure(fig)
-            with self._lock:
-                if source not in self._buffers:
-                    self._last_active.pop(source, None)
-                    self._early.pop(source, None)
+            self._close_file(source)
+
+    def _close_file(self, source: Path) -> None:
+        self._render_thread = threading.current_thread()
+        state = self._files.pop(source, None)
+        for fig in state.figures.values() if state is not None else ():
+            close_figure(fig)
+        with self._lock:
+            if source not in self._buffers:
+                self._last_active.pop(source, None)
+                self._early.pop(source, None)
