@@ -132,11 +132,6 @@ def counter_totals(api: PrometheusAPI, expr: str, by: tuple[str, ...]) -> dict:
             for s in api.query(expr) if float(s["value"][1])}
 
 
-def with_detector(expr: str, name: str, detector: str) -> str:
-    return re.sub(rf"\b{name}(\{{)?", lambda m: f'{name}{{detector="{detector}"'
-                  + (", " if m.group(1) else "}"), expr)
-
-
 def counter_panels() -> list[tuple[str, str]]:
     found = [(panel["title"], target["expr"]) for d in dashboards().values()
              for panel, target in targets(d) if sum_of_rate(target["expr"])
@@ -145,25 +140,38 @@ def counter_panels() -> list[tuple[str, str]]:
     return found
 
 
+def detector_choices(api: PrometheusAPI) -> set[str]:
+    """The dashboards' detector variable as Grafana lists it from ``api``."""
+    (query,) = {v["query"] for d in dashboards().values() for v in d["templating"]["list"]
+                if v["name"] == "detector"}
+    match, label = re.fullmatch(r"label_values\((.+), (\w+)\)", query).groups()
+    return set(api.label_values(label, match))
+
+
 @pytest.mark.parametrize("engine", ["prometheus", "victoria"])
 def test_dashboard_counter_panels_total_the_truth(stack: ScaleStack, engine: str) -> None:
-    """Every 'sum by (...) (rate(counter))' panel, over the counters: the files' truth summed,
-    for each detector and for both together (each detector's series are its own)."""
+    """Every 'sum by (...) (rate(counter))' panel with $detector set to one detector: the
+    truth of that detector's files summed over its shards, never both detectors' sum."""
     api = getattr(stack, engine)
     test_each_file_is_read_by_exactly_one_shard(stack)  # every exporter has read everything
     by_detector = {"2x2": list(stack.truths.values()), "teststand": [stack.stand_truth]}
+    everything = [*by_detector["2x2"], *by_detector["teststand"]]
+    wait_for(lambda: detector_choices(api) == set(by_detector), 60,
+             f"{engine}: the detector variable to list both detectors")
     for title, expr in counter_panels():
         name, by, matchers = sum_of_rate(expr)
-        matchers = [(label, op, substitute(value, VALUES)) for label, op, value in matchers]
-        totals_expr = re.sub(r"rate\((.*)\[10s\]\)", r"\1", substitute(expr, VALUES))
-        cases = [(totals_expr, [*by_detector["2x2"], *by_detector["teststand"]])]
-        cases += [(with_detector(totals_expr, name, d), t) for d, t in by_detector.items()]
-        for query, truths in cases:
+        assert ("detector", "=~", "$detector") in matchers, f"{title}: {expr}"
+        matchers = [(label, op, substitute(value, VALUES)) for label, op, value in matchers
+                    if label != "detector"]  # the truth is per detector already
+        both = truth_sums(everything, name, by, matchers)
+        for detector, truths in by_detector.items():
+            query = re.sub(r"rate\((.*)\[10s\]\)", r"\1",
+                           substitute(expr, {**VALUES, "detector": detector}))
             want = truth_sums(truths, name, by, matchers)
-            assert want, f"{title}: no truth to compare"
+            assert want and want != both, f"{title}: no truth to tell {detector} apart"
             wait_for(lambda query=query, want=want, by=by:
                        counter_totals(api, query, by) == want, 60,
-                       f"{engine}: {title} = truth ({query})")
+                       f"{engine}: {title} = {detector}'s truth ({query})")
 
 
 def newest_window_truth(stack: ScaleStack, name: str) -> dict[str, float]:
@@ -184,30 +192,31 @@ def test_window_gauges_come_from_the_shard_with_the_newest_data(stack: ScaleStac
     api = getattr(stack, engine)
     test_each_file_is_read_by_exactly_one_shard(stack)
     active = newest_window_truth(stack, "larpix_active_channels")
-    stand_active = stack.stand_truth["metrics"]["larpix_active_channels"][0]["value"]
+    expected = {"2x2": sum(active.values()),
+                "teststand": stack.stand_truth["metrics"]["larpix_active_channels"][0]["value"]}
     expr = panel_expr("Active channels", "LArPix overview")
 
-    def total() -> float | None:
-        result = api.query(expr)
+    def total(query: str) -> float | None:
+        result = api.query(query)
         return float(result[0]["value"][1]) if result else None
-    wait_for(lambda: total() == sum(active.values()) + stand_active, 60,
-               f"{engine}: active channels of the newest data ({expr})")
+    for detector, want in expected.items():
+        query = substitute(expr, {"detector": detector})
+        wait_for(lambda query=query, want=want: total(query) == want, 60,
+                 f"{engine}: active channels of {detector}'s newest data ({query})")
     # The older shard still holds its last file's window: a plain sum would be wrong.
-    naive = float(api.query("sum(larpix_active_channels)")[0]["value"][1])
-    assert naive != total()
+    naive = float(api.query('sum(larpix_active_channels{detector="2x2"})')[0]["value"][1])
+    assert naive != expected["2x2"]
 
     hot = newest_window_truth(stack, "larpix_hot_channels")
-    (hot_expr,) = {t["expr"] for p, t in targets(dashboards()["overview.json"])
-                   if p["title"] == "Hot channels"}
-    got = {s["metric"]["io_group"]: float(s["value"][1])
-           for s in api.query(with_detector(hot_expr, "larpix_hot_channels", "2x2"))}
+    hot_expr = substitute(panel_expr("Hot channels", "LArPix overview"), {"detector": "2x2"})
+    got = {s["metric"]["io_group"]: float(s["value"][1]) for s in api.query(hot_expr)}
     assert got == hot
 
     newest = newest_window_truth(stack, "larpix_data_timestamp_seconds")
-    staleness = panel_expr("Data staleness", "LArPix overview")
-    latest = staleness.replace("time() - ", "")
+    latest = panel_expr("Data staleness", "LArPix overview").replace("time() - ", "")
     got = {(s["metric"].get("detector"), s["metric"]["io_group"]): float(s["value"][1])
-           for s in api.query(latest)}
+           for detector in expected
+           for s in api.query(substitute(latest, {"detector": detector}))}
     assert got == {**{("2x2", g): v for g, v in newest.items()},
                    ("teststand", "1"): stack.stand_truth["metrics"][
                        "larpix_data_timestamp_seconds"][0]["value"]}
