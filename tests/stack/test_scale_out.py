@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
+import numpy as np
 import pytest
 from support.scale import (
     start_victoria_metrics,
@@ -38,6 +39,7 @@ from support.stack import (
 )
 from support.waiting import free_port, wait_for
 
+from exporter.packets import tile_of
 from exporter.simulate import simulate_file
 
 SHARED_FILES = [f"run_{i:03d}.h5" for i in range(6)]
@@ -220,6 +222,28 @@ def test_window_gauges_come_from_the_shard_with_the_newest_data(stack: ScaleStac
     assert got == {**{("2x2", g): v for g, v in newest.items()},
                    ("teststand", "1"): stack.stand_truth["metrics"][
                        "larpix_data_timestamp_seconds"][0]["value"]}
+
+
+@pytest.mark.parametrize("engine", ["prometheus", "victoria"])
+def test_tile_panel_joins_the_tiles_of_both_shards(stack: ScaleStack, engine: str) -> None:
+    """Both shards expose larpix_io_channel_info for the io_channels they saw: the per-tile
+    join still finds one tile per io_channel, and the tiles total the 2x2 files' truth."""
+    api = getattr(stack, engine)
+    test_each_file_is_read_by_exactly_one_shard(stack)
+    wait_for(lambda: api.query('count by (io_channel) (larpix_io_channel_info'
+                               '{detector="2x2", io_group="1"}) > 1'), 60,
+             f"{engine}: io_channels of io_group 1 seen by both shards")
+    expected: dict[str, float] = {}
+    for truth in stack.truths.values():
+        for entry in truth["metrics"]["larpix_data_packets_total"]:
+            if entry["labels"]["io_group"] == "1":
+                tile = str(int(tile_of(np.array([int(entry["labels"]["io_channel"])]))[0]))
+                expected[tile] = expected.get(tile, 0) + entry["value"]
+    expr = re.sub(r"rate\((.*)\[10s\]\)", r"\1", substitute(
+        panel_expr("Data rate per tile", "IO group detail"), {**VALUES, "detector": "2x2"}))
+    wait_for(lambda: {s["metric"]["tile"]: float(s["value"][1])
+                      for s in api.query(expr)} == expected, 60,
+             f"{engine}: the 2x2's io_group 1 counted per tile ({expr})")
 
 
 def test_killing_one_exporter_fires_its_alert_and_spares_the_others(stack: ScaleStack) -> None:

@@ -22,7 +22,10 @@ from support.stack import (
 from exporter import DEFAULT_PORT
 
 DASHBOARDS = {d["title"]: d for d in dashboards().values()}
-JOIN = re.compile(r"\* on \(io_group, io_channel\) group_left\(tile\) larpix_io_channel_info\{")
+#: Per-tile sums join the tile label on; max by: every shard (--shard K/N) of a detector
+#: exposes the io_channels it has seen, and the join needs one series per io_channel.
+JOIN = re.compile(r"\* on \(io_group, io_channel\) group_left\(tile\) "
+                  r"max by \(io_group, io_channel, tile\) \(larpix_io_channel_info\{")
 #: The per-channel table's columns (DESIGN.md, /api/channels).
 CHANNEL_COLUMNS = {"io_group", "io_channel", "tile", "chip_id", "channel_id", "count",
                    "rate_hz", "adc_mean", "adc_rms", "parity_errors", "fifo_half",
