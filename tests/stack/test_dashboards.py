@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from support.promql import metric_selectors, prometheus_queries, unfiltered_selectors
 from support.stack import (
     DASHBOARD_PROVIDER_FILE,
     DATASOURCE_FILE,
@@ -231,10 +232,42 @@ def test_refresh_time_range_and_links(name: str) -> None:
     assert dashboard["editable"] is False  # provisioned: edits belong in the files
 
 
+def detector_variable(dashboard: dict) -> dict | None:
+    found = [v for v in dashboard.get("templating", {}).get("list", []) if v["name"] == "detector"]
+    return found[0] if found else None
+
+
+def unfiltered_queries(dashboard: dict) -> list[str]:
+    """Prometheus queries (but the detector variable's own) with a selector not on $detector."""
+    return [f"{where}: {', '.join(unfiltered_selectors(expr))}"
+            for where, expr in prometheus_queries(dashboard)
+            if where != "variable detector" and unfiltered_selectors(expr)]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_prometheus_query_is_filtered_by_the_detector_variable(name: str) -> None:
+    """Several detectors share one Prometheus (docs/scaling.md): no panel adds them up."""
+    dashboard = DASHBOARDS[name]
+    queries = prometheus_queries(dashboard)
+    variable = detector_variable(dashboard)
+    if not queries:  # the exporter's JSON API only: one detector's exporter per datasource
+        assert variable is None
+        return
+    assert dashboard["templating"]["list"][0] is variable, "detector is the first variable"
+    assert re.fullmatch(r"label_values\(.+, detector\)", variable["query"])
+    assert variable["datasource"] == {"type": "prometheus", "uid": provisioned_datasource()["uid"]}
+    # One detector at a time: counter panels sum by io_group, which two detectors share.
+    assert variable["multi"] is False and variable["includeAll"] is False
+    assert unfiltered_queries(dashboard) == []
+    for where, expr in queries:
+        if where.startswith("panel"):
+            assert metric_selectors(expr), f"{where}: no series selected in {expr!r}"
+
+
 def test_io_group_detail_variables() -> None:
     (dashboard,) = [d for d in DASHBOARDS.values() if d["title"] == "IO group detail"]
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
-    assert set(variables) == {"io_group", "io_channel"}
+    assert set(variables) == {"detector", "io_group", "io_channel"}
     assert "$io_group" in variables["io_channel"]["query"]
     assert variables["io_channel"]["includeAll"] and variables["io_channel"]["allValue"] == ".*"
     exprs = [t["expr"] for _, t in targets(dashboard)]
@@ -324,3 +357,9 @@ def test_checks_reject_broken_dashboards() -> None:
     unknown = broken(lambda d: d["panels"][2]["targets"][0].update(
         expr='larpix_active_channels{io_group="${nowhere}"}'))
     assert undefined_variables(unknown) == {"nowhere"}
+    mixed = broken(lambda d: d["panels"][2]["targets"][0].update(
+        expr='sum(larpix_active_channels{detector=~"$detector"}) / count(up{job="x"})'))
+    assert unfiltered_queries(mixed) == [
+        f"panel {original['panels'][2]['title']!r} A: up{{job=\"\"}}"]
+    assert unfiltered_queries(broken(lambda d: d["templating"]["list"][0].update(
+        query="label_values(up, detector)"))) == []  # the variable's own query may list all

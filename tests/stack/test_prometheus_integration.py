@@ -34,6 +34,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support.stack import (
     ALERT_RULES,
+    PROMETHEUS_CONFIG,
     ManagedProcess,
     PrometheusAPI,
     WebhookReceiver,
@@ -62,8 +63,12 @@ RATE = 1500.0  # packets per data second of each simulated file
 BURST_START, BURST_SECONDS, BURST_FRACTION = 25, 8, 0.3
 STOPPED_AGO = 400  # seconds since the stopped writer's last data
 WEBHOOK_PATH = "/alerts?stack=integration&from=compose-entrypoint"
-#: Grafana's variables, as it would set them for a 1 s scrape interval.
-GRAFANA_INTERVALS = {"__rate_interval": "10s", "__interval": "2s", "__range": "1m"}
+#: The detector the repository's prometheus.yml names for its exporter (the test copy keeps it).
+(DETECTOR,) = {group["labels"]["detector"] for job in load_yaml(PROMETHEUS_CONFIG)["scrape_configs"]
+               if job["job_name"] == "larpix-monitor" for group in job["static_configs"]}
+#: Grafana's variables, as it would set them for a 1 s scrape interval (and the one detector).
+GRAFANA_INTERVALS = {"__rate_interval": "10s", "__interval": "2s", "__range": "1m",
+                     "detector": DETECTOR}
 #: Series of the quality checks (and their recording rules): their queries must parse, and
 #: return data once the exporter exposes larpix_quality.
 QUALITY_SERIES = re.compile(r"larpix(_quality\b|:quality:|_channels\b)")
@@ -279,7 +284,7 @@ def drill_down_values(prometheus: PrometheusAPI, io_group: str) -> dict[str, str
     first chip that had config traffic (the simulator configures only some chips)."""
     (chip_page,) = [d for d in dashboards().values() if d["title"] == "Chip detail"]
     variables = {v["name"]: v for v in chip_page["templating"]["list"]}
-    values = {"io_group": io_group}
+    values = {"detector": DETECTOR, "io_group": io_group}
     tiles = variable_values(prometheus, variables["tile"], values)
     if not tiles:
         return {}
@@ -345,11 +350,15 @@ def test_template_variables_list_the_simulated_values(stack: Stack) -> None:
         pattern = variables[name].get("regex", "").strip("/")
         return {v for v in found if re.fullmatch(pattern, v)} if pattern else found
 
-    wait_for(lambda: values_of("io_group") == {"1", "2", "4"}, 60, "io_groups 1, 2 and 4")
+    assert values_of("detector") == {DETECTOR}
+    wait_for(lambda: values_of("io_group", detector=DETECTOR) == {"1", "2", "4"}, 60,
+             "io_groups 1, 2 and 4")
+    assert values_of("io_group", detector="another") == set()
     expected = {labels["io_channel"] for labels, _ in
                 truth_series(stack.stopped_truth, "larpix_data_packets_total")}
-    assert values_of("io_channel", io_group="4") == expected
-    wait_for(lambda: "HitCount" in values_of("plot"), 60, "the HitCount plot to render")
+    assert values_of("io_channel", detector=DETECTOR, io_group="4") == expected
+    wait_for(lambda: "HitCount" in values_of("plot", detector=DETECTOR), 60,
+             "the HitCount plot to render")
 
 
 # -- dashboard panels against the simulator's ground truth ------------------------------
@@ -357,7 +366,7 @@ def test_template_variables_list_the_simulated_values(stack: Stack) -> None:
 
 def test_tile_panel_sums_the_simulated_packets_per_tile(stack: Stack) -> None:
     expr = counters_instead_of_rates(panel_expr("Data rate per tile", "IO group detail"))
-    expr = substitute(expr, {"io_group": "4", "io_channel": ".*"})
+    expr = substitute(expr, {"detector": DETECTOR, "io_group": "4", "io_channel": ".*"})
     expected: Counter[str] = Counter()
     for labels, value in truth_series(stack.stopped_truth, "larpix_data_packets_total"):
         tile = int(tile_of(np.array([int(labels["io_channel"])]))[0])
@@ -370,7 +379,8 @@ def test_tile_panel_sums_the_simulated_packets_per_tile(stack: Stack) -> None:
 
 
 def test_parity_panel_divides_by_larpix_packets_only(stack: Stack) -> None:
-    expr = counters_instead_of_rates(panel_expr("Parity-error fraction", "LArPix overview"))
+    expr = substitute(counters_instead_of_rates(
+        panel_expr("Parity-error fraction", "LArPix overview")), {"detector": DETECTOR})
     errors = sum(v for _, v in truth_series(stack.stopped_truth, "larpix_parity_errors_total"))
     words = sum(v for labels, v in truth_series(stack.stopped_truth, "larpix_packets_total")
                 if labels["packet_type"] in {"data", "test", "config_write", "config_read"})
@@ -398,7 +408,8 @@ def test_candlesticks_are_the_quartiles_of_the_tiles_chips(stack: Stack) -> None
         expected = {"low": chips.min(), "open": np.quantile(chips, 0.25),
                     "close": np.quantile(chips, 0.75), "high": chips.max()}
         for target in panel["targets"]:
-            expr = substitute(target["expr"], {"io_group": "4", "tile": str(tile)})
+            expr = substitute(target["expr"],
+                              {"detector": DETECTOR, "io_group": "4", "tile": str(tile)})
             (sample,) = wait_for(lambda e=expr: stack.prometheus.query(e), 60, expr)
             assert float(sample["value"][1]) == pytest.approx(
                 expected[target["legendFormat"]], rel=1e-9), (panel["title"], target["refId"])

@@ -36,8 +36,9 @@ def test_the_prometheus_config_loads_the_quality_rules() -> None:
 
 def test_the_roll_ups_are_the_contract() -> None:
     exprs = {rule["record"]: rule["expr"] for rule in _rules() if "record" in rule}
-    assert exprs == {"larpix:quality:io_group": "max by (check, io_group) (larpix_quality)",
-                     "larpix:quality:detector": "max by (check) (larpix_quality)"}
+    assert exprs == {
+        "larpix:quality:io_group": "max by (detector, check, io_group) (larpix_quality)",
+        "larpix:quality:detector": "max by (detector, check) (larpix_quality)"}
     assert set(ALERTS) == {"LArPixQualityBad", "LArPixQualityWarning"}
 
 
@@ -93,10 +94,12 @@ def test_the_tests_catch_an_alert_that_never_or_always_fires(tmp_path: Path, ale
 
 
 @pytest.mark.parametrize(("record", "expr"), [
-    ("larpix:quality:io_group", "min by (check, io_group) (larpix_quality)"),
-    ("larpix:quality:io_group", "max by (check, io_group, tile) (larpix_quality)"),
-    ("larpix:quality:detector", "min by (check) (larpix_quality)"),
-    ("larpix:quality:detector", "max by (check, io_group) (larpix_quality)"),
+    ("larpix:quality:io_group", "min by (detector, check, io_group) (larpix_quality)"),
+    ("larpix:quality:io_group", "max by (detector, check, io_group, tile) (larpix_quality)"),
+    ("larpix:quality:io_group", "max by (check, io_group) (larpix_quality)"),  # mixes detectors
+    ("larpix:quality:detector", "min by (detector, check) (larpix_quality)"),
+    ("larpix:quality:detector", "max by (detector, check, io_group) (larpix_quality)"),
+    ("larpix:quality:detector", "max by (check) (larpix_quality)"),  # mixes detectors
 ])
 def test_the_tests_catch_a_wrong_roll_up(tmp_path: Path, record: str, expr: str) -> None:
     result = _with(tmp_path, record, expr)

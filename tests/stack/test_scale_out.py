@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
+import numpy as np
 import pytest
 from support.scale import (
     start_victoria_metrics,
@@ -38,6 +39,7 @@ from support.stack import (
 )
 from support.waiting import free_port, wait_for
 
+from exporter.packets import tile_of
 from exporter.simulate import simulate_file
 
 SHARED_FILES = [f"run_{i:03d}.h5" for i in range(6)]
@@ -132,11 +134,6 @@ def counter_totals(api: PrometheusAPI, expr: str, by: tuple[str, ...]) -> dict:
             for s in api.query(expr) if float(s["value"][1])}
 
 
-def with_detector(expr: str, name: str, detector: str) -> str:
-    return re.sub(rf"\b{name}(\{{)?", lambda m: f'{name}{{detector="{detector}"'
-                  + (", " if m.group(1) else "}"), expr)
-
-
 def counter_panels() -> list[tuple[str, str]]:
     found = [(panel["title"], target["expr"]) for d in dashboards().values()
              for panel, target in targets(d) if sum_of_rate(target["expr"])
@@ -145,25 +142,38 @@ def counter_panels() -> list[tuple[str, str]]:
     return found
 
 
+def detector_choices(api: PrometheusAPI) -> set[str]:
+    """The dashboards' detector variable as Grafana lists it from ``api``."""
+    (query,) = {v["query"] for d in dashboards().values() for v in d["templating"]["list"]
+                if v["name"] == "detector"}
+    match, label = re.fullmatch(r"label_values\((.+), (\w+)\)", query).groups()
+    return set(api.label_values(label, match))
+
+
 @pytest.mark.parametrize("engine", ["prometheus", "victoria"])
 def test_dashboard_counter_panels_total_the_truth(stack: ScaleStack, engine: str) -> None:
-    """Every 'sum by (...) (rate(counter))' panel, over the counters: the files' truth summed,
-    for each detector and for both together (each detector's series are its own)."""
+    """Every 'sum by (...) (rate(counter))' panel with $detector set to one detector: the
+    truth of that detector's files summed over its shards, never both detectors' sum."""
     api = getattr(stack, engine)
     test_each_file_is_read_by_exactly_one_shard(stack)  # every exporter has read everything
     by_detector = {"2x2": list(stack.truths.values()), "teststand": [stack.stand_truth]}
+    everything = [*by_detector["2x2"], *by_detector["teststand"]]
+    wait_for(lambda: detector_choices(api) == set(by_detector), 60,
+             f"{engine}: the detector variable to list both detectors")
     for title, expr in counter_panels():
         name, by, matchers = sum_of_rate(expr)
-        matchers = [(label, op, substitute(value, VALUES)) for label, op, value in matchers]
-        totals_expr = re.sub(r"rate\((.*)\[10s\]\)", r"\1", substitute(expr, VALUES))
-        cases = [(totals_expr, [*by_detector["2x2"], *by_detector["teststand"]])]
-        cases += [(with_detector(totals_expr, name, d), t) for d, t in by_detector.items()]
-        for query, truths in cases:
+        assert ("detector", "=~", "$detector") in matchers, f"{title}: {expr}"
+        matchers = [(label, op, substitute(value, VALUES)) for label, op, value in matchers
+                    if label != "detector"]  # the truth is per detector already
+        both = truth_sums(everything, name, by, matchers)
+        for detector, truths in by_detector.items():
+            query = re.sub(r"rate\((.*)\[10s\]\)", r"\1",
+                           substitute(expr, {**VALUES, "detector": detector}))
             want = truth_sums(truths, name, by, matchers)
-            assert want, f"{title}: no truth to compare"
+            assert want and want != both, f"{title}: no truth to tell {detector} apart"
             wait_for(lambda query=query, want=want, by=by:
                        counter_totals(api, query, by) == want, 60,
-                       f"{engine}: {title} = truth ({query})")
+                       f"{engine}: {title} = {detector}'s truth ({query})")
 
 
 def newest_window_truth(stack: ScaleStack, name: str) -> dict[str, float]:
@@ -184,33 +194,56 @@ def test_window_gauges_come_from_the_shard_with_the_newest_data(stack: ScaleStac
     api = getattr(stack, engine)
     test_each_file_is_read_by_exactly_one_shard(stack)
     active = newest_window_truth(stack, "larpix_active_channels")
-    stand_active = stack.stand_truth["metrics"]["larpix_active_channels"][0]["value"]
+    expected = {"2x2": sum(active.values()),
+                "teststand": stack.stand_truth["metrics"]["larpix_active_channels"][0]["value"]}
     expr = panel_expr("Active channels", "LArPix overview")
 
-    def total() -> float | None:
-        result = api.query(expr)
+    def total(query: str) -> float | None:
+        result = api.query(query)
         return float(result[0]["value"][1]) if result else None
-    wait_for(lambda: total() == sum(active.values()) + stand_active, 60,
-               f"{engine}: active channels of the newest data ({expr})")
+    for detector, want in expected.items():
+        query = substitute(expr, {"detector": detector})
+        wait_for(lambda query=query, want=want: total(query) == want, 60,
+                 f"{engine}: active channels of {detector}'s newest data ({query})")
     # The older shard still holds its last file's window: a plain sum would be wrong.
-    naive = float(api.query("sum(larpix_active_channels)")[0]["value"][1])
-    assert naive != total()
+    naive = float(api.query('sum(larpix_active_channels{detector="2x2"})')[0]["value"][1])
+    assert naive != expected["2x2"]
 
     hot = newest_window_truth(stack, "larpix_hot_channels")
-    (hot_expr,) = {t["expr"] for p, t in targets(dashboards()["overview.json"])
-                   if p["title"] == "Hot channels"}
-    got = {s["metric"]["io_group"]: float(s["value"][1])
-           for s in api.query(with_detector(hot_expr, "larpix_hot_channels", "2x2"))}
+    hot_expr = substitute(panel_expr("Hot channels", "LArPix overview"), {"detector": "2x2"})
+    got = {s["metric"]["io_group"]: float(s["value"][1]) for s in api.query(hot_expr)}
     assert got == hot
 
     newest = newest_window_truth(stack, "larpix_data_timestamp_seconds")
-    staleness = panel_expr("Data staleness", "LArPix overview")
-    latest = staleness.replace("time() - ", "")
+    latest = panel_expr("Data staleness", "LArPix overview").replace("time() - ", "")
     got = {(s["metric"].get("detector"), s["metric"]["io_group"]): float(s["value"][1])
-           for s in api.query(latest)}
+           for detector in expected
+           for s in api.query(substitute(latest, {"detector": detector}))}
     assert got == {**{("2x2", g): v for g, v in newest.items()},
                    ("teststand", "1"): stack.stand_truth["metrics"][
                        "larpix_data_timestamp_seconds"][0]["value"]}
+
+
+@pytest.mark.parametrize("engine", ["prometheus", "victoria"])
+def test_tile_panel_joins_the_tiles_of_both_shards(stack: ScaleStack, engine: str) -> None:
+    """Both shards expose larpix_io_channel_info for the io_channels they saw: the per-tile
+    join still finds one tile per io_channel, and the tiles total the 2x2 files' truth."""
+    api = getattr(stack, engine)
+    test_each_file_is_read_by_exactly_one_shard(stack)
+    wait_for(lambda: api.query('count by (io_channel) (larpix_io_channel_info'
+                               '{detector="2x2", io_group="1"}) > 1'), 60,
+             f"{engine}: io_channels of io_group 1 seen by both shards")
+    expected: dict[str, float] = {}
+    for truth in stack.truths.values():
+        for entry in truth["metrics"]["larpix_data_packets_total"]:
+            if entry["labels"]["io_group"] == "1":
+                tile = str(int(tile_of(np.array([int(entry["labels"]["io_channel"])]))[0]))
+                expected[tile] = expected.get(tile, 0) + entry["value"]
+    expr = re.sub(r"rate\((.*)\[10s\]\)", r"\1", substitute(
+        panel_expr("Data rate per tile", "IO group detail"), {**VALUES, "detector": "2x2"}))
+    wait_for(lambda: {s["metric"]["tile"]: float(s["value"][1])
+                      for s in api.query(expr)} == expected, 60,
+             f"{engine}: the 2x2's io_group 1 counted per tile ({expr})")
 
 
 def test_killing_one_exporter_fires_its_alert_and_spares_the_others(stack: ScaleStack) -> None:

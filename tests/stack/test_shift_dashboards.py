@@ -22,7 +22,10 @@ from support.stack import (
 from exporter import DEFAULT_PORT
 
 DASHBOARDS = {d["title"]: d for d in dashboards().values()}
-JOIN = re.compile(r"\* on \(io_group, io_channel\) group_left\(tile\) larpix_io_channel_info\{")
+#: Per-tile sums join the tile label on; max by: every shard (--shard K/N) of a detector
+#: exposes the io_channels it has seen, and the join needs one series per io_channel.
+JOIN = re.compile(r"\* on \(io_group, io_channel\) group_left\(tile\) "
+                  r"max by \(io_group, io_channel, tile\) \(larpix_io_channel_info\{")
 #: The per-channel table's columns (DESIGN.md, /api/channels).
 CHANNEL_COLUMNS = {"io_group", "io_channel", "tile", "chip_id", "channel_id", "count",
                    "rate_hz", "adc_mean", "adc_rms", "parity_errors", "fifo_half",
@@ -53,11 +56,12 @@ def test_tiles_come_from_the_io_channel_join_not_label_replace() -> None:
 @pytest.mark.parametrize("title", ["Tile detail", "Chip detail"])
 def test_drill_down_variables(title: str) -> None:
     found = variables(DASHBOARDS[title])
-    assert found["io_group"]["query"] == "label_values(larpix_io_channel_info, io_group)"
+    assert found["io_group"]["query"] == \
+        'label_values(larpix_io_channel_info{detector=~"$detector"}, io_group)'
     pattern = found["io_group"]["regex"].strip("/")
     assert re.fullmatch(pattern, "3") and not re.fullmatch(pattern, "0")
     assert found["tile"]["query"] == \
-        'label_values(larpix_io_channel_info{io_group="$io_group"}, tile)'
+        'label_values(larpix_io_channel_info{detector=~"$detector", io_group="$io_group"}, tile)'
     assert found["file"]["type"] == "textbox"
 
 
@@ -100,7 +104,7 @@ def test_quality_panels_name_and_colour_every_grade() -> None:
 
 def test_shifter_quality_row_uses_the_recording_rule() -> None:
     shifter = DASHBOARDS["Shifter"]
-    assert "larpix:quality:io_group" in exprs(shifter)
+    assert 'larpix:quality:io_group{detector=~"$detector"}' in exprs(shifter)
     assert any(p["type"] == "row" and p["title"] == "Quality" for p in panels(shifter))
 
 

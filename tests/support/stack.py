@@ -167,13 +167,15 @@ def write_prometheus_test_config(directory: Path, exporter: str, alertmanager: s
                                  prometheus: str, rule_for: str = "1s") -> Path:
     """prometheus.yml with 1 s scrape and evaluation, local targets and quick ``for:``.
 
-    The rule expressions are the real ones: only ``for:`` durations change.
+    The rule expressions and the targets' labels (the exporter's ``detector``)
+    are the real ones: only addresses and ``for:`` durations change.
     """
     config = load_yaml(PROMETHEUS_CONFIG)
     config["global"].update(scrape_interval="1s", evaluation_interval="1s")
     local = {"larpix-monitor": exporter, "prometheus": prometheus, "alertmanager": alertmanager}
     for job in config["scrape_configs"]:
-        job["static_configs"] = [{"targets": [local[job["job_name"]]]}]
+        labels = job["static_configs"][0].get("labels", {})
+        job["static_configs"] = [{"targets": [local[job["job_name"]]], "labels": labels}]
     config["alerting"]["alertmanagers"] = [{"static_configs": [{"targets": [alertmanager]}]}]
     config.pop("remote_write", None)  # the long-term store has its own tests (test_scale_out)
     for source in (ALERT_RULES, QUALITY_RULES):
