@@ -21,6 +21,7 @@ from larpix import Packet_v2, SyncPacket, TimestampPacket, TriggerPacket
 from larpix.format import hdf5format, pacman_msg_format, rawhdf5format
 from larpix.larpix import MessagePacket
 from support.larpix import raw_file_packets
+from support.waiting import wait_for
 
 from exporter import cli
 from exporter.simulate import LiveSimulation, simulate_file, truth_path
@@ -491,7 +492,7 @@ def test_real_time_run_stops_when_asked(tmp_path):
     live = LiveSimulation(tmp_path / "stopped.h5", "raw", rate=400.0)
     runner = threading.Thread(target=live.run, kwargs={"stop": stop})
     runner.start()
-    time.sleep(1.5)
+    wait_for(lambda: live.seconds_written >= 1, 10, "the first second written")
     stop.set()
     runner.join(timeout=5)
     assert not runner.is_alive() and live.closed and live.seconds_written >= 1
