@@ -108,6 +108,7 @@ class PlotRenderer:
         self._last_active: dict[Path, float] = {}
         self._files: dict[Path, _FileState] = {}
         self._images: dict[tuple[str, str], PlotImage] = {}
+        self._held: set[Path] = set()
         if load_saved:
             self._load_saved_images()
 
@@ -137,6 +138,16 @@ class PlotRenderer:
     def render(self, source: Path) -> concurrent.futures.Future:
         """Queue a render of ``source``; the future gives the PlotImages made."""
         return self._executor.submit(self._render, Path(source))
+
+    def hold(self, source: Path) -> None:
+        """Renders of ``source`` feed its plots but show nothing (a figure must never show
+        part of a file a restart replays) until ``release``."""
+        with self._lock:
+            self._held.add(Path(source))
+
+    def release(self, source: Path) -> None:
+        with self._lock:
+            self._held.discard(Path(source))
 
     def images(self) -> list[PlotImage]:
         with self._lock:
@@ -198,6 +209,8 @@ class PlotRenderer:
         if len(packets) == 0 and state.called:
             return []
         state.called = True
+        with self._lock:
+            held = source in self._held
         shared = packets.view()
         shared.flags.writeable = False
         made = []
@@ -205,13 +218,13 @@ class PlotRenderer:
             # Like the seed's h5py reads, a plugin from elsewhere gets a copy of its own:
             # what it writes into its packets in place, no other plot sees.
             given = shared if is_builtin(cls) else packets.copy()
-            image = self._render_plot(source, state, name, given)
+            image = self._render_plot(source, state, name, given, show=not held)
             if image is not None:
                 made.append(image)
         return made
 
     def _render_plot(self, source: Path, state: _FileState, name: str,
-                     packets: np.ndarray) -> PlotImage | None:
+                     packets: np.ndarray, show: bool = True) -> PlotImage | None:
         started = time.perf_counter()
         previous = state.figures.get(name)
         try:
@@ -226,6 +239,8 @@ class PlotRenderer:
             if previous is not None and fig is not previous:
                 close_figure(previous)
             state.figures[name] = fig
+            if not show:
+                return None
             path = output_path(self.plot_dir, source, name, self.ext)
             png = save_figure(fig, path, self.ext)
         except Exception as exc:  # a plugin's failure must not stop the other plots
