@@ -13,7 +13,7 @@ again from row 0 with a reader of its own:
   reach the renderer only once the replay has caught up with it. Until then the
   file's figures are held (fed, never drawn): a figure never shows part of a file.
 
-Bounded: at most ``REPLAY_ROWS`` rows a file a round, after the round's live rows are
+Bounded: at most ``REPLAY_ROWS`` packets a file a round, after the round's live rows are
 published, and the next share waits until the renderer has taken the last one (the
 ingest thread never waits for plots). Only files whose table and plots are used again
 are replayed: resumed files still being written at start, or that get new rows later.
@@ -34,7 +34,8 @@ from exporter.watched import ROUND_ROWS, Watched
 
 log = logging.getLogger(__name__)
 
-#: Rows one file may replay in one round.
+#: Packets one file may replay in one round (the work a share costs follows packets, not the
+#: messages of a raw file).
 REPLAY_ROWS = ROUND_ROWS
 #: Rows per replay read (the live reader's chunk size).
 CHUNK_ROWS = 1 << 18
@@ -62,7 +63,7 @@ class Replay:
         return self._fed is None or self._fed.done()
 
     def step(self, detector: DetectorMetrics, live_rows: int) -> bool:
-        """Replay at most ``REPLAY_ROWS`` more rows; True once the replay is over (caught up
+        """Replay about ``REPLAY_ROWS`` more packets; True once the replay is over (caught up
         with ``live_rows``, the rows the live reader has counted, or given up)."""
         if not self.ready():
             return False
@@ -80,7 +81,7 @@ class Replay:
                     detector.count_channels(chunk, str(self.path))
                 if self.renderer is not None:
                     self.renderer.add_packets(self.path, chunk.packets)
-                share += chunk.rows
+                share += len(chunk.packets)
                 if share >= REPLAY_ROWS or self.position >= end:
                     break
                 self._bound(end)

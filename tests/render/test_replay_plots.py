@@ -84,8 +84,8 @@ def figures(plots: Path, stem: str) -> dict[str, bytes]:
             for p in sorted((plots / f"{stem}_dqm").glob("*.png"))}
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM])
-@pytest.mark.parametrize("fmt", ["packet", "raw"])
+@pytest.mark.parametrize(("fmt", "stop_signal"), [("packet", signal.SIGKILL),
+                                                  ("raw", signal.SIGTERM)], ids=["kill", "term"])
 def test_figures_after_a_restart_equal_those_of_an_uninterrupted_run(
         tmp_path: Path, monkeypatch, fmt: str, stop_signal: int) -> None:
     plugins = tmp_path / "plugins"
@@ -97,10 +97,11 @@ def test_figures_after_a_restart_equal_those_of_an_uninterrupted_run(
     monkeypatch.setenv("ROW_TOTALS_DIR", str(side))
     args = ("--plugin-dir", str(plugins), "--plots", *BUILT_IN, "RowTotals")
     name = f"run-{fmt}.h5"
-    live = LiveSimulation(data / name, fmt, rate=3000, io_groups=(1, 2), seed=71)
+    # more packets than one replay share, so that the replay spans several rounds
+    live = LiveSimulation(data / name, fmt, rate=100_000, io_groups=(1, 2), seed=71)
 
     first = MonitorProcess(data, plots, *args).start()
-    live.append(6)
+    live.append(8)
     written = live.truth["rows"]
     wait_for(lambda: rows_read(first) == written and (side_totals(side, name) or {}).get(
         "rows", 0) > 0, 30, "the first process to count and plot the first seconds")
