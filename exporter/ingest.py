@@ -10,7 +10,8 @@ count -> checkpoint -> publish, so counters continue across any stop.
 Start-up policy: a file with saved state resumes where it stopped; a file
 without state that changed within ``flush_interval`` (the run in progress) is
 read from its start; an older untouched file waits until it changes, then is
-read from its start. ``read_all`` reads everything from the start.
+read from its start. ``read_all`` reads everything from the start. A resumed
+file's table and plots are filled again by a replay (``exporter.replay``).
 
 After a round that published new rows, ``on_counted`` runs on this thread
 (the service builds the next scrape's exposition there, off the request path).

@@ -92,9 +92,9 @@ class DetectorMetrics(PublishedSnapshots):
         self._tables: dict[str, tuple[int, ChannelTable]] = {}
         #: The checkpointed parts, restored in this order (counts per chip slot need the slots).
         #: The per-channel tables are not among them: their ADC histograms (~200 MB at 2x2
-        #: scale) would make every round's checkpoint that big; after a restart a table covers
-        #: the rows read since (``self.channels`` keeps ``checkpoint``/``restore`` for a
-        #: checkpoint written less often).
+        #: scale) would make every round's checkpoint that big; after a restart the rows
+        #: before the cursor are replayed into the table (``count_channels``; ``self.channels``
+        #: keeps ``checkpoint``/``restore`` for a checkpoint written less often).
         self.components: dict[str, Checkpointed] = {
             "chips": self._chips, "window": self._window, "adc_delay": self._adc_delay,
             "gaps": self._gaps, "detail": AttributeArrays(self._detail, (

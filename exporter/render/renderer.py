@@ -24,7 +24,8 @@ mtime. This is one directory scan at start; requests only ever see memory.
 With another ``--ext`` the files on disk are not PNGs, so nothing is loaded and
 a run's plots appear once it is rendered again. Once mode loads them too (it
 shares this constructor); that costs a scan and a few PNG reads, and says
-nothing above DEBUG.
+nothing above DEBUG. While a restart replays a file (``exporter.replay``) the
+file is held: its renders feed the plugins but save and show nothing.
 """
 
 from __future__ import annotations
