@@ -10,7 +10,8 @@ count -> checkpoint -> publish, so counters continue across any stop.
 Start-up policy: a file with saved state resumes where it stopped; a file
 without state that changed within ``flush_interval`` (the run in progress) is
 read from its start; an older untouched file waits until it changes, then is
-read from its start. ``read_all`` reads everything from the start.
+read from its start. ``read_all`` reads everything from the start. A resumed
+file's table and plots are filled again by a replay (``exporter.replay``).
 
 After a round that published new rows, ``on_counted`` runs on this thread
 (the service builds the next scrape's exposition there, off the request path).
@@ -30,6 +31,7 @@ from exporter.errors import InputError, TransientReadError
 from exporter.metrics import DetectorMetrics, MonitorHealth
 from exporter.plot_schedule import PlotSchedule
 from exporter.render import PlotRenderer
+from exporter.replay import Replays
 from exporter.source.checkpoint import CheckpointStore
 from exporter.source.reader import Cursor, FileReader
 from exporter.source.status import FileStatus
@@ -77,6 +79,7 @@ class Ingest:
         #: Rounds run so far (tests wait on it instead of sleeping).
         self.rounds = 0
         self._saved: dict[str, Cursor] = {}
+        self.replays = Replays(detector, renderer)
         self._announced = detector.counted
 
     # -- seen from the web side -------------------------------------------------------
@@ -145,7 +148,8 @@ class Ingest:
                 self._apply(change)
 
     def _behind(self) -> bool:
-        return any(w.more for w in self._files.values())
+        files = self._files.values()
+        return any(w.more for w in files) or self.replays.ready(files)
 
     # -- one round --------------------------------------------------------------------
 
@@ -170,6 +174,7 @@ class Ingest:
         if self._commit() and self.on_counted is not None and counted != self._announced:
             self._announced = counted
             self.on_counted()
+        self.replays.step(list(self._files.values()))  # after this round's counts are out
         if self.plots is not None:
             self.plots.render_due(self._files.values(), now)
             self.plots.close_idle_figures(now)
@@ -195,6 +200,10 @@ class Ingest:
         age = max(0.0, now - change.stat.mtime)
         watched = Watched(change.path, change.stat, reader, changed_at=time.monotonic() - age)
         watched.noticed()
+        if cursor is not None:
+            watched.resumed = cursor.rows
+            if fresh:  # still being written: its table and plots are in use
+                self.replays.begin(watched)
         with self._lock:
             self._files[change.path] = watched
 
@@ -226,6 +235,7 @@ class Ingest:
         log.info("%s: %s (%d rows had been read); no longer watched", watched.path, why, rows)
         with self._lock:
             self._files.pop(watched.path, None)
+        self.replays.end(watched)
         self.detector.forget(str(watched.path))
 
     # -- reading ----------------------------------------------------------------------
@@ -241,7 +251,9 @@ class Ingest:
             for chunk in reader.read_new():
                 self._note_resets(watched)
                 self.detector.update(chunk, source)
-                if self.renderer is not None:
+                if watched.resumed is not None:
+                    self.replays.begin(watched)  # new rows: its table and plots are in use
+                if self.renderer is not None and watched.replay is None:
                     self.renderer.add_packets(watched.path, chunk.packets)
                 self.health.count_rows(chunk.format, chunk.rows, chunk.nbytes)
                 if chunk.malformed:
@@ -286,6 +298,8 @@ class Ingest:
         watched.resets_seen = watched.reader.resets
         for _ in range(new):
             self.health.count_reset()
+        watched.resumed = None
+        self.replays.end(watched)
         self.detector.forget(str(watched.path))
         log.info("%s: truncated or replaced; reading it again from the start", watched.path)
 

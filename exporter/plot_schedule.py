@@ -23,6 +23,8 @@ class PlotSchedule:
         for watched in files:
             if not watched.dirty or (watched.render is not None and not watched.render.done()):
                 continue
+            if watched.replay is not None:
+                continue  # drawn once the replay has given its plots the whole file
             if watched.rendered_at is not None and now - watched.rendered_at < self.interval:
                 continue
             watched.dirty = False

@@ -14,10 +14,14 @@ from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from exporter.source.reader import FileReader
 from exporter.source.status import FileStatus
 from exporter.source.watcher import FileStat
+
+if TYPE_CHECKING:
+    from exporter.replay import Replay
 
 #: A file that changed this recently is re-read every round even without a new
 #: event: a write can land within the file system's timestamp granularity.
@@ -45,6 +49,9 @@ class Watched:
     dirty: bool = False  # packets not yet rendered
     rendered_at: float | None = None
     render: Future | None = field(default=None, repr=False)
+    #: Rows the checkpoint covered at start, until a replay of them begins (``exporter.replay``)
+    resumed: int | None = None
+    replay: Replay | None = field(default=None, repr=False)
 
     def noticed(self) -> None:
         """The file changed: its new rows wait from now (unless older ones already wait)."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from exporter.metrics.chips import grow_axis
+from exporter.packets import DATA
 
 CHANNELS_PER_CHIP = 64
 ADC_BINS = 256
@@ -111,6 +112,15 @@ class ChannelCounts:
         rows %= _SPILL_AT
         self.histogram[channels] = rows.reshape(-1, ADC_BINS).astype(np.uint16)
         self.checked[channels] = self.count[channels]
+
+    def add_rare(self, slot: np.ndarray, packet_type: np.ndarray, valid_parity: np.ndarray,
+                 word: np.ndarray, channel_id: np.ndarray) -> None:
+        """The rows ``Block.rare_rows`` picked (bad parity or a FIFO flag): chip slot, type,
+        valid_parity, first data word and channel_id of each; only data rows count here."""
+        data = packet_type == DATA
+        fifo = (word[data] >> np.uint32(16) | word[data] >> np.uint32(24)) & np.uint32(3)
+        self.add_flags(slot[data].astype(np.int64) * CHANNELS_PER_CHIP + channel_id[data],
+                       valid_parity[data] == 0, fifo)
 
     def add_flags(self, channel: np.ndarray, bad_parity: np.ndarray, fifo: np.ndarray) -> None:
         """Data rows with bad parity or a FIFO flag: ``fifo`` is local | shared (2 bits)."""

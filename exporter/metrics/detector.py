@@ -92,9 +92,9 @@ class DetectorMetrics(PublishedSnapshots):
         self._tables: dict[str, tuple[int, ChannelTable]] = {}
         #: The checkpointed parts, restored in this order (counts per chip slot need the slots).
         #: The per-channel tables are not among them: their ADC histograms (~200 MB at 2x2
-        #: scale) would make every round's checkpoint that big; after a restart a table covers
-        #: the rows read since (``self.channels`` keeps ``checkpoint``/``restore`` for a
-        #: checkpoint written less often).
+        #: scale) would make every round's checkpoint that big; after a restart the rows
+        #: before the cursor are replayed into the table (``count_channels``; ``self.channels``
+        #: keeps ``checkpoint``/``restore`` for a checkpoint written less often).
         self.components: dict[str, Checkpointed] = {
             "chips": self._chips, "window": self._window, "adc_delay": self._adc_delay,
             "gaps": self._gaps, "detail": AttributeArrays(self._detail, (
@@ -135,6 +135,33 @@ class DetectorMetrics(PublishedSnapshots):
             if len(packets):
                 self._update(rows, source)
             self._changes += 1
+
+    def count_channels(self, chunk: Chunk, source: str) -> None:
+        """Count rows into the per-channel table of ``source`` only: rows a restart replays,
+        which the counters (restored from the checkpoint), window and data clock hold already.
+        Scrapes and the checkpoint see no change."""
+        rows = Rows(np.ascontiguousarray(chunk.packets), False)
+        n = len(rows.ids)
+        if not n:
+            return
+        with self._lock:
+            self._tables = {}
+            other = np.flatnonzero(rows.ids >= np.uint32(1 << 24))
+            slot = self._chips.lookup(rows.ids)  # chips counted before: their slots exist
+            self._grow(self._chips.capacity)
+            channels = self.channels.counts(source)
+            bounds = np.searchsorted(other, np.arange(0, n + BLOCK_ROWS, BLOCK_ROWS))
+            channel, adc = np.empty(n, np.uint32), np.empty(n, np.uint32)
+            rare: list[tuple[np.ndarray, ...]] = []
+            for start in range(0, n, BLOCK_ROWS):
+                of_block = slice(start, min(start + BLOCK_ROWS, n))
+                block = rows.block(of_block)
+                block_other = other[bounds[start // BLOCK_ROWS]:bounds[start // BLOCK_ROWS + 1]]
+                block.channels_into(slot[of_block], block_other - start, channel[of_block],
+                                    adc[of_block])
+                rare.append(block.rare_rows(slot[of_block], rows.packet_type[of_block]))
+            channels.add(channel, adc)
+            channels.add_rare(*(np.concatenate(column) for column in zip(*rare, strict=True)))
 
     def _update(self, rows: Rows, source: str) -> None:
         n = len(rows.ids)
@@ -228,10 +255,7 @@ class DetectorMetrics(PublishedSnapshots):
         np.add.at(self._parity.reshape(-1), slot[bad] * N_TYPES + kind[bad], 1)
         flagged = (word & np.uint32(FIFO_BITS) != 0) & (kind == DATA)
         np.add.at(self._fifo.reshape(-1), slot[flagged] * 16 + fifo_code(word[flagged]), 1)
-        data = kind == DATA
-        fifo = (word[data] >> np.uint32(16) | word[data] >> np.uint32(24)) & np.uint32(3)
-        channels.add_flags(slot[data].astype(np.int64) * CHANNELS_PER_CHIP + channel_id[data],
-                           bad[data], fifo)
+        channels.add_rare(slot, kind, valid_parity, word, channel_id)
 
     def _count_adc_and_delay(self, block: Block, ids: np.ndarray, other: np.ndarray,
                              seg_group: np.ndarray, seg_starts: np.ndarray) -> None:

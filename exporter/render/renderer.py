@@ -26,7 +26,8 @@ mtime. This is one directory scan at start; requests only ever see memory.
 With another ``--ext`` the files on disk are not PNGs, so nothing is loaded and
 a run's plots appear once it is rendered again. Once mode loads them too (it
 shares this constructor); that costs a scan and a few PNG reads, and says
-nothing above DEBUG.
+nothing above DEBUG. While a restart replays a file (``exporter.replay``) the
+file is held: its renders feed the plugins but save and show nothing.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ class PlotRenderer:
         self._last_active: dict[Path, float] = {}
         self._files: dict[Path, _FileState] = {}
         self._images: dict[tuple[str, str], PlotImage] = {}
+        self._held: set[Path] = set()
         if load_saved:
             self._load_saved_images()
 
@@ -161,6 +163,16 @@ class PlotRenderer:
     def render(self, source: Path) -> concurrent.futures.Future:
         """Queue a render of ``source``; the future gives the PlotImages made."""
         return self._executor.submit(self._render, Path(source))
+
+    def hold(self, source: Path) -> None:
+        """Renders of ``source`` feed its plots but show nothing (a figure must never show
+        part of a file a restart replays) until ``release``."""
+        with self._lock:
+            self._held.add(Path(source))
+
+    def release(self, source: Path) -> None:
+        with self._lock:
+            self._held.discard(Path(source))
 
     def images(self) -> list[PlotImage]:
         with self._lock:
@@ -226,6 +238,8 @@ class PlotRenderer:
         if len(packets) == 0 and state.called:
             return []
         state.called = True
+        with self._lock:
+            held = source in self._held
         shared = packets.view()
         shared.flags.writeable = False
         made = []
@@ -233,13 +247,13 @@ class PlotRenderer:
             # Like the seed's h5py reads, a plugin from elsewhere gets a copy of its own:
             # what it writes into its packets in place, no other plot sees.
             given = shared if is_builtin(cls) else packets.copy()
-            image = self._render_plot(source, state, name, given)
+            image = self._render_plot(source, state, name, given, show=not held)
             if image is not None:
                 made.append(image)
         return made
 
     def _render_plot(self, source: Path, state: _FileState, name: str,
-                     packets: np.ndarray) -> PlotImage | None:
+                     packets: np.ndarray, show: bool = True) -> PlotImage | None:
         started = time.perf_counter()
         previous = state.figures.get(name)
         try:
@@ -254,6 +268,8 @@ class PlotRenderer:
             if previous is not None and fig is not previous:
                 close_figure(previous)
             state.figures[name] = fig
+            if not show:
+                return None
             path = output_path(self.plot_dir, source, name, self.ext)
             png = save_figure(fig, path, self.ext)
         except Exception as exc:  # a plugin's failure must not stop the other plots
