@@ -111,8 +111,10 @@ def _write_atomically(path: Path, write: Any) -> None:
         raise
 
 
-def save_figure(fig: Figure, path: Path, ext: str) -> bytes:
-    """Write ``fig`` to ``path`` atomically in ``ext``'s format; return its PNG bytes."""
+def save_figure(fig: Figure, path: Path, ext: str, unchanged: bytes | None = None
+                ) -> bytes | None:
+    """Write ``fig`` to ``path`` atomically in ``ext``'s format; return its PNG bytes, or
+    None when they equal ``unchanged`` (the image already there: nothing is written)."""
     if type(fig.canvas) is FigureCanvasBase:
         # A Figure made without pyplot: give it an Agg canvas of its own, which keeps
         # its renderer between saves instead of allocating a new pixel buffer each time.
@@ -121,6 +123,8 @@ def save_figure(fig: Figure, path: Path, ext: str) -> bytes:
     # Light compression: a third faster to write, a tenth or so larger.
     fig.savefig(buffer, format="png", pil_kwargs={"compress_level": 1})
     png = buffer.getvalue()
+    if png == unchanged:
+        return None
     if ext == ".png":
         _write_atomically(path, lambda out: out.write(png))
     else:

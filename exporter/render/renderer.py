@@ -271,15 +271,19 @@ class PlotRenderer:
             if not show:
                 return None
             path = output_path(self.plot_dir, source, name, self.ext)
-            png = save_figure(fig, path, self.ext)
+            with self._lock:
+                kept = self._images.get((source.stem, name))
+            png = save_figure(fig, path, self.ext, unchanged=kept.png if kept else None)
         except Exception as exc:  # a plugin's failure must not stop the other plots
             self._report_failure(source, state, name, exc)
             return None
         if self.health is not None:
             self.health.observe_render(name, time.perf_counter() - started)
-        image = PlotImage(file=source.stem, plot=name, png=png,
-                          etag=png_etag(png),
-                          updated=time.time(), path=path)
+        if png is None:  # the same picture: the file, its time and its ETag stay
+            return kept
+        # updated: the file's own mtime, as the plots loaded at a restart have it
+        image = PlotImage(file=source.stem, plot=name, png=png, etag=png_etag(png),
+                          updated=_mtime(path), path=path)
         self._keep(image)
         return image
 
@@ -323,3 +327,10 @@ class PlotRenderer:
             if source not in self._buffers:
                 self._last_active.pop(source, None)
                 self._early.pop(source, None)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # removed at once by someone else: when it was made will do
+        return time.time()
