@@ -77,8 +77,10 @@ class ChannelCounts:
         for name in self._PER_CHANNEL:
             setattr(self, name, grow_axis(getattr(self, name), 0, n))
 
-    def add(self, channel: np.ndarray, adc: np.ndarray) -> None:
-        """Count data rows: flat channel index (uint32) and dataword (uint32) of each.
+    def add(self, channel: np.ndarray, adc: np.ndarray,
+            moments: tuple[np.ndarray, np.ndarray]) -> None:
+        """Count data rows: flat channel index (intp) and dataword (uint32) of each, and
+        the dataword and its square as float64 (``moments``, bincount weights).
 
         Counts and sums are bincounts over the chunk; the histogram is one
         ``np.add.at`` (see the module notes for the channels that are settled
@@ -90,12 +92,9 @@ class ChannelCounts:
         if len(settle) and settle[0] == 0:  # the non-data rows' channel: never read, may wrap
             settle = settle[1:]
         self.count += added
-        self.adc_sum += np.rint(np.bincount(channel, weights=adc, minlength=n)).astype(np.int64)
-        squares = adc.astype(np.float64)
-        squares *= squares
-        self.adc_squares += np.rint(np.bincount(channel, weights=squares, minlength=n)
-                                    ).astype(np.int64)
-        key = channel * np.uint32(ADC_BINS)
+        for total, weights in zip((self.adc_sum, self.adc_squares), moments, strict=True):
+            total += np.rint(np.bincount(channel, weights=weights, minlength=n)).astype(np.int64)
+        key = channel * ADC_BINS
         key += adc
         flat = self.histogram.reshape(-1)
         if not len(settle):

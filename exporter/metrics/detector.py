@@ -155,7 +155,7 @@ class DetectorMetrics(PublishedSnapshots):
         key_dtype = self._window.key_dtype
         columns = key_dtype(self._window.columns)
         ring = self._window.ring_slots(seg, self._chips.group)
-        ring_of_segment = ring.astype(np.uint32)
+        ring_of_segment = ring.astype(np.intp)
         # The outside slot is only ever summed per type: its data rows all count in column 0,
         # so that they touch one counter per chip.
         channel_mask = np.where(ring == self._window.outside, 0, CHANNELS_PER_CHIP - 1
@@ -164,8 +164,9 @@ class DetectorMetrics(PublishedSnapshots):
         ring *= key_dtype(self._chips.capacity) * columns
         bounds = np.searchsorted(other, np.arange(0, n + BLOCK_ROWS, BLOCK_ROWS))
         rare: list[tuple[np.ndarray, ...]] = []
-        channel, adc = np.empty(n, np.uint32), np.empty(n, np.uint32)
-        ring_of_row = np.empty(n, np.uint32)
+        # intp: bincount and np.add.at would otherwise convert them, a fresh copy a call
+        channel, adc = np.empty(n, np.intp), np.empty(n, np.uint32)
+        ring_of_row = np.empty(n, np.intp)
         for start in range(0, n, BLOCK_ROWS):
             rows_of_block = slice(start, min(start + BLOCK_ROWS, n))
             in_block = slice(bounds[start // BLOCK_ROWS], bounds[start // BLOCK_ROWS + 1])
@@ -184,8 +185,10 @@ class DetectorMetrics(PublishedSnapshots):
             block.channels_into(slot[rows_of_block], block_other,
                                 channel[rows_of_block], adc[rows_of_block])
             rare.append(block.rare_rows(slot[rows_of_block], rows.packet_type[rows_of_block]))
-        channels.add(channel, adc)
-        self._window.add_adc(ring_of_row, slot.view(np.uint32), adc)
+        wide = adc.astype(np.float64)  # bincount weights: the dataword and its square
+        moments = (wide, wide * wide)
+        channels.add(channel, adc, moments)
+        self._window.add_adc(ring_of_row, slot, moments)
         config = other[(other_kind == CONFIG_WRITE) | (other_kind == CONFIG_READ)]
         self._detail.count_config(slot[config], rows.packet_type[config],
                                   rows.downstream_marker(config))

@@ -115,17 +115,18 @@ class SlidingWindow:
         self.counts[self.outside] = 0
         self.adc_sums[self.outside] = 0
 
-    def add_adc(self, ring: np.ndarray, chip: np.ndarray, adc: np.ndarray) -> None:
-        """Sum the dataword (0 for other rows) and its square by (ring slot, chip slot)."""
+    def add_adc(self, ring: np.ndarray, chip: np.ndarray,
+                moments: tuple[np.ndarray, np.ndarray]) -> None:
+        """Sum the dataword and its square (``moments``, float64, 0 for other rows) by
+        (ring slot, chip slot); ``ring`` is intp."""
         capacity = self.adc_sums.shape[1]
-        key = ring * np.uint32(capacity)
+        key = ring * capacity
         key += chip
-        wide = adc.astype(np.float64)
         size = self.adc_sums.shape[0] * capacity
         sums = self.adc_sums.reshape(-1, 2)
-        sums[:, 0] += np.rint(np.bincount(key, weights=wide, minlength=size)).astype(np.int64)
-        wide *= wide
-        sums[:, 1] += np.rint(np.bincount(key, weights=wide, minlength=size)).astype(np.int64)
+        for i, weights in enumerate(moments):
+            sums[:, i] += np.rint(np.bincount(key, weights=weights, minlength=size)
+                                  ).astype(np.int64)
 
     def _types(self, counts: np.ndarray) -> np.ndarray:
         """(..., column) counts -> (..., type) counts, data = sum of the channels."""
