@@ -81,6 +81,7 @@ class ChannelCounts:
             moments: tuple[np.ndarray, np.ndarray]) -> None:
         """Count data rows: flat channel index (intp) and dataword (uint32) of each, and
         the dataword and its square as float64 (``moments``, bincount weights).
+        ``channel`` is overwritten (with histogram keys).
 
         Counts and sums are bincounts over the chunk; the histogram is one
         ``np.add.at`` (see the module notes for the channels that are settled
@@ -94,7 +95,7 @@ class ChannelCounts:
         self.count += added
         for total, weights in zip((self.adc_sum, self.adc_squares), moments, strict=True):
             total += np.rint(np.bincount(channel, weights=weights, minlength=n)).astype(np.int64)
-        key = channel * ADC_BINS
+        key = np.multiply(channel, ADC_BINS, out=channel)
         key += adc
         flat = self.histogram.reshape(-1)
         if not len(settle):
@@ -104,7 +105,7 @@ class ChannelCounts:
         if len(heavy):
             apart = np.zeros(n, bool)
             apart[heavy] = True
-            apart = apart.take(channel)
+            apart = apart.take(key // ADC_BINS)
             self._add_exactly(key[apart], heavy)
             key = key[~apart]
             settle = settle[added[settle] < _WRAP_AT]

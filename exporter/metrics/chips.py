@@ -39,13 +39,14 @@ class ChipSlots:
     def capacity(self) -> int:
         return len(self.keys)
 
-    def lookup(self, ids: np.ndarray) -> np.ndarray:
-        """Slot of each row, from its first word (new chips get slots in key order).
+    def lookup(self, ids: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Slot of each row, from its first word (new chips get slots in key order),
+        into ``out`` (int32) if given.
 
         Keys are made and looked up one block at a time, so that no temporary
         the size of the chunk is made (fresh pages cost more than the work).
         """
-        slots = np.empty(len(ids), np.int32)
+        slots = np.empty(len(ids), np.int32) if out is None else out
         incomplete, new = [], []
         for start in range(0, len(ids), _LOOKUP_ROWS):
             block = slice(start, start + _LOOKUP_ROWS)

@@ -24,6 +24,7 @@ from exporter.metrics.chip_detail import ChipDetail
 from exporter.metrics.chips import ChipSlots, Tally, grow_axis
 from exporter.metrics.clock import N_GROUPS, NO_TIME, DataClock, Segments
 from exporter.metrics.rows import DELAY_BUCKETS, FIFO_BITS, Block, Rows, delay_bucket, fifo_code
+from exporter.metrics.scratch import Scratch
 from exporter.metrics.snapshot import DetectorSnapshot, PublishedSnapshots
 from exporter.metrics.window import CHANNELS_PER_CHIP, SlidingWindow, SyncGaps
 from exporter.packets import (
@@ -87,6 +88,7 @@ class DetectorMetrics(PublishedSnapshots):
         self._sync_offset = np.zeros(N_GROUPS, np.int64)
         self._has_sync_offset = np.zeros(N_GROUPS, bool)
         self._detail = ChipDetail()
+        self._scratch = Scratch()
         #: per-channel tables of the files read last (``checkpoint``/``restore`` with them)
         self.channels = ChannelTables(self._chips, self._lock, self._grow)
         self._tables: dict[str, tuple[int, ChannelTable]] = {}
@@ -130,8 +132,9 @@ class DetectorMetrics(PublishedSnapshots):
         packets = chunk.packets
         if packets.dtype != PACKET_DTYPE:
             raise TypeError(f"packets must have PACKET_DTYPE, got {packets.dtype}")
-        rows = Rows(np.ascontiguousarray(packets), chunk.has_receipt_timestamp)
-        with self._lock:
+        with self._lock:  # the scratch arrays are the lock holder's
+            rows = Rows(np.ascontiguousarray(packets), chunk.has_receipt_timestamp,
+                        self._scratch.take("ids", len(packets), np.uint32))
             if len(packets):
                 self._update(rows, source)
             self._changes += 1
@@ -143,7 +146,7 @@ class DetectorMetrics(PublishedSnapshots):
         other_kind = np.minimum(rows.packet_type[other], UNKNOWN_TYPE)
         is_special = other_kind > CONFIG_READ  # timestamp, message, sync, trigger
         special, special_kind = other[is_special], other_kind[is_special]
-        slot = self._chips.lookup(rows.ids)
+        slot = self._chips.lookup(rows.ids, self._scratch.take("slot", n, np.int32))
         self._grow(self._chips.capacity)
         channels = self.channels.counts(source)
         stamps = special[special_kind == TIMESTAMP]
@@ -165,8 +168,9 @@ class DetectorMetrics(PublishedSnapshots):
         bounds = np.searchsorted(other, np.arange(0, n + BLOCK_ROWS, BLOCK_ROWS))
         rare: list[tuple[np.ndarray, ...]] = []
         # intp: bincount and np.add.at would otherwise convert them, a fresh copy a call
-        channel, adc = np.empty(n, np.intp), np.empty(n, np.uint32)
-        ring_of_row = np.empty(n, np.intp)
+        scratch = self._scratch
+        channel, adc = scratch.take("channel", n, np.intp), scratch.take("adc", n, np.uint32)
+        ring_of_row = scratch.take("ring", n, np.intp)
         for start in range(0, n, BLOCK_ROWS):
             rows_of_block = slice(start, min(start + BLOCK_ROWS, n))
             in_block = slice(bounds[start // BLOCK_ROWS], bounds[start // BLOCK_ROWS + 1])
@@ -185,10 +189,11 @@ class DetectorMetrics(PublishedSnapshots):
             block.channels_into(slot[rows_of_block], block_other,
                                 channel[rows_of_block], adc[rows_of_block])
             rare.append(block.rare_rows(slot[rows_of_block], rows.packet_type[rows_of_block]))
-        wide = adc.astype(np.float64)  # bincount weights: the dataword and its square
-        moments = (wide, wide * wide)
-        channels.add(channel, adc, moments)
-        self._window.add_adc(ring_of_row, slot, moments)
+        wide = scratch.take("wide", n, np.float64)  # bincount weights: dataword, square
+        np.copyto(wide, adc)
+        moments = (wide, np.multiply(wide, wide, out=scratch.take("square", n, np.float64)))
+        channels.add(channel, adc, moments)  # consumes ``channel``
+        self._window.add_adc(ring_of_row, slot, moments)  # consumes ``ring_of_row``
         config = other[(other_kind == CONFIG_WRITE) | (other_kind == CONFIG_READ)]
         self._detail.count_config(slot[config], rows.packet_type[config],
                                   rows.downstream_marker(config))

@@ -118,9 +118,9 @@ class SlidingWindow:
     def add_adc(self, ring: np.ndarray, chip: np.ndarray,
                 moments: tuple[np.ndarray, np.ndarray]) -> None:
         """Sum the dataword and its square (``moments``, float64, 0 for other rows) by
-        (ring slot, chip slot); ``ring`` is intp."""
+        (ring slot, chip slot); ``ring`` is intp, and overwritten."""
         capacity = self.adc_sums.shape[1]
-        key = ring * capacity
+        key = np.multiply(ring, capacity, out=ring)
         key += chip
         size = self.adc_sums.shape[0] * capacity
         sums = self.adc_sums.reshape(-1, 2)
