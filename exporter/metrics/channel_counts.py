@@ -77,15 +77,14 @@ class ChannelCounts:
         for name in self._PER_CHANNEL:
             setattr(self, name, grow_axis(getattr(self, name), 0, n))
 
-    def add(self, channel: np.ndarray, adc: np.ndarray,
-            moments: tuple[np.ndarray, np.ndarray]) -> None:
-        """Count data rows: flat channel index (intp) and dataword (uint32) of each, and
-        the dataword and its square as float64 (``moments``, bincount weights).
-        ``channel`` is overwritten (with histogram keys).
+    def add(self, channel: np.ndarray, adc: np.ndarray) -> None:
+        """Count data rows: flat channel index (intp; overwritten with histogram keys) and
+        dataword (uint32) of each.
 
-        Counts and sums are bincounts over the chunk; the histogram is one
+        Counts are one bincount over the chunk; the histogram is one
         ``np.add.at`` (see the module notes for the channels that are settled
-        after it, or whose rows are added exactly apart).
+        after it, or whose rows are added exactly apart). The sums come
+        block by block from ``add_sums``.
         """
         n = len(self.count)
         added = np.bincount(channel, minlength=n)
@@ -93,8 +92,6 @@ class ChannelCounts:
         if len(settle) and settle[0] == 0:  # the non-data rows' channel: never read, may wrap
             settle = settle[1:]
         self.count += added
-        for total, weights in zip((self.adc_sum, self.adc_squares), moments, strict=True):
-            total += np.rint(np.bincount(channel, weights=weights, minlength=n)).astype(np.int64)
         key = np.multiply(channel, ADC_BINS, out=channel)
         key += adc
         flat = self.histogram.reshape(-1)
@@ -113,6 +110,12 @@ class ChannelCounts:
         np.add.at(flat, key, np.uint16(1))
         increment = self.histogram[settle] - before  # uint16: exact below 2**16 rows
         self._settle(settle, before.astype(np.int64) + increment)
+
+    def add_sums(self, channel: np.ndarray, value: np.ndarray, square: np.ndarray) -> None:
+        """Add the datawords (int64) and their squares of some rows to their channels' sums
+        (a block at a time: the scattered adds stay in the cache)."""
+        np.add.at(self.adc_sum, channel, value)
+        np.add.at(self.adc_squares, channel, square)
 
     def _add_exactly(self, key: np.ndarray, channels: np.ndarray) -> None:
         """Add rows to ``channels``' bins (sorted) in int64, then settle them."""

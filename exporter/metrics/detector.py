@@ -167,10 +167,9 @@ class DetectorMetrics(PublishedSnapshots):
         ring *= key_dtype(self._chips.capacity) * columns
         bounds = np.searchsorted(other, np.arange(0, n + BLOCK_ROWS, BLOCK_ROWS))
         rare: list[tuple[np.ndarray, ...]] = []
-        # intp: bincount and np.add.at would otherwise convert them, a fresh copy a call
-        scratch = self._scratch
-        channel, adc = scratch.take("channel", n, np.intp), scratch.take("adc", n, np.uint32)
-        ring_of_row = scratch.take("ring", n, np.intp)
+        # intp: bincount and np.add.at would otherwise convert it, a fresh copy a call
+        channel = self._scratch.take("channel", n, np.intp)
+        adc = self._scratch.take("adc", n, np.uint32)
         for start in range(0, n, BLOCK_ROWS):
             rows_of_block = slice(start, min(start + BLOCK_ROWS, n))
             in_block = slice(bounds[start // BLOCK_ROWS], bounds[start // BLOCK_ROWS + 1])
@@ -178,7 +177,6 @@ class DetectorMetrics(PublishedSnapshots):
             block_other = other[in_block] - start
             segments, seg_starts, seg_lengths = seg.within(start, rows_of_block.stop)
             key = np.repeat(ring[segments], seg_lengths)
-            ring_of_row[rows_of_block] = np.repeat(ring_of_segment[segments], seg_lengths)
             chip = slot[rows_of_block].astype(key_dtype)
             chip *= columns
             key += chip
@@ -188,12 +186,17 @@ class DetectorMetrics(PublishedSnapshots):
                                       seg.group[segments], seg_starts)
             block.channels_into(slot[rows_of_block], block_other,
                                 channel[rows_of_block], adc[rows_of_block])
+            # dataword and its square (0 for other rows): exact int64 sums, by channel and
+            # by (ring slot, chip slot) of the window
+            value = adc[rows_of_block].astype(np.int64)
+            square = value * value
+            channels.add_sums(channel[rows_of_block], value, square)
+            chip_key = np.repeat(ring_of_segment[segments], seg_lengths)
+            chip_key *= self._chips.capacity
+            chip_key += slot[rows_of_block]
+            self._window.add_adc(chip_key, value, square)
             rare.append(block.rare_rows(slot[rows_of_block], rows.packet_type[rows_of_block]))
-        wide = scratch.take("wide", n, np.float64)  # bincount weights: dataword, square
-        np.copyto(wide, adc)
-        moments = (wide, np.multiply(wide, wide, out=scratch.take("square", n, np.float64)))
-        channels.add(channel, adc, moments)  # consumes ``channel``
-        self._window.add_adc(ring_of_row, slot, moments)  # consumes ``ring_of_row``
+        channels.add(channel, adc)  # consumes ``channel``
         config = other[(other_kind == CONFIG_WRITE) | (other_kind == CONFIG_READ)]
         self._detail.count_config(slot[config], rows.packet_type[config],
                                   rows.downstream_marker(config))

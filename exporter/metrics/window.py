@@ -115,18 +115,12 @@ class SlidingWindow:
         self.counts[self.outside] = 0
         self.adc_sums[self.outside] = 0
 
-    def add_adc(self, ring: np.ndarray, chip: np.ndarray,
-                moments: tuple[np.ndarray, np.ndarray]) -> None:
-        """Sum the dataword and its square (``moments``, float64, 0 for other rows) by
-        (ring slot, chip slot); ``ring`` is intp, and overwritten."""
-        capacity = self.adc_sums.shape[1]
-        key = np.multiply(ring, capacity, out=ring)
-        key += chip
-        size = self.adc_sums.shape[0] * capacity
+    def add_adc(self, key: np.ndarray, value: np.ndarray, square: np.ndarray) -> None:
+        """Add datawords (int64, 0 for other rows) and their squares at flat (ring slot,
+        chip slot) keys."""
         sums = self.adc_sums.reshape(-1, 2)
-        for i, weights in enumerate(moments):
-            sums[:, i] += np.rint(np.bincount(key, weights=weights, minlength=size)
-                                  ).astype(np.int64)
+        np.add.at(sums[:, 0], key, value)
+        np.add.at(sums[:, 1], key, square)
 
     def _types(self, counts: np.ndarray) -> np.ndarray:
         """(..., column) counts -> (..., type) counts, data = sum of the channels."""
