@@ -23,8 +23,9 @@ dense arrays (no per-packet Python):
   per-channel arrays and the settled channels' bins only;
 * parity errors and FIFO flags from the few rows that have them.
 
-Arrays are allocated for a power of two of chip slots; ``np.zeros`` maps
-pages lazily, so memory follows the chips the file actually has.
+Arrays are allocated for a power of two of chip slots; their pages are mapped
+lazily (the histogram's small pages, see ``memory``), so memory follows the
+chips the file actually has.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from exporter.metrics.chips import grow_axis
+from exporter.metrics.memory import zeros
 
 CHANNELS_PER_CHIP = 64
 ADC_BINS = 256
@@ -49,7 +51,7 @@ class ChannelCounts:
 
     def __init__(self, slots: int = 1) -> None:
         n = _capacity(slots)
-        self.histogram = np.zeros((n * CHANNELS_PER_CHIP, ADC_BINS), np.uint16)
+        self.histogram = zeros((n * CHANNELS_PER_CHIP, ADC_BINS), np.uint16)
         self.spill: dict[int, int] = {}
         self.count = np.zeros(n * CHANNELS_PER_CHIP, np.int64)
         self.checked = np.zeros(n * CHANNELS_PER_CHIP, np.int64)

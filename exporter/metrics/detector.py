@@ -23,8 +23,8 @@ from exporter.metrics.checkpoint import AttributeArrays, Checkpointed, State, ga
 from exporter.metrics.chip_detail import ChipDetail
 from exporter.metrics.chips import ChipSlots, Tally, grow_axis
 from exporter.metrics.clock import N_GROUPS, NO_TIME, DataClock, Segments
+from exporter.metrics.memory import Scratch
 from exporter.metrics.rows import DELAY_BUCKETS, FIFO_BITS, Block, Rows, delay_bucket, fifo_code
-from exporter.metrics.scratch import Scratch
 from exporter.metrics.snapshot import DetectorSnapshot, PublishedSnapshots
 from exporter.metrics.window import CHANNELS_PER_CHIP, SlidingWindow, SyncGaps
 from exporter.packets import (

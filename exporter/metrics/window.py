@@ -15,6 +15,7 @@ import numpy as np
 from exporter.metrics.checkpoint import State, dense, sparse
 from exporter.metrics.chips import grow_axis
 from exporter.metrics.clock import N_GROUPS, NO_TIME, Segments, sorted_unique
+from exporter.metrics.memory import zeros
 from exporter.packets import DATA
 
 #: channel_id is a 6-bit field of the LArPix v2 word.
@@ -83,8 +84,8 @@ class SlidingWindow:
 
     def restore(self, state: State) -> None:
         self.retired = dense(state)
-        self.counts = np.zeros((self.n_slots + 1, len(self.retired), self.columns), np.int32)
-        self.adc_sums = np.zeros((self.n_slots + 1, len(self.retired), 2), np.int64)
+        self.counts = zeros((self.n_slots + 1, len(self.retired), self.columns), np.int32)
+        self.adc_sums = zeros((self.n_slots + 1, len(self.retired), 2), np.int64)
         self.latest = np.array(state["latest"], np.int64)
         self.slot_second[:] = NO_TIME
 
