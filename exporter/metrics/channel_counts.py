@@ -81,7 +81,7 @@ class ChannelCounts:
 
     def add(self, channel: np.ndarray, adc: np.ndarray) -> None:
         """Count data rows: flat channel index (intp; overwritten with histogram keys) and
-        dataword (uint32) of each.
+        dataword (int64) of each.
 
         Counts are one bincount over the chunk; the histogram is one
         ``np.add.at`` (see the module notes for the channels that are settled

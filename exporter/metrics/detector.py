@@ -154,33 +154,27 @@ class DetectorMetrics(PublishedSnapshots):
         self.channels.take_window(source, seg.group[seg.second != NO_TIME],
                                   lambda: self._window.view(self._chips.group)[1]
                                   .channel_counts.reshape(-1))
-        # (ring slot, chip slot) part of the window keys, per segment
-        key_dtype = self._window.key_dtype
-        columns = key_dtype(self._window.columns)
         ring = self._window.ring_slots(seg, self._chips.group)
-        ring_of_segment = ring.astype(np.intp)
         # The outside slot is only ever summed per type: its data rows all count in column 0,
         # so that they touch one counter per chip.
         channel_mask = np.where(ring == self._window.outside, 0, CHANNELS_PER_CHIP - 1
                                 ).astype(np.uint32)
-        ring = ring.astype(key_dtype)
-        ring *= key_dtype(self._chips.capacity) * columns
+        ring = ring.astype(np.intp)  # keys are intp: np.add.at would convert any other
         bounds = np.searchsorted(other, np.arange(0, n + BLOCK_ROWS, BLOCK_ROWS))
         rare: list[tuple[np.ndarray, ...]] = []
-        # intp: bincount and np.add.at would otherwise convert it, a fresh copy a call
         channel = self._scratch.take("channel", n, np.intp)
-        adc = self._scratch.take("adc", n, np.uint32)
+        adc = self._scratch.take("adc", n, np.int64)
         for start in range(0, n, BLOCK_ROWS):
             rows_of_block = slice(start, min(start + BLOCK_ROWS, n))
             in_block = slice(bounds[start // BLOCK_ROWS], bounds[start // BLOCK_ROWS + 1])
             block = rows.block(rows_of_block)
             block_other = other[in_block] - start
             segments, seg_starts, seg_lengths = seg.within(start, rows_of_block.stop)
-            key = np.repeat(ring[segments], seg_lengths)
-            chip = slot[rows_of_block].astype(key_dtype)
-            chip *= columns
-            key += chip
-            self._count_slots(block, key, np.repeat(channel_mask[segments], seg_lengths),
+            chip_key = np.repeat(ring[segments], seg_lengths)  # (ring slot, chip slot)
+            chip_key *= self._chips.capacity
+            chip_key += slot[rows_of_block]
+            self._count_slots(block, chip_key * self._window.columns,
+                              np.repeat(channel_mask[segments], seg_lengths),
                               block_other, other_kind[in_block])
             self._count_adc_and_delay(block, rows.ids[rows_of_block], block_other,
                                       seg.group[segments], seg_starts)
@@ -188,12 +182,9 @@ class DetectorMetrics(PublishedSnapshots):
                                 channel[rows_of_block], adc[rows_of_block])
             # dataword and its square (0 for other rows): exact int64 sums, by channel and
             # by (ring slot, chip slot) of the window
-            value = adc[rows_of_block].astype(np.int64)
+            value = adc[rows_of_block]
             square = value * value
             channels.add_sums(channel[rows_of_block], value, square)
-            chip_key = np.repeat(ring_of_segment[segments], seg_lengths)
-            chip_key *= self._chips.capacity
-            chip_key += slot[rows_of_block]
             self._window.add_adc(chip_key, value, square)
             rare.append(block.rare_rows(slot[rows_of_block], rows.packet_type[rows_of_block]))
         channels.add(channel, adc)  # consumes ``channel``

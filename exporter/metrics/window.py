@@ -101,11 +101,6 @@ class SlidingWindow:
         self._claim(ring[inside], seg.group[inside], seg.second[inside], chip_group)
         return ring
 
-    @property
-    def key_dtype(self) -> type[np.unsignedinteger] | type[np.signedinteger]:
-        """uint32 (cheapest arithmetic) whenever it can hold every flat key."""
-        return np.uint32 if self.counts.size <= 1 << 32 else np.intp
-
     def count(self, keys: np.ndarray) -> None:
         """Count rows at flat (ring slot, chip slot, column) keys."""
         np.add.at(self.counts.reshape(-1), keys, np.int32(1))
