@@ -9,17 +9,23 @@ dense arrays (no per-packet Python):
   without a pass over the histogram;
 * ``histogram`` (uint16, 64 x 256 per chip slot): the ADC distribution of each
   channel, for estimators a signal tail cannot fool (medians, clipped means).
-  A bin never wraps. Each channel's bins stay below ``2**15 + (count -
-  checked)``, ``checked`` being its count when its bins were last made
-  smaller than 2**15. A chunk that could take a channel to ``count - checked
-  >= 2**15`` adds that channel's rows exactly (int64) and moves every whole
-  2**15 of its bins to ``spill`` (a small dict of int64 counts); the others'
-  bins stay below 2**16. The check reads only small per-channel arrays,
-  never the histogram (a cache miss a row);
+  Every chunk is added with one ``np.add.at`` (a scattered add a row: the
+  histogram is far bigger than the cache, so nothing that touches it twice a
+  row is cheaper). A bin never wraps for good. Each channel's bins stay below
+  ``2**15 + (count - checked)``, ``checked`` being its count when its bins
+  were last made smaller than 2**15. A channel whose ``count - checked`` could
+  reach 2**15 in a chunk (a hot channel, every few chunks) is *settled*: its
+  bins are read before and after the add; fewer than 2**16 rows of the chunk
+  can have wrapped a bin at most once, so ``after - before`` (mod 2**16) is
+  the exact increment. Every whole 2**15 of its bins then moves to ``spill``
+  (a small dict of int64 counts). A channel with 2**16 rows or more in one
+  chunk has its rows counted apart, exactly. These checks read small
+  per-channel arrays and the settled channels' bins only;
 * parity errors and FIFO flags from the few rows that have them.
 
-Arrays are allocated for a power of two of chip slots; ``np.zeros`` maps
-pages lazily, so memory follows the chips the file actually has.
+Arrays are allocated for a power of two of chip slots; their pages are mapped
+lazily (the histogram's small pages, see ``memory``), so memory follows the
+chips the file actually has.
 """
 
 from __future__ import annotations
@@ -27,11 +33,14 @@ from __future__ import annotations
 import numpy as np
 
 from exporter.metrics.chips import grow_axis
+from exporter.metrics.memory import zeros
 from exporter.packets import DATA
 
 CHANNELS_PER_CHIP = 64
 ADC_BINS = 256
 _SPILL_AT = 1 << 15
+#: A uint16 bin can wrap at most once while fewer rows than this are added to it.
+_WRAP_AT = 1 << 16
 
 
 def _capacity(slots: int) -> int:
@@ -43,7 +52,7 @@ class ChannelCounts:
 
     def __init__(self, slots: int = 1) -> None:
         n = _capacity(slots)
-        self.histogram = np.zeros((n * CHANNELS_PER_CHIP, ADC_BINS), np.uint16)
+        self.histogram = zeros((n * CHANNELS_PER_CHIP, ADC_BINS), np.uint16)
         self.spill: dict[int, int] = {}
         self.count = np.zeros(n * CHANNELS_PER_CHIP, np.int64)
         self.checked = np.zeros(n * CHANNELS_PER_CHIP, np.int64)
@@ -72,39 +81,57 @@ class ChannelCounts:
             setattr(self, name, grow_axis(getattr(self, name), 0, n))
 
     def add(self, channel: np.ndarray, adc: np.ndarray) -> None:
-        """Count data rows: flat channel index (uint32) and dataword (uint32) of each.
+        """Count data rows: flat channel index (intp; overwritten with histogram keys) and
+        dataword (int64) of each.
 
-        Counts and sums are bincounts over the chunk; the histogram is one
-        ``np.add.at``, except for the rows of channels whose bins could reach
-        2**16 in it (see the module notes), which are added exactly apart.
+        Counts are one bincount over the chunk; the histogram is one
+        ``np.add.at`` (see the module notes for the channels that are settled
+        after it, or whose rows are added exactly apart). The sums come
+        block by block from ``add_sums``.
         """
         n = len(self.count)
         added = np.bincount(channel, minlength=n)
-        risky = self.count - self.checked + added >= _SPILL_AT
-        risky[0] = False  # flat channel 0 collects the non-data rows: never read, may wrap
+        settle = np.flatnonzero(self.count - self.checked + added >= _SPILL_AT)
+        if len(settle) and settle[0] == 0:  # the non-data rows' channel: never read, may wrap
+            settle = settle[1:]
         self.count += added
-        self.adc_sum += np.rint(np.bincount(channel, weights=adc, minlength=n)).astype(np.int64)
-        squares = adc.astype(np.float64)
-        squares *= squares
-        self.adc_squares += np.rint(np.bincount(channel, weights=squares, minlength=n)
-                                    ).astype(np.int64)
-        key = channel * np.uint32(ADC_BINS)
+        key = np.multiply(channel, ADC_BINS, out=channel)
         key += adc
         flat = self.histogram.reshape(-1)
-        if not risky.any():
+        if not len(settle):
             np.add.at(flat, key, np.uint16(1))
             return
-        apart = risky.take(channel)
-        np.add.at(flat, key[~apart], np.uint16(1))
-        self._add_exactly(key[apart], np.flatnonzero(risky))
+        heavy = settle[added[settle] >= _WRAP_AT]
+        if len(heavy):
+            apart = np.zeros(n, bool)
+            apart[heavy] = True
+            apart = apart.take(key // ADC_BINS)
+            self._add_exactly(key[apart], heavy)
+            key = key[~apart]
+            settle = settle[added[settle] < _WRAP_AT]
+        before = self.histogram[settle]
+        np.add.at(flat, key, np.uint16(1))
+        increment = self.histogram[settle] - before  # uint16: exact below 2**16 rows
+        self._settle(settle, before.astype(np.int64) + increment)
+
+    def add_sums(self, channel: np.ndarray, value: np.ndarray, square: np.ndarray) -> None:
+        """Add the datawords (int64) and their squares of some rows to their channels' sums
+        (a block at a time: the scattered adds stay in the cache)."""
+        np.add.at(self.adc_sum, channel, value)
+        np.add.at(self.adc_squares, channel, square)
 
     def _add_exactly(self, key: np.ndarray, channels: np.ndarray) -> None:
-        """Add rows to ``channels``' bins in int64, leaving each bin below 2**15 (the rest
-        in ``spill``); they are then checked."""
+        """Add rows to ``channels``' bins (sorted) in int64, then settle them."""
         bins, counts = np.unique(key, return_counts=True)
-        rows = self.histogram[channels].astype(np.int64).reshape(-1)
+        rows = self.histogram[channels].astype(np.int64)
         at = np.searchsorted(channels, bins // ADC_BINS) * ADC_BINS + bins % ADC_BINS
-        rows[at] += counts
+        rows.reshape(-1)[at] += counts
+        self._settle(channels, rows)
+
+    def _settle(self, channels: np.ndarray, rows: np.ndarray) -> None:
+        """Store the exact (channel, 256) int64 bins of ``channels``: each below 2**15, the
+        rest in ``spill``; they are then checked."""
+        rows = rows.reshape(-1)
         over = np.flatnonzero(rows >= _SPILL_AT)
         for i, value in zip(over.tolist(), rows[over].tolist(), strict=True):
             key_of_bin = int(channels[i // ADC_BINS]) * ADC_BINS + i % ADC_BINS

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from exporter.metrics.checkpoint import State, dense, sparse
+from exporter.metrics.memory import zeros
 
 #: chip_id | io_channel << 8 | io_group << 16: one detector's chips sit close together.
 CHIP_KEYS = 1 << 24
@@ -31,21 +32,22 @@ class ChipSlots:
     """
 
     def __init__(self) -> None:
-        # np.zeros maps pages lazily: only those keys touch are materialised.
-        self._slot_of = np.zeros(CHIP_KEYS, np.int32)
+        # Small pages, mapped lazily: only those keys touch are materialised.
+        self._slot_of = zeros(CHIP_KEYS, np.int32)
         self.keys = np.zeros(1, np.int64)
 
     @property
     def capacity(self) -> int:
         return len(self.keys)
 
-    def lookup(self, ids: np.ndarray) -> np.ndarray:
-        """Slot of each row, from its first word (new chips get slots in key order).
+    def lookup(self, ids: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Slot of each row, from its first word (new chips get slots in key order),
+        into ``out`` (int32) if given.
 
         Keys are made and looked up one block at a time, so that no temporary
         the size of the chunk is made (fresh pages cost more than the work).
         """
-        slots = np.empty(len(ids), np.int32)
+        slots = np.empty(len(ids), np.int32) if out is None else out
         incomplete, new = [], []
         for start in range(0, len(ids), _LOOKUP_ROWS):
             block = slice(start, start + _LOOKUP_ROWS)
@@ -83,7 +85,7 @@ class ChipSlots:
     def restore(self, state: State) -> None:
         """Slots as numbered before, so counts kept per slot line up again."""
         self.keys = np.asarray(state["keys"], np.int64)
-        self._slot_of = np.zeros(CHIP_KEYS, np.int32)
+        self._slot_of = zeros(CHIP_KEYS, np.int32)
         self._slot_of[self.keys[1:]] = np.arange(1, len(self.keys), dtype=np.int32)
 
     @property
@@ -107,8 +109,8 @@ class Tally:
     """
 
     def __init__(self, shape: tuple[int, ...]) -> None:
-        self.recent = np.zeros(shape, np.int32)
-        self.folded = np.zeros(shape, np.int64)
+        self.recent = zeros(shape, np.int32)
+        self.folded = zeros(shape, np.int64)
 
     def add(self, keys: np.ndarray) -> None:
         np.add.at(self.recent.reshape(-1), keys, np.int32(1))
@@ -125,7 +127,7 @@ class Tally:
 
     def restore(self, state: State) -> None:
         self.folded = dense(state)
-        self.recent = np.zeros(self.folded.shape, np.int32)
+        self.recent = zeros(self.folded.shape, np.int32)
 
     def grow(self, size: int) -> None:
         """Extend the first axis to ``size``."""
@@ -134,10 +136,12 @@ class Tally:
 
 
 def grow_axis(array: np.ndarray, axis: int, size: int) -> np.ndarray:
-    """``array`` zero-padded along ``axis`` to ``size``."""
+    """``array`` zero-padded along ``axis`` to ``size`` (in small pages: see ``memory``)."""
     missing = size - array.shape[axis]
     if missing <= 0:
         return array
-    pad = [(0, 0)] * array.ndim
-    pad[axis] = (0, missing)
-    return np.pad(array, pad)
+    shape = list(array.shape)
+    shape[axis] = size
+    grown = zeros(tuple(shape), array.dtype)
+    grown[tuple(slice(0, n) for n in array.shape)] = array
+    return grown

@@ -23,6 +23,7 @@ from exporter.metrics.checkpoint import AttributeArrays, Checkpointed, State, ga
 from exporter.metrics.chip_detail import ChipDetail
 from exporter.metrics.chips import ChipSlots, Tally, grow_axis
 from exporter.metrics.clock import N_GROUPS, NO_TIME, DataClock, Segments
+from exporter.metrics.memory import Scratch
 from exporter.metrics.rows import DELAY_BUCKETS, FIFO_BITS, Block, Rows, delay_bucket, fifo_code
 from exporter.metrics.snapshot import DetectorSnapshot, PublishedSnapshots
 from exporter.metrics.window import CHANNELS_PER_CHIP, SlidingWindow, SyncGaps
@@ -87,6 +88,7 @@ class DetectorMetrics(PublishedSnapshots):
         self._sync_offset = np.zeros(N_GROUPS, np.int64)
         self._has_sync_offset = np.zeros(N_GROUPS, bool)
         self._detail = ChipDetail()
+        self._scratch = Scratch()
         #: per-channel tables of the files read last (``checkpoint``/``restore`` with them)
         self.channels = ChannelTables(self._chips, self._lock, self._grow)
         self._tables: dict[str, tuple[int, ChannelTable]] = {}
@@ -130,8 +132,9 @@ class DetectorMetrics(PublishedSnapshots):
         packets = chunk.packets
         if packets.dtype != PACKET_DTYPE:
             raise TypeError(f"packets must have PACKET_DTYPE, got {packets.dtype}")
-        rows = Rows(np.ascontiguousarray(packets), chunk.has_receipt_timestamp)
-        with self._lock:
+        with self._lock:  # the scratch arrays are the lock holder's
+            rows = Rows(np.ascontiguousarray(packets), chunk.has_receipt_timestamp,
+                        self._scratch.take("ids", len(packets), np.uint32))
             if len(packets):
                 self._update(rows, source)
             self._changes += 1
@@ -151,7 +154,7 @@ class DetectorMetrics(PublishedSnapshots):
             self._grow(self._chips.capacity)
             channels = self.channels.counts(source)
             bounds = np.searchsorted(other, np.arange(0, n + BLOCK_ROWS, BLOCK_ROWS))
-            channel, adc = np.empty(n, np.uint32), np.empty(n, np.uint32)
+            channel, adc = np.empty(n, np.intp), np.empty(n, np.int64)
             rare: list[tuple[np.ndarray, ...]] = []
             for start in range(0, n, BLOCK_ROWS):
                 of_block = slice(start, min(start + BLOCK_ROWS, n))
@@ -159,8 +162,9 @@ class DetectorMetrics(PublishedSnapshots):
                 block_other = other[bounds[start // BLOCK_ROWS]:bounds[start // BLOCK_ROWS + 1]]
                 block.channels_into(slot[of_block], block_other - start, channel[of_block],
                                     adc[of_block])
+                channels.add_sums(channel[of_block], adc[of_block], adc[of_block] ** 2)
                 rare.append(block.rare_rows(slot[of_block], rows.packet_type[of_block]))
-            channels.add(channel, adc)
+            channels.add(channel, adc)  # consumes ``channel``
             channels.add_rare(*(np.concatenate(column) for column in zip(*rare, strict=True)))
 
     def _update(self, rows: Rows, source: str) -> None:
@@ -170,7 +174,7 @@ class DetectorMetrics(PublishedSnapshots):
         other_kind = np.minimum(rows.packet_type[other], UNKNOWN_TYPE)
         is_special = other_kind > CONFIG_READ  # timestamp, message, sync, trigger
         special, special_kind = other[is_special], other_kind[is_special]
-        slot = self._chips.lookup(rows.ids)
+        slot = self._chips.lookup(rows.ids, self._scratch.take("slot", n, np.int32))
         self._grow(self._chips.capacity)
         channels = self.channels.counts(source)
         stamps = special[special_kind == TIMESTAMP]
@@ -178,41 +182,40 @@ class DetectorMetrics(PublishedSnapshots):
         self.channels.take_window(source, seg.group[seg.second != NO_TIME],
                                   lambda: self._window.view(self._chips.group)[1]
                                   .channel_counts.reshape(-1))
-        # (ring slot, chip slot) part of the window keys, per segment
-        key_dtype = self._window.key_dtype
-        columns = key_dtype(self._window.columns)
         ring = self._window.ring_slots(seg, self._chips.group)
-        ring_of_segment = ring.astype(np.uint32)
         # The outside slot is only ever summed per type: its data rows all count in column 0,
         # so that they touch one counter per chip.
         channel_mask = np.where(ring == self._window.outside, 0, CHANNELS_PER_CHIP - 1
                                 ).astype(np.uint32)
-        ring = ring.astype(key_dtype)
-        ring *= key_dtype(self._chips.capacity) * columns
+        ring = ring.astype(np.intp)  # keys are intp: np.add.at would convert any other
         bounds = np.searchsorted(other, np.arange(0, n + BLOCK_ROWS, BLOCK_ROWS))
         rare: list[tuple[np.ndarray, ...]] = []
-        channel, adc = np.empty(n, np.uint32), np.empty(n, np.uint32)
-        ring_of_row = np.empty(n, np.uint32)
+        channel = self._scratch.take("channel", n, np.intp)
+        adc = self._scratch.take("adc", n, np.int64)
         for start in range(0, n, BLOCK_ROWS):
             rows_of_block = slice(start, min(start + BLOCK_ROWS, n))
             in_block = slice(bounds[start // BLOCK_ROWS], bounds[start // BLOCK_ROWS + 1])
             block = rows.block(rows_of_block)
             block_other = other[in_block] - start
             segments, seg_starts, seg_lengths = seg.within(start, rows_of_block.stop)
-            key = np.repeat(ring[segments], seg_lengths)
-            ring_of_row[rows_of_block] = np.repeat(ring_of_segment[segments], seg_lengths)
-            chip = slot[rows_of_block].astype(key_dtype)
-            chip *= columns
-            key += chip
-            self._count_slots(block, key, np.repeat(channel_mask[segments], seg_lengths),
+            chip_key = np.repeat(ring[segments], seg_lengths)  # (ring slot, chip slot)
+            chip_key *= self._chips.capacity
+            chip_key += slot[rows_of_block]
+            self._count_slots(block, chip_key * self._window.columns,
+                              np.repeat(channel_mask[segments], seg_lengths),
                               block_other, other_kind[in_block])
             self._count_adc_and_delay(block, rows.ids[rows_of_block], block_other,
                                       seg.group[segments], seg_starts)
             block.channels_into(slot[rows_of_block], block_other,
                                 channel[rows_of_block], adc[rows_of_block])
+            # dataword and its square (0 for other rows): exact int64 sums, by channel and
+            # by (ring slot, chip slot) of the window
+            value = adc[rows_of_block]
+            square = value * value
+            channels.add_sums(channel[rows_of_block], value, square)
+            self._window.add_adc(chip_key, value, square)
             rare.append(block.rare_rows(slot[rows_of_block], rows.packet_type[rows_of_block]))
-        channels.add(channel, adc)
-        self._window.add_adc(ring_of_row, slot.view(np.uint32), adc)
+        channels.add(channel, adc)  # consumes ``channel``
         config = other[(other_kind == CONFIG_WRITE) | (other_kind == CONFIG_READ)]
         self._detail.count_config(slot[config], rows.packet_type[config],
                                   rows.downstream_marker(config))

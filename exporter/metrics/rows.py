@@ -47,13 +47,17 @@ _check_layout()
 class Rows:
     """A chunk's first words (copied whole) and its other fields (copied block by block)."""
 
-    def __init__(self, packets: np.ndarray, has_receipt: bool) -> None:
+    def __init__(self, packets: np.ndarray, has_receipt: bool,
+                 ids: np.ndarray | None = None) -> None:
+        """``ids``, if given, is the (uint32) array the first words are copied into."""
         n = len(packets)
         words = packets.view(np.uint32).reshape(n, _ROW_WORDS)
         self.has_receipt = has_receipt
         self._fields = packets.view(_BLOCK_FIELDS)
         #: io_group, io_channel, chip_id, packet_type: contiguous, for whole-chunk passes
-        self.ids = np.ascontiguousarray(words[:, 0])
+        self.ids = np.ascontiguousarray(words[:, 0]) if ids is None else ids
+        if ids is not None:
+            np.copyto(ids, words[:, 0])
         ids = self.ids.view(np.uint8).reshape(n, 4)
         self.group = ids[:, 0]
         self.packet_type = ids[:, 3]

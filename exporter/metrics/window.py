@@ -15,6 +15,7 @@ import numpy as np
 from exporter.metrics.checkpoint import State, dense, sparse
 from exporter.metrics.chips import grow_axis
 from exporter.metrics.clock import N_GROUPS, NO_TIME, Segments, sorted_unique
+from exporter.metrics.memory import zeros
 from exporter.packets import DATA
 
 #: channel_id is a 6-bit field of the LArPix v2 word.
@@ -83,8 +84,8 @@ class SlidingWindow:
 
     def restore(self, state: State) -> None:
         self.retired = dense(state)
-        self.counts = np.zeros((self.n_slots + 1, len(self.retired), self.columns), np.int32)
-        self.adc_sums = np.zeros((self.n_slots + 1, len(self.retired), 2), np.int64)
+        self.counts = zeros((self.n_slots + 1, len(self.retired), self.columns), np.int32)
+        self.adc_sums = zeros((self.n_slots + 1, len(self.retired), 2), np.int64)
         self.latest = np.array(state["latest"], np.int64)
         self.slot_second[:] = NO_TIME
 
@@ -100,11 +101,6 @@ class SlidingWindow:
         self._claim(ring[inside], seg.group[inside], seg.second[inside], chip_group)
         return ring
 
-    @property
-    def key_dtype(self) -> type[np.unsignedinteger] | type[np.signedinteger]:
-        """uint32 (cheapest arithmetic) whenever it can hold every flat key."""
-        return np.uint32 if self.counts.size <= 1 << 32 else np.intp
-
     def count(self, keys: np.ndarray) -> None:
         """Count rows at flat (ring slot, chip slot, column) keys."""
         np.add.at(self.counts.reshape(-1), keys, np.int32(1))
@@ -115,17 +111,12 @@ class SlidingWindow:
         self.counts[self.outside] = 0
         self.adc_sums[self.outside] = 0
 
-    def add_adc(self, ring: np.ndarray, chip: np.ndarray, adc: np.ndarray) -> None:
-        """Sum the dataword (0 for other rows) and its square by (ring slot, chip slot)."""
-        capacity = self.adc_sums.shape[1]
-        key = ring * np.uint32(capacity)
-        key += chip
-        wide = adc.astype(np.float64)
-        size = self.adc_sums.shape[0] * capacity
+    def add_adc(self, key: np.ndarray, value: np.ndarray, square: np.ndarray) -> None:
+        """Add datawords (int64, 0 for other rows) and their squares at flat (ring slot,
+        chip slot) keys."""
         sums = self.adc_sums.reshape(-1, 2)
-        sums[:, 0] += np.rint(np.bincount(key, weights=wide, minlength=size)).astype(np.int64)
-        wide *= wide
-        sums[:, 1] += np.rint(np.bincount(key, weights=wide, minlength=size)).astype(np.int64)
+        np.add.at(sums[:, 0], key, value)
+        np.add.at(sums[:, 1], key, square)
 
     def _types(self, counts: np.ndarray) -> np.ndarray:
         """(..., column) counts -> (..., type) counts, data = sum of the channels."""

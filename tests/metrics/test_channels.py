@@ -157,3 +157,25 @@ def test_replayed_rows_count_into_the_table_only(tmp_path, fmt):
             assert rows[key][column] == pytest.approx(expected[column][i], rel=1e-12,
                                                       abs=1e-12), (key, column)
     assert len(rows) == len(expected["count"])
+
+
+@pytest.mark.parametrize("chunk_rows", [150_000, 40_000])
+def test_hot_channels_histograms_equal_a_plain_recount(chunk_rows):
+    """Channels with more than 2**15 and 2**16 rows a chunk, in few bins, beside quiet ones."""
+    rng = np.random.default_rng(3)
+    n = 600_000
+    channel_id = np.where(rng.random(n) < 0.6, 5, rng.integers(0, 64, n))   # one very hot
+    channel_id[rng.random(n) < 0.1] = 9                                      # one hot
+    adc = np.where(channel_id == 5, np.where(rng.random(n) < 0.95, 78, 77),
+                   rng.integers(0, 256, n))
+    chip_id = np.where(channel_id < 32, 11, 12)
+    rows = second_of(1, 100, list(zip([1] * n, chip_id, channel_id, adc, strict=True)))
+    detector = DetectorMetrics(10, 1e9)
+    for start in range(0, len(rows), chunk_rows):
+        detector.update(chunk(rows[start:start + chunk_rows]), "hot.h5")
+    table = detector.channel_table(histograms=True)
+    for i in range(len(table)):
+        mine = (chip_id == table.chip_id[i]) & (channel_id == table.channel_id[i])
+        np.testing.assert_array_equal(table.adc_histogram[i],
+                                      np.bincount(adc[mine], minlength=256))
+    assert table.adc_histogram.sum() == n
