@@ -41,6 +41,7 @@ from exporter.watched import (
     Watched,
     file_counts,
     ingest_lag,
+    retirable,
     status_of,
     turns,
 )
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 #: Rows per reader step: bounds memory and the time before the first counts show.
 CHUNK_ROWS = 1 << 18
+#: Longest time between two looks for files to retire.
+RETIRE_CHECK_SECONDS = 60.0
 
 __all__ = ["FileStatus", "Ingest"]
 
@@ -79,6 +82,7 @@ class Ingest:
         #: Rounds run so far (tests wait on it instead of sleeping).
         self.rounds = 0
         self._saved: dict[str, Cursor] = {}
+        self._retire_checked = time.monotonic()
         self.replays = Replays(detector, renderer)
         self._announced = detector.counted
 
@@ -137,6 +141,7 @@ class Ingest:
         now = time.time()
         for change in self.watcher.scan():
             self._start_watching(change, self._saved.get(str(change.path)), now)
+        self._saved = {}  # in the readers now
         self._ready.set()
         log.info("watching %s (%d files matching %s)", self.config.data_dir, len(self._files),
                  self.config.glob)
@@ -178,6 +183,19 @@ class Ingest:
         if self.plots is not None:
             self.plots.render_due(self._files.values(), now)
             self.plots.close_idle_figures(now)
+        self._retire_idle(now)
+
+    def _retire_idle(self, now: float) -> None:
+        """Files untouched for ``flush_interval`` (finished runs) keep only their reader's
+        cursor: their data-time carry goes, so memory follows the live files, not every
+        file a long run has seen (plots: ``PlotSchedule.close_idle_figures``)."""
+        if now - self._retire_checked < min(RETIRE_CHECK_SECONDS, self.config.flush_interval):
+            return
+        self._retire_checked = now
+        for watched in self._files.values():
+            if retirable(watched, now, self.config.flush_interval):
+                watched.retired = True
+                self.detector.retire(str(watched.path))
 
     def _commit(self) -> bool:
         """Checkpoint and publish what changed since the last commit; True if it did."""
@@ -228,6 +246,7 @@ class Ingest:
             watched.reader = FileReader(str(change.path), chunk_rows=CHUNK_ROWS)
         watched.stat = change.stat
         watched.changed_at = time.monotonic()
+        watched.retired = False
         watched.noticed()
 
     def _forget(self, watched: Watched, why: str) -> None:

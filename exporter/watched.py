@@ -52,6 +52,7 @@ class Watched:
     #: Rows the checkpoint covered at start, until a replay of them begins (``exporter.replay``)
     resumed: int | None = None
     replay: Replay | None = field(default=None, repr=False)
+    retired: bool = False  # idle past --flush_interval: only its cursor is kept
 
     def noticed(self) -> None:
         """The file changed: its new rows wait from now (unless older ones already wait)."""
@@ -75,6 +76,13 @@ def turns(files: list[Watched], now: float) -> list[Watched]:
     ready = [w for w in files if due(w, now)]
     return sorted(ready, key=lambda w: (now - w.changed_at >= ACTIVE_SECONDS, w.served,
                                         -w.changed_at))
+
+
+def retirable(watched: Watched, now: float, flush_interval: float) -> bool:
+    """Read to its end and untouched for ``flush_interval``: a finished file."""
+    return (not watched.retired and watched.reader is not None and watched.replay is None
+            and not (watched.more or watched.retry or watched.dirty)
+            and now - watched.changed_at > flush_interval)
 
 
 def ingest_lag(files: list[Watched], now: float) -> float:

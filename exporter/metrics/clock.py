@@ -57,6 +57,10 @@ class DataClock:
         self._latest.pop(source, None)
         self._span.pop(source, None)
 
+    def drop_carry(self, source: str) -> None:
+        """Forget the latest second of each io_group of a finished file (its span stays)."""
+        self._latest.pop(source, None)
+
     def span(self, source: str) -> tuple[int, int] | None:
         """Earliest and latest timestamp-packet time of a file, if it had any."""
         return self._span.get(source)

@@ -122,6 +122,12 @@ class DetectorMetrics(PublishedSnapshots):
             self._clock.forget(source)
             self.channels.forget(source)
 
+    def retire(self, source: str) -> None:
+        """A finished file: drop its data-time carry (new rows would start it again); its
+        counts, time span and per-channel table stay."""
+        with self._lock:
+            self._clock.drop_carry(source)
+
     def data_span(self, source: str) -> tuple[int, int] | None:
         """Earliest and latest timestamp-packet unix time of a file (None: no timestamps)."""
         with self._lock:
