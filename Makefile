@@ -41,6 +41,7 @@ bench: venv
 	$(BIN)/python benchmarks/bench_scale.py
 	$(BIN)/python benchmarks/bench_channels.py
 	$(BIN)/python benchmarks/bench_checkpoint.py
+	$(BIN)/python benchmarks/bench_rotation.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
