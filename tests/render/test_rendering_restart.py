@@ -66,6 +66,10 @@ def test_a_restarted_monitor_serves_the_saved_plots_without_new_data(tmp_path: P
         page = monitor.get("/").text
         assert all(f"/plots/{f}/{p}.png" in page for f, p in expected)
 
+    # Finished runs: a run written within --flush_interval would be replayed and redrawn.
+    an_hour_ago = time.time() - 3600
+    for name in ("run_a.h5", "run_b.h5"):
+        os.utime(data / name, (an_hour_ago, an_hour_ago))
     with MonitorProcess(data, plots, "--plots", *PLOTS) as second:
         check_restart(second)
         time.sleep(2.5)  # a few render intervals: no new data, so nothing is re-rendered
