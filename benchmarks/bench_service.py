@@ -108,6 +108,15 @@ def measure_latency(fmt: str, rate: float, seconds: float, flush: float, work: P
     data.mkdir(parents=True)
     appender = Appender(fmt, source, data / "live.h5")
     monitor = Monitor(data, plots, *plot_args)
+    latencies, note = live_latencies(monitor, appender, rate, seconds, flush)
+    return f"{fmt:6} {rate / 1000:6.0f} k packets/s: {percentiles(latencies)}{note}"
+
+
+def live_latencies(monitor: Monitor, appender: Appender, rate: float, seconds: float,
+                   flush: float) -> tuple[list[float], str]:
+    """Append ``rate`` packets/s every ``flush`` s for ``seconds`` while scraping; stop the
+    monitor; each batch's latency, and a note if something went wrong."""
+    base_rows = rows_read(httpx.get(monitor.base + "/metrics", timeout=30).text)
     scrapes: list[tuple[float, float]] = []
     done = threading.Event()
 
@@ -115,7 +124,7 @@ def measure_latency(fmt: str, rate: float, seconds: float, flush: float, work: P
         with httpx.Client() as client:
             while not done.wait(SCRAPE_EVERY):
                 text = client.get(monitor.base + "/metrics", timeout=30).text
-                scrapes.append((time.monotonic(), rows_read(text)))
+                scrapes.append((time.monotonic(), rows_read(text) - base_rows))
 
     scraper = threading.Thread(target=scrape_forever)
     scraper.start()
@@ -144,7 +153,7 @@ def measure_latency(fmt: str, rate: float, seconds: float, flush: float, work: P
         tail = monitor.log_path.read_text(errors="replace").splitlines()[-15:]
         note += ("\n  some rows were never counted; the monitor's log ends:\n    "
                  + "\n    ".join(tail))
-    return f"{fmt:6} {rate / 1000:6.0f} k packets/s: {percentiles(latencies)}{note}"
+    return latencies, note
 
 
 # -- 2. scrape time -----------------------------------------------------------------------
