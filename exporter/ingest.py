@@ -37,6 +37,7 @@ from exporter.source.reader import Cursor, FileReader
 from exporter.source.status import FileStatus
 from exporter.source.watcher import DirectoryWatcher, FileChange
 from exporter.watched import (
+    ACTIVE_SECONDS,
     ROUND_ROWS,
     Watched,
     file_counts,
@@ -179,7 +180,8 @@ class Ingest:
         if self._commit() and self.on_counted is not None and counted != self._announced:
             self._announced = counted
             self.on_counted()
-        self.replays.step(list(self._files.values()))  # after this round's counts are out
+        # after this round's counts are out; a stop waits for no replay
+        self.replays.step(list(self._files.values()), self._stop.is_set)
         if self.plots is not None:
             self.plots.render_due(self._files.values(), now)
             self.plots.close_idle_figures(now)
@@ -220,7 +222,7 @@ class Ingest:
         watched.noticed()
         if cursor is not None:
             watched.resumed = cursor.rows
-            if fresh:  # still being written: its table and plots are in use
+            if now - change.stat.mtime <= ACTIVE_SECONDS:  # being written: in use now
                 self.replays.begin(watched)
         with self._lock:
             self._files[change.path] = watched

@@ -23,7 +23,7 @@ Nothing of a replay is saved: a stop during one replays again at the next start.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 
 from exporter.errors import InputError, TransientReadError
@@ -126,8 +126,10 @@ class Replays:
         log.info("%s: replaying rows 0-%d for its channel table%s", watched.path, counted,
                  "" if self.renderer is None else " and plots")
 
-    def step(self, files: Iterable[Watched]) -> None:
+    def step(self, files: Iterable[Watched], stopping: Callable[[], bool]) -> None:
         for watched in files:
+            if stopping():
+                return
             if watched.replay is None or watched.reader is None:
                 continue
             if watched.replay.step(self.detector, watched.reader.cursor.rows):

@@ -22,6 +22,8 @@ from exporter.quality.runs import combine
 
 log = logging.getLogger(__name__)
 
+#: Longest wait for an evaluation in hand when the service stops.
+STOP_WAIT_SECONDS = 2.0
 #: Seconds between evaluations when no new rows arrived.
 IDLE_SECONDS = 30.0
 #: New rows are graded once the counts have rested this long (a burst of ingest is not
@@ -48,8 +50,10 @@ class QualityLoop:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop after the evaluation in hand, waiting at most a few seconds: grades are not
+        saved, so a stop signal need not wait for one to finish."""
         self._stop.set()
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=STOP_WAIT_SECONDS)
 
     def step(self) -> bool:
         """Evaluate now if there is something new (or it is time to); True if it did."""
