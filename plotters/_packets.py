@@ -34,22 +34,27 @@ def channel_sums(packets: np.ndarray) -> tuple[np.ndarray, ...]:
     so keys sort by io_group, io_channel, chip and channel.
 
     Counted with ``bincount`` over a dense index (the (io_group, io_channel) pairs
-    present, times 65,536 chip and channel values) rather than by sorting.
+    present, times the chip_id and channel_id ranges present) rather than by sorting:
+    a few MB of bins, not one bin per possible chip and channel of every pair.
     """
     data = packets["packet_type"] == DATA
     pair = (packets["io_group"][data].astype(np.int64) << 8) | packets["io_channel"][data]
+    chip = packets["chip_id"][data].astype(np.int64)
+    channel = packets["channel_id"][data].astype(np.int64)
     used = np.zeros(1 << 16, dtype=bool)
     used[pair] = True
     pairs = np.flatnonzero(used)
     index = np.zeros(1 << 16, dtype=np.int64)
     index[pairs] = np.arange(len(pairs))
-    dense = ((index[pair] << 16) | (packets["chip_id"][data].astype(np.int64) << 8)
-             | packets["channel_id"][data])
-    size = len(pairs) << 16
+    n_chips = int(chip.max()) + 1 if len(chip) else 1
+    n_channels = int(channel.max()) + 1 if len(channel) else 1
+    dense = (index[pair] * n_chips + chip) * n_channels + channel
+    size = len(pairs) * n_chips * n_channels
     hits = np.bincount(dense, minlength=size)
     seen = np.flatnonzero(hits)
     adc = packets["dataword"][data].astype(np.float64)
-    keys = (pairs[seen >> 16] << 16) | (seen & 0xFFFF)
+    pair_index, cell = np.divmod(seen, n_chips * n_channels)
+    keys = (pairs[pair_index] << 16) | ((cell // n_channels) << 8) | (cell % n_channels)
     return (keys, hits[seen].astype(np.float64),
             np.bincount(dense, weights=adc, minlength=size)[seen],
             np.bincount(dense, weights=adc * adc, minlength=size)[seen])
