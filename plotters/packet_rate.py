@@ -6,7 +6,14 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from exporter.packets import PACKET_TYPE_NAMES, PARITY_TYPES
-from plotters._axes import log_y, plain_log, rescale, to_datenum, utc_time_axis
+from plotters._axes import (
+    log_y,
+    plain_log,
+    rescale,
+    set_title,
+    to_datenum,
+    utc_time_axis,
+)
 from plotters._bases import BuiltinPlot, TimeBinnedPlot
 
 
@@ -77,7 +84,7 @@ class PacketTypeFraction(BuiltinPlot):
             label.set_text(f"{int(count):,}" if count else "")
         shown = fractions[fractions > 0]
         ax.set_ylim(shown.min() / 3, 3.0)
-        ax.set_title(f"{int(self.counts.sum()):,} packets", fontsize="medium")
+        set_title(ax, f"{int(self.counts.sum()):,} packets", fontsize="medium")
 
 
 class ParityErrorFraction(TimeBinnedPlot):
