@@ -132,14 +132,20 @@ class Histograms:
         return np.where(inside, index, -1)
 
     def add(self, groups: np.ndarray, values: np.ndarray) -> None:
+        """Count ``values`` of io_groups ``groups`` (small non-negative integers)."""
+        if len(groups) == 0:
+            return
         index = self.bin_index(values)
         n_bins = len(self.edges) - 1
-        for group in np.unique(groups):
-            mine = index[groups == group]
-            key = int(group)
-            counts = np.bincount(mine[mine >= 0], minlength=n_bins)
-            self.counts[key] = self.counts.get(key, 0) + counts
-            self.outside[key] = self.outside.get(key, 0) + int(np.count_nonzero(mine < 0))
+        # One bincount for every group: bins 0..n_bins-1, then one bin for "outside".
+        present = np.flatnonzero(np.bincount(groups))
+        slot = np.zeros(int(present[-1]) + 1, dtype=np.int64)
+        slot[present] = np.arange(len(present))
+        flat = slot[groups] * (n_bins + 1) + np.where(index >= 0, index, n_bins)
+        table = np.bincount(flat, minlength=len(present) * (n_bins + 1))
+        for group, counts in zip(present.tolist(), table.reshape(-1, n_bins + 1), strict=True):
+            self.counts[group] = self.counts.get(group, 0) + counts[:n_bins]
+            self.outside[group] = self.outside.get(group, 0) + int(counts[n_bins])
 
     def build(self, ax: Axes) -> None:
         self.centres = np.sqrt(self.edges[1:] * self.edges[:-1]) if self.logarithmic else (

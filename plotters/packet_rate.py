@@ -87,6 +87,10 @@ class PacketTypeFraction(BuiltinPlot):
         set_title(ax, f"{int(self.counts.sum()):,} packets", fontsize="medium")
 
 
+#: Whether each packet_type (0-255) carries a parity bit worth checking: a table, not ``np.isin``.
+_PARITY_WORD = np.isin(np.arange(256), PARITY_TYPES)
+
+
 class ParityErrorFraction(TimeBinnedPlot):
     """Fraction of LArPix words (types 0-3) with a bad parity bit, per io_group vs data time.
 
@@ -97,7 +101,7 @@ class ParityErrorFraction(TimeBinnedPlot):
     figsize = (10.0, 5.0)
 
     def count(self, packets: np.ndarray, seconds: np.ndarray) -> None:
-        words = np.isin(packets["packet_type"], PARITY_TYPES)
+        words = _PARITY_WORD[packets["packet_type"]]
         bad = packets["valid_parity"][words] == 0
         self.bins.add(seconds[words], packets["io_group"][words].astype(np.int64) * 2 + bad)
 

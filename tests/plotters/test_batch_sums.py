@@ -1,4 +1,5 @@
-"""The per-batch sums several built-in plots share, against a plain recount of the rows.
+"""The per-batch sums several built-in plots share, and the accumulators they feed, against
+plain recounts.
 
 The rows come from a simulated file read back with h5py; the references are
 counted here with ``np.unique`` over the full channel keys, not with the
@@ -15,7 +16,7 @@ import pytest
 
 from exporter.simulate import simulate_file
 from exporter.source.reader import FileReader
-from plotters._accumulators import TimeBins
+from plotters._accumulators import Histograms, TimeBins
 from plotters._packets import channel_sums, tile_channel_sums
 
 
@@ -80,3 +81,20 @@ def test_time_bins_with_keys_far_apart_match_a_plain_count():
     for key in set(keys.tolist()):
         drawn = dict(zip(bins.starts.tolist(), bins.column(key).tolist(), strict=True))
         assert {s: c for s, c in drawn.items() if c} == Counter(seconds[keys == key].tolist())
+
+
+def test_histograms_of_several_io_groups_match_numpy_per_group():
+    rng = np.random.default_rng(4)
+    edges = np.linspace(0.0, 100.0, 51)
+    groups = rng.choice(np.array([1, 2, 7], dtype=np.uint8), 30_000)
+    values = rng.uniform(-20.0, 130.0, len(groups))
+    histograms = Histograms(edges)
+    histograms.add(groups[:10_000], values[:10_000])
+    histograms.add(groups[10_000:], values[10_000:])
+    histograms.add(groups[:0], values[:0])
+    assert sorted(histograms.counts) == [1, 2, 7]
+    for group in (1, 2, 7):
+        mine = values[groups == group]
+        expected, _ = np.histogram(mine, edges)
+        np.testing.assert_array_equal(histograms.counts[group], expected)
+        assert histograms.outside[group] == len(mine) - expected.sum()
