@@ -9,9 +9,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.axes import Axes
 
-from exporter.packets import tile_of
 from plotters._axes import log_x, log_y, rescale
-from plotters._packets import channel_sums, timestamp_spans
+from plotters._packets import tile_channel_sums, timestamp_spans
 
 
 class TimeBins:
@@ -35,7 +34,7 @@ class TimeBins:
         seconds, keys = seconds[known].astype(np.int64), keys[known].astype(np.int64)
         if len(seconds) == 0:
             return
-        self._add_keys(np.unique(keys))
+        cols = self._columns(keys)
         lo, hi = int(seconds.min()), int(seconds.max())
         if len(self.counts):
             lo = min(lo, self.first * self.width)
@@ -44,10 +43,22 @@ class TimeBins:
             self._widen()
         self._extend(lo // self.width, hi // self.width)
         rows = seconds // self.width - self.first
-        cols = np.searchsorted(self.keys, keys)
         n_cols = len(self.keys)
         flat = np.bincount(rows * n_cols + cols, minlength=self.counts.size)
         self.counts += flat.reshape(self.counts.shape)
+
+    def _columns(self, keys: np.ndarray) -> np.ndarray:
+        """Column of each key, adding the new keys; keys in a small range (packet types,
+        tiles) are found with a table, not by sorting every packet's key."""
+        low, high = int(keys.min()), int(keys.max())
+        if high - low >= 1 << 20:
+            self._add_keys(np.unique(keys))
+            return np.searchsorted(self.keys, keys)
+        present = np.flatnonzero(np.bincount(keys - low)) + low
+        self._add_keys(present)
+        table = np.zeros(high - low + 1, dtype=np.int64)
+        table[present - low] = np.searchsorted(self.keys, present)
+        return table[keys - low]
 
     def _add_keys(self, new: np.ndarray) -> None:
         merged = np.union1d(self.keys, new)
@@ -121,14 +132,20 @@ class Histograms:
         return np.where(inside, index, -1)
 
     def add(self, groups: np.ndarray, values: np.ndarray) -> None:
+        """Count ``values`` of io_groups ``groups`` (small non-negative integers)."""
+        if len(groups) == 0:
+            return
         index = self.bin_index(values)
         n_bins = len(self.edges) - 1
-        for group in np.unique(groups):
-            mine = index[groups == group]
-            key = int(group)
-            counts = np.bincount(mine[mine >= 0], minlength=n_bins)
-            self.counts[key] = self.counts.get(key, 0) + counts
-            self.outside[key] = self.outside.get(key, 0) + int(np.count_nonzero(mine < 0))
+        # One bincount for every group: bins 0..n_bins-1, then one bin for "outside".
+        present = np.flatnonzero(np.bincount(groups))
+        slot = np.zeros(int(present[-1]) + 1, dtype=np.int64)
+        slot[present] = np.arange(len(present))
+        flat = slot[groups] * (n_bins + 1) + np.where(index >= 0, index, n_bins)
+        table = np.bincount(flat, minlength=len(present) * (n_bins + 1))
+        for group, counts in zip(present.tolist(), table.reshape(-1, n_bins + 1), strict=True):
+            self.counts[group] = self.counts.get(group, 0) + counts[:n_bins]
+            self.outside[group] = self.outside.get(group, 0) + int(counts[n_bins])
 
     def build(self, ax: Axes) -> None:
         self.centres = np.sqrt(self.edges[1:] * self.edges[:-1]) if self.logarithmic else (
@@ -159,9 +176,17 @@ class KeyedTotals:
     def add(self, keys: np.ndarray, *columns: np.ndarray) -> None:
         if len(keys) == 0:
             return
-        unique, inverse = np.unique(keys.astype(np.int64), return_inverse=True)
-        sums = np.stack([np.bincount(inverse, weights=c, minlength=len(unique))
-                         for c in columns], axis=1)
+        keys = keys.astype(np.int64)
+        if np.all(keys[1:] > keys[:-1]):  # already summed per key (channel_sums)
+            unique = keys
+            sums = np.stack(columns, axis=1).astype(np.float64)
+        else:
+            unique, inverse = np.unique(keys, return_inverse=True)
+            sums = np.stack([np.bincount(inverse, weights=c, minlength=len(unique))
+                             for c in columns], axis=1)
+        if np.array_equal(self.keys, unique):  # the same keys again: no merge
+            self.values = self.values + sums
+            return
         merged = np.union1d(self.keys, unique)
         values = np.zeros((len(merged), self.values.shape[1]))
         values[np.searchsorted(merged, self.keys)] += self.values
@@ -189,13 +214,11 @@ class ChannelStats:
             if only is None or group in (only[0], 0):
                 self.first[group] = min(self.first.get(group, np.inf), first)
                 self.last[group] = max(self.last.get(group, -np.inf), last)
-        keys, hits, adc, squares = channel_sums(packets)
-        tiles = (keys >> 24) * 1000 + tile_of((keys >> 16) & 255)
+        keys, hits, adc, squares = tile_channel_sums(packets)
         if only is not None:
-            mine = tiles == only[0] * 1000 + only[1]
-            keys, hits, adc, squares, tiles = (a[mine] for a in (keys, hits, adc, squares, tiles))
-        self.totals.add(tiles * 16384 + ((keys >> 8) & 255) * 64 + (keys & 255),
-                        hits, adc, squares)
+            mine = keys // 16384 == only[0] * 1000 + only[1]
+            keys, hits, adc, squares = (a[mine] for a in (keys, hits, adc, squares))
+        self.totals.add(keys, hits, adc, squares)
 
     def livetime(self, io_group: int) -> float:
         """Seconds of the io_group's timestamps; of all timestamps if it has none of its own.

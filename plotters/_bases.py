@@ -16,7 +16,14 @@ from matplotlib.figure import Figure
 from exporter.metrics.clock import DataClock
 from exporter.render.geometry import shared_geometry
 from plotters._accumulators import ChannelStats, TimeBins
-from plotters._axes import plain_log_colorbar, show, tile_image, tile_panels, value_range
+from plotters._axes import (
+    plain_log_colorbar,
+    set_title,
+    show,
+    tile_image,
+    tile_panels,
+    value_range,
+)
 from plotters._packets import data_times
 
 
@@ -166,7 +173,7 @@ class EveryTileMap(TileMapPlot):
         self.images = []
         for ax, (group, tile) in zip(axes, tiles, strict=False):
             self.images.append(tile_image(ax, self.geometry.tile, log=self.log))
-            ax.set_title(f"io_group {group} tile {tile}", fontsize="small")
+            set_title(ax, f"io_group {group} tile {tile}", fontsize="small")
         colorbar = fig.colorbar(self.images[0], cax=fig.add_axes((0.88, 0.1, 0.025, 0.8)),
                                 label=self.label)
         if self.log:

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from exporter.render.geometry import shared_geometry
 from plotters._accumulators import ChannelStats
-from plotters._axes import plain_log_colorbar
+from plotters._axes import plain_log_colorbar, set_title
 from plotters._bases import BuiltinPlot
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class AnodeMap(BuiltinPlot):
             if len(rate):
                 points.set_clim(rate.min(), max(rate.max(), rate.min() * 1.01))
             ax = points.axes
-            ax.set_title(f"io_group {group}: {left_out:,} hits not in the layout",
+            set_title(ax, f"io_group {group}: {left_out:,} hits not in the layout",
                          fontsize="medium")
             ax.update_datalim(np.column_stack([z, y]))
             ax.autoscale_view()

@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from exporter.config import DEFAULT_HOT_RATE
-from plotters._axes import tile_panels
+from plotters._axes import set_title, tile_panels
 from plotters._bases import TileMapPlot
 
 DEAD, NORMAL, NOISY = 0, 1, 2
@@ -56,7 +56,7 @@ class ChannelHealth(TileMapPlot):
             counts = np.bincount(state[state >= 0], minlength=3)
             totals += counts
             image.set_data(self.geometry.tile.grid(state.astype(np.float64)))
-            image.axes.set_title(f"{group}-{tile}: {counts[DEAD]} dead, {counts[NOISY]} noisy",
+            set_title(image.axes, f"{group}-{tile}: {counts[DEAD]} dead, {counts[NOISY]} noisy",
                                  fontsize="small")
         if self.legend is not None:
             self.legend.remove()

@@ -6,7 +6,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from plotters._accumulators import KeyedTotals
-from plotters._axes import log_x
+from plotters._axes import log_x, set_title
 from plotters._bases import BuiltinPlot
 from plotters._packets import channel_label, channel_sums
 
@@ -58,5 +58,5 @@ class HotPixels(BuiltinPlot):
             bar.set_width(share)
         ax.set_yticklabels([channel_label(int(k)) for k in keys])
         ax.set_xlim(shares.min() / 2, shares.max() * 1.5)
-        ax.set_title(f"top {len(keys)} of {len(self.counts.keys):,} channels, "
+        set_title(ax, f"top {len(keys)} of {len(self.counts.keys):,} channels, "
                      f"{int(total):,} data packets", fontsize="medium")

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from exporter.packets import DATA
 from exporter.render.networks import EXT, TileNetwork, configured_networks
 from plotters._accumulators import KeyedTotals
-from plotters._axes import plain_log_colorbar, tile_panels
+from plotters._axes import plain_log_colorbar, set_title, tile_panels
 from plotters._bases import BuiltinPlot
 from plotters._packets import timestamp_spans
 
@@ -138,8 +138,8 @@ class NetworkMap(BuiltinPlot):
             wires.set_array(errors)
             rates_shown.append(rate[rate > 0])
             errors_shown.append(errors)
-            points.axes.set_title(
-                f"io_group {network.io_group} tile {network.tile}: "
+            set_title(
+                points.axes, f"io_group {network.io_group} tile {network.tile}: "
                 f"{np.count_nonzero(rate)}/{len(rate)} chips, {int(errors.sum()):,} parity errors",
                 fontsize="small")
         rates = np.concatenate(rates_shown)

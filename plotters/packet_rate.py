@@ -6,7 +6,14 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from exporter.packets import PACKET_TYPE_NAMES, PARITY_TYPES
-from plotters._axes import log_y, plain_log, rescale, to_datenum, utc_time_axis
+from plotters._axes import (
+    log_y,
+    plain_log,
+    rescale,
+    set_title,
+    to_datenum,
+    utc_time_axis,
+)
 from plotters._bases import BuiltinPlot, TimeBinnedPlot
 
 
@@ -77,7 +84,11 @@ class PacketTypeFraction(BuiltinPlot):
             label.set_text(f"{int(count):,}" if count else "")
         shown = fractions[fractions > 0]
         ax.set_ylim(shown.min() / 3, 3.0)
-        ax.set_title(f"{int(self.counts.sum()):,} packets", fontsize="medium")
+        set_title(ax, f"{int(self.counts.sum()):,} packets", fontsize="medium")
+
+
+#: Whether each packet_type (0-255) carries a parity bit worth checking: a table, not ``np.isin``.
+_PARITY_WORD = np.isin(np.arange(256), PARITY_TYPES)
 
 
 class ParityErrorFraction(TimeBinnedPlot):
@@ -90,7 +101,7 @@ class ParityErrorFraction(TimeBinnedPlot):
     figsize = (10.0, 5.0)
 
     def count(self, packets: np.ndarray, seconds: np.ndarray) -> None:
-        words = np.isin(packets["packet_type"], PARITY_TYPES)
+        words = _PARITY_WORD[packets["packet_type"]]
         bad = packets["valid_parity"][words] == 0
         self.bins.add(seconds[words], packets["io_group"][words].astype(np.int64) * 2 + bad)
 

@@ -6,7 +6,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from exporter.packets import DATA
-from plotters._axes import log_y, rescale, to_datenum, utc_time_axis
+from plotters._axes import log_y, rescale, set_title, to_datenum, utc_time_axis
 from plotters._bases import TimeBinnedPlot
 from plotters._packets import tile_key
 
@@ -44,4 +44,4 @@ class TileRate(TimeBinnedPlot):
             drawn.set_data(x, self.bins.column(key) / self.bins.width)
         for ax in fig.axes:
             rescale(ax)
-        fig.axes[0].set_title(f"{self.bins.width} s bins", fontsize="medium")
+        set_title(fig.axes[0], f"{self.bins.width} s bins", fontsize="medium")

@@ -22,7 +22,7 @@ def latest_before(packets: np.ndarray, is_mark: np.ndarray, last: dict[int, floa
     """
     values = np.full(len(packets), np.nan)
     groups = packets["io_group"]
-    for group in np.unique(groups):
+    for group in np.flatnonzero(np.bincount(groups)):
         rows = np.flatnonzero(groups == group)
         marks = np.where(is_mark[rows], np.arange(len(rows)), -1)
         np.maximum.accumulate(marks, out=marks)
