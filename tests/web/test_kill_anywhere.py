@@ -60,8 +60,9 @@ stop = threading.Event()
 threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
 
 def data_packet(io_group):
+    # random words (types, parity, FIFO flags), from a test stand's worth of chips
     p = Packet_v2(rng.randbytes(8))
-    p.io_group, p.io_channel = io_group, rng.randint(1, 16)
+    p.io_group, p.io_channel, p.chip_id = io_group, rng.randint(1, 16), rng.randint(11, 20)
     return p
 
 files, second, part = [], 0, 0
