@@ -97,9 +97,11 @@ class Ingest:
         return self._thread is None or self._thread.is_alive() or self._stop.is_set()
 
     def files(self) -> list[FileStatus]:
+        """The files a shifter sees in the gallery: retired ones (finished runs) only show
+        with their plots, so the page does not grow with every file a long run has seen."""
         now = time.monotonic()
         with self._lock:
-            return [status_of(w, now) for w in self._files.values()]
+            return [status_of(w, now) for w in self._files.values() if not w.retired]
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -284,7 +286,7 @@ class Ingest:
                     log.warning("%s", damage)
                 watched.last_read = time.time()
                 self.health.mark_ingest(watched.last_read)
-                watched.dirty = True
+                watched.dirty = self.renderer is not None  # rows its plots have not drawn
                 share += chunk.rows
                 if self._stop.is_set() or share >= ROUND_ROWS:
                     watched.more = not self._stop.is_set()
