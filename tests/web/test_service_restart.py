@@ -80,8 +80,9 @@ def test_sigkill_then_restart_counts_every_row_exactly_once(dirs) -> None:
     paused = {fmt: sim.truth["rows"] for fmt, sim in live.items()}
     wait_for(lambda: saved_rows(plots) == {f"run-{fmt}.h5": n for fmt, n in paused.items()},
              15, "the first process to save everything written so far")
-    counted_by_first = first.scrape()
-    assert rows_read(counted_by_first) == sum(paused.values())
+    # published just after the checkpoint is on disk
+    counted_by_first = wait_for(lambda: (s := first.scrape()) and rows_read(s) == sum(
+        paused.values()) and s, 15, "the first process to publish what it saved")
     first.kill()
 
     with MonitorProcess(data, plots, "--no-plots") as second:
