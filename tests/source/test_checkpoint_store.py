@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from larpix import Packet_v2
 from larpix.format import hdf5format
+from support.larpix import random_packet
 
 from exporter.source.checkpoint import CHECKPOINT_FILE_NAME, CheckpointStore
 from exporter.source.reader import Cursor, FileReader
@@ -19,19 +20,7 @@ from exporter.source.reader import Cursor, FileReader
 
 def larpix_packets(n: int, seed: int) -> list[Packet_v2]:
     rng = np.random.default_rng(seed)
-    packets = []
-    for _ in range(n):
-        p = Packet_v2()
-        p.io_group = int(rng.integers(1, 3))
-        p.io_channel = int(rng.integers(1, 33))
-        p.chip_id = int(rng.integers(11, 111))
-        p.packet_type = 0
-        p.channel_id = int(rng.integers(0, 64))
-        p.timestamp = int(rng.integers(0, 1 << 31))
-        p.dataword = int(rng.integers(0, 256))
-        p.assign_parity()
-        packets.append(p)
-    return packets
+    return [random_packet(rng) for _ in range(n)]
 
 
 def test_round_trip_under_the_plot_dir(tmp_path: Path) -> None:

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from larpix import Packet_v2, TimestampPacket
+from larpix import TimestampPacket
 from larpix.format import hdf5format, pacman_msg_format, rawhdf5format
+
+from support.larpix import random_packet
 
 #: Rows per stored chunk of the datasets made here (larpix-control's raw files get 1024 too).
 CHUNK = 1024
@@ -24,15 +26,7 @@ def larpix_packets(n: int, seed: int) -> list:
             p = TimestampPacket(timestamp=1_700_000_000 + i)
             p.io_group = int(rng.integers(1, 3))
         else:
-            p = Packet_v2()
-            p.io_group = int(rng.integers(1, 3))
-            p.io_channel = int(rng.integers(1, 33))
-            p.chip_id = int(rng.integers(11, 111))
-            p.packet_type = int(kind)
-            p.channel_id = int(rng.integers(0, 64))
-            p.timestamp = int(rng.integers(0, 1 << 31))
-            p.dataword = int(rng.integers(0, 256))
-            p.assign_parity()
+            p = random_packet(rng, kind)
         packets.append(p)
     return packets
 

@@ -1,4 +1,4 @@
-"""larpix-control's own raw -> packet conversion: the independent truth for raw decoding."""
+"""larpix-control's own packets and raw -> packet conversion: the independent truth for tests."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from larpix import Packet_v2
 from larpix.format import hdf5format, pacman_msg_format, rawhdf5format
 
 
@@ -42,3 +43,17 @@ def convert_raw_file(path: Path, workdir: Path) -> tuple[np.ndarray, list]:
     """``convert_messages`` of every message of a finished raw file."""
     raw = rawhdf5format.from_rawfile(str(path))
     return convert_messages(raw["msgs"], raw["msg_headers"]["io_groups"], workdir)
+
+
+def random_packet(rng: np.random.Generator, packet_type: int = 0) -> Packet_v2:
+    """A larpix-control packet of ``packet_type`` with random fields and valid parity."""
+    p = Packet_v2()
+    p.io_group = int(rng.integers(1, 3))
+    p.io_channel = int(rng.integers(1, 33))
+    p.chip_id = int(rng.integers(11, 111))
+    p.packet_type = int(packet_type)
+    p.channel_id = int(rng.integers(0, 64))
+    p.timestamp = int(rng.integers(0, 1 << 31))
+    p.dataword = int(rng.integers(0, 256))
+    p.assign_parity()
+    return p
