@@ -1,12 +1,12 @@
 """The detector's metric model: every ``larpix_*`` series, accumulated chunk by chunk.
 
-``update`` is the hot path. Only the first word of each row (io_group,
-io_channel, chip_id, packet_type) is copied for the whole chunk, for the
-passes that need all of it (data-time segments, chip slots, the few non-data
-rows). The rest is done in blocks small enough that every intermediate array
-stays in cache: a block's fields are copied out once (see ``metrics_rows``),
-turned into fused uint32 keys, and counted with ``np.add.at`` into dense
-int32 arrays that live for the whole run. Label sets only appear at scrape
+``update`` is the hot path. It reads the chunk's words, copied out of the
+packed rows by the reader's helper thread (``Chunk.words``): the first word
+(io_group, io_channel, chip_id, packet_type) in whole-chunk passes
+(data-time segments, chip slots, the few non-data rows), the rest in blocks
+small enough that every intermediate array stays in cache (see
+``metrics.rows``), turned into fused uint32 keys and counted with
+``np.add.at`` into dense int32 arrays that live for the whole run. Label sets only appear at scrape
 time. Per-chip detail is kept under compact
 *chip slots*, so memory follows the detector actually seen.
 """
@@ -31,7 +31,6 @@ from exporter.packets import (
     CONFIG_READ,
     CONFIG_WRITE,
     DATA,
-    PACKET_DTYPE,
     PACKET_TYPE_NAMES,
     SYNC,
     SYNC_PERIOD_TICKS,
@@ -135,13 +134,9 @@ class DetectorMetrics(PublishedSnapshots):
 
     def update(self, chunk: Chunk, source: str) -> None:
         """Count one chunk of the file ``source``: a scrape sees all of it or none of it."""
-        packets = chunk.packets
-        if packets.dtype != PACKET_DTYPE:
-            raise TypeError(f"packets must have PACKET_DTYPE, got {packets.dtype}")
         with self._lock:  # the scratch arrays are the lock holder's
-            rows = Rows(np.ascontiguousarray(packets), chunk.has_receipt_timestamp,
-                        self._scratch.take("ids", len(packets), np.uint32))
-            if len(packets):
+            rows = Rows(chunk)
+            if len(chunk.packets):
                 self._update(rows, source)
             self._changes += 1
 
@@ -149,7 +144,7 @@ class DetectorMetrics(PublishedSnapshots):
         """Count rows into the per-channel table of ``source`` only: rows a restart replays,
         which the counters (restored from the checkpoint), window and data clock hold already.
         Scrapes and the checkpoint see no change."""
-        rows = Rows(np.ascontiguousarray(chunk.packets), False)
+        rows = Rows(chunk)
         n = len(rows.ids)
         if not n:
             return

@@ -1,14 +1,8 @@
-"""From packed packet rows to the integers the metric model counts.
+"""From a chunk's packet words to the integers the metric model counts.
 
-The 2.4 dtype is packed (36 bytes a row, 4-byte aligned), so every field the
-metrics need sits at a fixed offset: bytes 0-3 (io_group, io_channel,
-chip_id, packet_type), 4-7 (downstream_marker, parity, valid_parity,
-channel_id), 8-15 (timestamp), 16-19 (dataword, trigger_type, local_fifo,
-shared_fifo) and 32-35 (receipt_timestamp). numpy works on a field of packed
-rows at a stride of 36 bytes, several times slower than on a contiguous
-array, so each field is copied out once (the first word for the whole chunk,
-the others one cache-sized block at a time) and all arithmetic runs on the
-copies.
+The words (``exporter.packets.PacketWords``) come contiguous, copied by the
+reader's helper thread; arithmetic runs one cache-sized block of rows at a
+time, so that every intermediate array stays in cache.
 """
 
 from __future__ import annotations
@@ -16,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from exporter.metrics.window import CHANNELS_PER_CHIP
-from exporter.packets import PACKET_DTYPE
+from exporter.packets import PACKET_DTYPE, Chunk, PacketWords
 
 #: Bits 0-1 of local_fifo (byte 2) and of shared_fifo (byte 3) of the dataword word.
 FIFO_BITS = 0x0303_0000
@@ -25,44 +19,23 @@ DELAY_BUCKETS = 14
 DELAY_EDGES = tuple(4**j - 1 for j in range(DELAY_BUCKETS - 1))
 _RECEIPT_MASK = (1 << 31) - 1
 _ROW_WORDS = PACKET_DTYPE.itemsize // 4
-#: The fields a block needs besides the first word, as one view of the packed rows.
-_BLOCK_FIELDS = np.dtype({"names": ["flags", "timestamp", "word", "receipt"],
-                          "formats": ["<u4", "<u8", "<u4", "<u4"],
-                          "offsets": [4, 8, 16, 32], "itemsize": PACKET_DTYPE.itemsize})
-
-
-def _check_layout() -> None:
-    offsets = {name: PACKET_DTYPE.fields[name][1] for name in PACKET_DTYPE.names}
-    expected = {"io_group": 0, "io_channel": 1, "chip_id": 2, "packet_type": 3,
-                "valid_parity": 6, "channel_id": 7, "timestamp": 8, "dataword": 16,
-                "trigger_type": 17, "local_fifo": 18, "shared_fifo": 19,
-                "receipt_timestamp": 32}
-    if PACKET_DTYPE.itemsize != 36 or any(offsets[k] != v for k, v in expected.items()):
-        raise ImportError("PACKET_DTYPE layout changed: update exporter.metrics.rows")
-
-
-_check_layout()
 
 
 class Rows:
-    """A chunk's first words (copied whole) and its other fields (copied block by block)."""
+    """A chunk's words (whole), and a few fields of single rows from its packed rows."""
 
-    def __init__(self, packets: np.ndarray, has_receipt: bool,
-                 ids: np.ndarray | None = None) -> None:
-        """``ids``, if given, is the (uint32) array the first words are copied into."""
+    def __init__(self, chunk: Chunk) -> None:
+        packets = np.ascontiguousarray(chunk.packets)
         n = len(packets)
-        words = packets.view(np.uint32).reshape(n, _ROW_WORDS)
-        self.has_receipt = has_receipt
-        self._fields = packets.view(_BLOCK_FIELDS)
+        self._words: PacketWords = chunk.words
         #: io_group, io_channel, chip_id, packet_type: contiguous, for whole-chunk passes
-        self.ids = np.ascontiguousarray(words[:, 0]) if ids is None else ids
-        if ids is not None:
-            np.copyto(ids, words[:, 0])
+        self.ids = self._words.ids
         ids = self.ids.view(np.uint8).reshape(n, 4)
         self.group = ids[:, 0]
         self.packet_type = ids[:, 3]
         self._bytes = packets.view(np.uint8).reshape(n, PACKET_DTYPE.itemsize)
         self.trigger_type = self._bytes[:, 17]
+        words = packets.view(np.uint32).reshape(n, _ROW_WORDS)
         self._stamp_low, self._stamp_high = words[:, 2], words[:, 3]
 
     def timestamp(self, rows: np.ndarray) -> np.ndarray:
@@ -76,22 +49,22 @@ class Rows:
         return self._bytes[rows, 16]
 
     def block(self, rows: slice) -> Block:
-        """Contiguous copies of the fields of ``rows`` (times only if there are receipts)."""
-        fields = self._fields[rows]
-        times = (fields["timestamp"].copy(), fields["receipt"].copy()) if self.has_receipt else None
-        return Block(fields["flags"].copy(), fields["word"].copy(), times)
+        """The words of ``rows`` (views: a block never writes them)."""
+        words = self._words
+        times = None if words.times is None else tuple(t[rows] for t in words.times)
+        return Block(words.flags[rows], words.word[rows], times)
 
 
 class Block:
-    """Contiguous copies of the fields of some consecutive rows."""
+    """The words of some consecutive rows."""
 
     def __init__(self, flags: np.ndarray, word: np.ndarray,
-                 times: tuple[np.ndarray, np.ndarray] | None) -> None:
+                 times: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> None:
         #: downstream_marker, parity, valid_parity, channel_id
         self.flags = flags
         #: dataword, trigger_type, local_fifo, shared_fifo
         self.word = word
-        #: timestamp and receipt_timestamp, if the file has receipt times
+        #: timestamp (low and high word) and receipt_timestamp, if the file has receipt times
         self.times = times
 
     def channel_id(self) -> np.ndarray:
@@ -138,14 +111,15 @@ class Block:
         """
         if self.times is None:
             return None
-        timestamp, receipt = self.times
+        stamp_low, stamp_high, receipt = self.times
         delay = receipt & np.uint32(_RECEIPT_MASK)
-        if timestamp.max(initial=0) > _RECEIPT_MASK:
+        if stamp_high.any() or stamp_low.max(initial=0) > _RECEIPT_MASK:
             wide = delay.astype(np.int64)
-            wide -= timestamp.view(np.int64)
+            wide -= stamp_low
+            wide -= stamp_high.astype(np.int64) << 32
             return wide
         delay = delay.view(np.int32)
-        delay -= timestamp.view(np.int32)[::2]
+        delay -= stamp_low.view(np.int32)
         return delay
 
 

@@ -19,7 +19,8 @@ import h5py
 import numpy as np
 
 from exporter.errors import InputError, TransientReadError
-from exporter.packets import PACKET_DTYPE, Chunk
+from exporter.packets import PACKET_DTYPE, Chunk, PacketWords
+from exporter.source.buffers import CHUNK_ARRAYS
 from exporter.source.cursor import Cursor
 from exporter.source.formats import (
     PACKET_FORMAT,
@@ -201,7 +202,8 @@ class FileReader:
         stop = min(end, start + self.chunk_rows)
         if stop <= start:
             return 0, None, False
-        slab = read_slab(dset, start, stop, PACKET_DTYPE if layout.native else None, end)
+        slab = read_slab(dset, start, stop, PACKET_DTYPE if layout.native else None, end,
+                         CHUNK_ARRAYS.empty)
         damage += slab.damage
         return len(slab.rows), slab.rows, start + len(slab.rows) < end
 
@@ -242,11 +244,16 @@ class FileReader:
             io_groups = None if io_groups is None else io_groups[keep]
         errors = tuple(InputError(self.path, "corrupt_chunk", d.text) for d in damage)
         if layout.format == PACKET_FORMAT:
-            return Chunk(normalise_packets(data), len(data), data.nbytes, PACKET_FORMAT,
-                         layout.has_receipt_timestamp, damaged=errors, skipped=skipped)
+            packets = normalise_packets(data)
+            words = PacketWords.of(packets, layout.has_receipt_timestamp, CHUNK_ARRAYS.empty)
+            return Chunk(packets, len(data), data.nbytes, PACKET_FORMAT,
+                         layout.has_receipt_timestamp, damaged=errors, skipped=skipped,
+                         words=words)
         packets, malformed = decode_messages(data, io_groups)
         nbytes = int(sum(m.size for m in data)) + io_groups.nbytes
-        return Chunk(packets, len(data), nbytes, RAW_FORMAT, True, malformed, errors, skipped)
+        words = PacketWords.of(packets, True, CHUNK_ARRAYS.empty)
+        return Chunk(packets, len(data), nbytes, RAW_FORMAT, True, malformed, errors, skipped,
+                     words)
 
 
 def _filled_end(dset: h5py.Dataset, start: int, end: int,

@@ -8,6 +8,7 @@ file are not thrown away for one bad chunk.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import h5py
@@ -48,11 +49,14 @@ class Slab:
 
 
 def read_slab(dset: h5py.Dataset, start: int, stop: int, dtype: np.dtype | None = None,
-              limit: int | None = None) -> Slab:
-    """Rows ``start:stop``, as ``dtype`` (the dataset's own if None). With ``limit``, an
-    unreadable last chunk is skipped whole (up to row ``limit``), so the slab may end
-    after ``stop``: the rest of a bad chunk is never read, and never reported, again."""
-    out = np.zeros(stop - start, dtype or dset.dtype)
+              limit: int | None = None,
+              empty: Callable[[int, np.dtype], np.ndarray] = np.empty) -> Slab:
+    """Rows ``start:stop``, as ``dtype`` (the dataset's own if None), in an array from
+    ``empty(rows, dtype)``. With ``limit``, an unreadable last chunk is skipped whole (up
+    to row ``limit``), so the slab may end after ``stop``: the rest of a bad chunk is never
+    read, and never reported, again."""
+    dtype = dtype or dset.dtype
+    out = np.zeros(stop - start, dtype) if dtype.hasobject else empty(stop - start, dtype)
     try:
         _read_into(dset, out, start, stop)
         return Slab(out, [])
@@ -103,6 +107,8 @@ def _blank(out: np.ndarray, a: int, b: int) -> None:
     if out.dtype.hasobject:
         for i in range(a, b):  # only on the failure path, at most one chunk of rows
             out[i] = _NO_BYTES
+    else:
+        out[a:b] = np.zeros(1, out.dtype)
 
 
 def _add(damage: list[Damage], new: Damage) -> None:

@@ -1,0 +1,116 @@
+"""Reused chunk arrays: an array goes round again only once no one refers to it, and a
+chunk's words are its packets' fields.
+
+The truth is numpy's own view of the fields (and, for the reader, rows written
+in larpix-control's packet layout and read back while every chunk is kept).
+"""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+from test_reader import append_rows, new_packet_file, random_rows
+
+from exporter.packets import Chunk, PacketWords
+from exporter.source.buffers import ArrayPool
+from exporter.source.reader import FileReader
+
+
+def test_an_array_in_use_is_never_handed_out_again():
+    pool = ArrayPool(keep=2)
+    first = pool.empty(1000, np.uint32)
+    first[:] = 7
+    second = pool.empty(1000, np.uint32)
+    assert not np.shares_memory(first, second)
+    view = first[10:20]
+    del first
+    third = pool.empty(1000, np.uint32)  # ``first`` lives on in ``view``
+    assert not np.shares_memory(third, view)
+    assert (view == 7).all()
+
+
+def test_an_array_no_one_holds_is_reused():
+    pool = ArrayPool(keep=2)
+    address = pool.empty(1000, np.uint32).__array_interface__["data"][0]
+    gc.collect()
+    again = pool.empty(800, np.uint32)
+    assert again.__array_interface__["data"][0] == address
+    assert len(again) == 800
+    assert pool.empty(800, np.uint8).dtype == np.uint8  # another dtype: another array
+
+
+def test_a_full_pool_lets_its_oldest_array_go():
+    pool = ArrayPool(keep=2)
+    held = [pool.empty(10, np.int64) for _ in range(4)]
+    for i, array in enumerate(held):
+        array[:] = i
+    assert [int(a[0]) for a in held] == [0, 1, 2, 3]  # none was handed out twice
+
+
+def test_words_are_the_packets_fields():
+    rows = random_rows(np.random.default_rng(5), 5000)
+    for has_receipt in (False, True):
+        words = Chunk(rows, len(rows), rows.nbytes, "packet", has_receipt).words
+        expected_ids = (rows["io_group"].astype(np.uint32) | rows["io_channel"].astype(np.uint32)
+                        << 8 | rows["chip_id"].astype(np.uint32) << 16
+                        | rows["packet_type"].astype(np.uint32) << 24)
+        expected_flags = (rows["downstream_marker"].astype(np.uint32)
+                          | rows["parity"].astype(np.uint32) << 8
+                          | rows["valid_parity"].astype(np.uint32) << 16
+                          | rows["channel_id"].astype(np.uint32) << 24)
+        expected_word = (rows["dataword"].astype(np.uint32)
+                         | rows["trigger_type"].astype(np.uint32) << 8
+                         | rows["local_fifo"].astype(np.uint32) << 16
+                         | rows["shared_fifo"].astype(np.uint32) << 24)
+        assert np.array_equal(words.ids, expected_ids)
+        assert np.array_equal(words.flags, expected_flags)
+        assert np.array_equal(words.word, expected_word)
+        if not has_receipt:
+            assert words.times is None
+            continue
+        low, high, receipt = words.times
+        stamp = low.astype(np.uint64) | high.astype(np.uint64) << np.uint64(32)
+        assert np.array_equal(stamp, rows["timestamp"])
+        assert np.array_equal(receipt, rows["receipt_timestamp"])
+
+
+def test_words_from_a_given_allocator():
+    rows = random_rows(np.random.default_rng(6), 100)
+    pool = ArrayPool(keep=1)
+    words = PacketWords.of(rows, True, pool.empty)
+    base = words.ids.base
+    assert base is not None and base.size == 6 * len(rows)  # all six words in one array
+    assert all(column.base is base for column in (words.flags, words.word, *words.times))
+    assert pool.empty(6 * len(rows), np.uint32).base is not base  # it is in use
+
+
+def written_file(tmp_path, n: int) -> tuple:
+    path = tmp_path / "rows.h5"
+    new_packet_file(path)
+    rows = random_rows(np.random.default_rng(7), n)
+    append_rows(path, rows)
+    return path, rows
+
+
+def test_chunks_kept_by_the_consumer_stay_intact(tmp_path):
+    """Whole chunks, or just the packets of every other one (its words go free and are
+    reused), are kept while later ones are read: each still holds its own rows."""
+    path, rows = written_file(tmp_path, 50_000)
+    kept = [chunk if i % 2 == 0 else chunk.packets
+            for i, chunk in enumerate(FileReader(path, chunk_rows=7_000).read_new())]
+    packets = np.concatenate([k.packets if isinstance(k, Chunk) else k for k in kept])
+    assert np.array_equal(packets, rows)
+    for chunk in kept[::2]:
+        assert np.array_equal(chunk.words.ids,
+                              chunk.packets.view(np.uint32).reshape(-1, 9)[:, 0])
+
+
+def test_chunks_let_go_are_read_into_the_same_arrays(tmp_path):
+    path, rows = written_file(tmp_path, 80_000)
+    addresses, total = set(), 0
+    for chunk in FileReader(path, chunk_rows=10_000).read_new():
+        addresses.add(chunk.packets.__array_interface__["data"][0])
+        total += len(chunk.packets)
+    assert total == len(rows)
+    assert len(addresses) <= 3  # the one counted, the one read ahead, the one before
