@@ -7,11 +7,14 @@ dense arrays (no per-packet Python):
 
 * ``count``, ``adc_sum``, ``adc_squares`` (int64): count, ADC mean and RMS
   without a pass over the histogram;
-* ``histogram`` (uint16, 64 x 256 per chip slot): the ADC distribution of each
+* ``bins`` (uint16, 256 x 64 per chip slot): the ADC distribution of each
   channel, for estimators a signal tail cannot fool (medians, clipped means).
-  Every chunk is added with one ``np.add.at`` (a scattered add a row: the
-  histogram is far bigger than the cache, so nothing that touches it twice a
-  row is cheaper). A bin never wraps for good. Each channel's bins stay below
+  It is stored by (dataword, channel): the channels of a chip sit side by
+  side, so rows of one chip near its pedestals share cache lines (half the
+  time of a (channel, dataword) layout). Every chunk is added with one
+  ``np.add.at`` (a scattered add a row: the histogram is far bigger than the
+  cache, so nothing that touches it twice a row is cheaper). A bin never
+  wraps for good. Each channel's bins stay below
   ``2**15 + (count - checked)``, ``checked`` being its count when its bins
   were last made smaller than 2**15. A channel whose ``count - checked`` could
   reach 2**15 in a chunk (a hot channel, every few chunks) is *settled*: its
@@ -52,7 +55,7 @@ class ChannelCounts:
 
     def __init__(self, slots: int = 1) -> None:
         n = _capacity(slots)
-        self.histogram = zeros((n * CHANNELS_PER_CHIP, ADC_BINS), np.uint16)
+        self.bins = zeros((ADC_BINS, n * CHANNELS_PER_CHIP), np.uint16)
         self.spill: dict[int, int] = {}
         self.count = np.zeros(n * CHANNELS_PER_CHIP, np.int64)
         self.checked = np.zeros(n * CHANNELS_PER_CHIP, np.int64)
@@ -76,12 +79,12 @@ class ChannelCounts:
         if slots <= self.slots:
             return
         n = _capacity(slots) * CHANNELS_PER_CHIP
-        self.histogram = grow_axis(self.histogram, 0, n)
+        self.bins = grow_axis(self.bins, 1, n)
         for name in self._PER_CHANNEL:
             setattr(self, name, grow_axis(getattr(self, name), 0, n))
 
     def add(self, channel: np.ndarray, adc: np.ndarray) -> None:
-        """Count data rows: flat channel index (intp; overwritten with histogram keys) and
+        """Count data rows: flat channel index (intp; overwritten with ``bins`` keys) and
         dataword (int64) of each.
 
         Counts are one bincount over the chunk; the histogram is one
@@ -95,9 +98,8 @@ class ChannelCounts:
         if len(settle) and settle[0] == 0:  # the non-data rows' channel: never read, may wrap
             settle = settle[1:]
         self.count += added
-        key = np.multiply(channel, ADC_BINS, out=channel)
-        key += adc
-        flat = self.histogram.reshape(-1)
+        key = np.add(channel, adc * n, out=channel)
+        flat = self.bins.reshape(-1)
         if not len(settle):
             np.add.at(flat, key, np.uint16(1))
             return
@@ -105,13 +107,13 @@ class ChannelCounts:
         if len(heavy):
             apart = np.zeros(n, bool)
             apart[heavy] = True
-            apart = apart.take(key // ADC_BINS)
+            apart = apart.take(key % n)
             self._add_exactly(key[apart], heavy)
             key = key[~apart]
             settle = settle[added[settle] < _WRAP_AT]
-        before = self.histogram[settle]
+        before = self.rows(settle)
         np.add.at(flat, key, np.uint16(1))
-        increment = self.histogram[settle] - before  # uint16: exact below 2**16 rows
+        increment = self.rows(settle) - before  # uint16: exact below 2**16 rows
         self._settle(settle, before.astype(np.int64) + increment)
 
     def add_sums(self, channel: np.ndarray, value: np.ndarray, square: np.ndarray) -> None:
@@ -120,11 +122,16 @@ class ChannelCounts:
         np.add.at(self.adc_sum, channel, value)
         np.add.at(self.adc_squares, channel, square)
 
+    def rows(self, channels: np.ndarray) -> np.ndarray:
+        """(channel, 256) uint16 bins of some flat channel indices (without ``spill``)."""
+        return self.bins[:, channels].T
+
     def _add_exactly(self, key: np.ndarray, channels: np.ndarray) -> None:
-        """Add rows to ``channels``' bins (sorted) in int64, then settle them."""
-        bins, counts = np.unique(key, return_counts=True)
-        rows = self.histogram[channels].astype(np.int64)
-        at = np.searchsorted(channels, bins // ADC_BINS) * ADC_BINS + bins % ADC_BINS
+        """Add rows (``bins`` keys) to ``channels``' bins (sorted) in int64, then settle them."""
+        n = len(self.count)
+        keys, counts = np.unique(key, return_counts=True)
+        rows = self.rows(channels).astype(np.int64)
+        at = np.searchsorted(channels, keys % n) * ADC_BINS + keys // n
         rows.reshape(-1)[at] += counts
         self._settle(channels, rows)
 
@@ -137,7 +144,7 @@ class ChannelCounts:
             key_of_bin = int(channels[i // ADC_BINS]) * ADC_BINS + i % ADC_BINS
             self.spill[key_of_bin] = self.spill.get(key_of_bin, 0) + value - value % _SPILL_AT
         rows %= _SPILL_AT
-        self.histogram[channels] = rows.reshape(-1, ADC_BINS).astype(np.uint16)
+        self.bins[:, channels] = rows.reshape(-1, ADC_BINS).T
         self.checked[channels] = self.count[channels]
 
     def add_rare(self, slot: np.ndarray, packet_type: np.ndarray, valid_parity: np.ndarray,
@@ -157,7 +164,7 @@ class ChannelCounts:
 
     def histograms(self, channels: np.ndarray) -> np.ndarray:
         """(channel, 256) uint32 ADC counts of some flat channel indices (sorted, distinct)."""
-        out = self.histogram[channels].astype(np.uint32)
+        out = self.rows(channels).astype(np.uint32)
         if self.spill:
             bins = np.fromiter(self.spill, np.int64, len(self.spill))
             counts = np.fromiter(self.spill.values(), np.int64, len(self.spill))
@@ -169,7 +176,7 @@ class ChannelCounts:
 
     def nbytes(self) -> int:
         """Memory of the arrays (pages never touched are not resident)."""
-        return self.histogram.nbytes + sum(getattr(self, n).nbytes for n in self._PER_CHANNEL)
+        return self.bins.nbytes + sum(getattr(self, n).nbytes for n in self._PER_CHANNEL)
 
     # -- checkpoint: arrays of the channels that have data, by flat index ------------------
 
@@ -188,7 +195,7 @@ class ChannelCounts:
         self.checked[channel] = self.count[channel]   # every bin below 2**15 again, below
         total = self.histograms(channel).astype(np.int64) + state["histogram"]
         low = total % _SPILL_AT
-        self.histogram[channel] = low.astype(np.uint16)
+        self.bins[:, channel] = low.T
         if self.spill:  # now counted in ``total``
             loaded = set(channel.tolist())
             self.spill = {b: n for b, n in self.spill.items() if b // ADC_BINS not in loaded}
