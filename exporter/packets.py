@@ -87,9 +87,19 @@ def _check_words() -> None:
 _check_words()
 
 
+#: Bits 0-1 of local_fifo (byte 2) and of shared_fifo (byte 3) of the dataword word.
+FIFO_BITS = 0x0303_0000
+_RECEIPT_MASK = (1 << 31) - 1
+#: Rows of a step of ``WordsBuilder``: a step's packed rows stay in the CPU cache.
+STEP_ROWS = 1 << 16
+#: An allocator: ``empty(size, dtype)``, a one-dimensional array, contents undefined.
+Empty = Callable[[int, type[np.generic]], np.ndarray]
+
+
 @dataclass(frozen=True)
 class PacketWords:
-    """Contiguous copies of the words of packed rows that the hot paths read.
+    """Contiguous copies of the words of packed rows that the hot paths read, and the
+    facts about each row that need no other row.
 
     numpy works on a field of packed rows at a stride of 36 bytes, several
     times slower than on a contiguous array, so each word is copied out once
@@ -103,22 +113,85 @@ class PacketWords:
     flags: np.ndarray
     #: dataword, trigger_type, local_fifo, shared_fifo
     word: np.ndarray
-    #: timestamp (low and high word) and receipt_timestamp, if the file has receipt times
-    times: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+    #: Readout delay of data packets, ``receipt_timestamp mod 2**31 - timestamp`` (0 for
+    #: other rows); None if the file has no receipt times. int32 when every timestamp is
+    #: below 2**31 (LArPix v2 and PACMAN times are), so it cannot wrap; int64 otherwise.
+    delay: np.ndarray | None
+    #: Rows that are not data packets (packet_type != 0), ascending.
+    other: np.ndarray
+    #: Rows with valid_parity == 0 or a FIFO flag set, ascending.
+    flagged: np.ndarray
 
     @classmethod
-    def of(cls, packets: np.ndarray, has_receipt: bool,
-           empty: Callable[[int, type[np.generic]], np.ndarray] = np.empty) -> PacketWords:
-        """The words of ``packets``, copied into one array from ``empty(size, dtype)``."""
-        columns = [_IDS, _FLAGS, _WORD] + ([_STAMP_LOW, _STAMP_HIGH, _RECEIPT] if has_receipt
-                                           else [])
+    def of(cls, packets: np.ndarray, has_receipt: bool, empty: Empty = np.empty) -> PacketWords:
+        """The words of ``packets``, copied into arrays from ``empty(size, dtype)``."""
+        words = WordsBuilder(len(packets), has_receipt, empty)
+        for start in range(0, len(packets), STEP_ROWS):
+            words.add(start, packets[start:start + STEP_ROWS])
+        return words.finish()
+
+
+class WordsBuilder:
+    """``PacketWords`` of a chunk, made a step of rows at a time: a reader adds each
+    step right after reading it, while its packed rows are still in the CPU cache."""
+
+    def __init__(self, n: int, has_receipt: bool, empty: Empty = np.empty) -> None:
+        n_words = 4 if has_receipt else 3
+        self._out = empty(n_words * n, np.uint32).reshape(n_words, n)
+        self._empty = empty
+        self._wide: np.ndarray | None = None  # int64 delays, once a timestamp needs them
+        self._other: list[np.ndarray] = []
+        self._flagged: list[np.ndarray] = []
+
+    def add(self, start: int, packets: np.ndarray) -> None:
+        """Rows ``start .. start + len(packets)`` of the chunk."""
         n = len(packets)
         words = np.ascontiguousarray(packets).view(np.uint32).reshape(n, _ROW_WORDS)
-        out = empty(len(columns) * n, np.uint32).reshape(len(columns), n)
-        for row, column in zip(out, columns, strict=True):
-            np.copyto(row, words[:, column])
-        ids, flags, word, *times = out
-        return cls(ids, flags, word, tuple(times) if times else None)
+        ids, flags, word = (row[start:start + n] for row in self._out[:3])
+        for out, column in ((ids, _IDS), (flags, _FLAGS), (word, _WORD)):
+            np.copyto(out, words[:, column])
+        other = np.flatnonzero(ids >= np.uint32(1 << 24))
+        self._other.append(other + start)
+        self._flagged.append(_flagged(flags, word) + start)
+        if len(self._out) == 4:
+            self._add_delays(start, words, other)
+
+    def _add_delays(self, start: int, words: np.ndarray, other: np.ndarray) -> None:
+        """``receipt_timestamp mod 2**31 - timestamp``: int32 while every timestamp is
+        below 2**31, so that it cannot wrap, else int64 from then on."""
+        n = len(words)
+        low, high = words[:, _STAMP_LOW], words[:, _STAMP_HIGH]
+        receipt = words[:, _RECEIPT] & np.uint32(_RECEIPT_MASK)
+        if self._wide is None and (high.any() or low.max(initial=0) > _RECEIPT_MASK):
+            self._wide = self._empty(self._out.shape[1], np.int64)
+            np.copyto(self._wide[:start], self._out[3, :start].view(np.int32))
+        if self._wide is None:
+            delay = self._out[3, start:start + n].view(np.int32)
+            np.subtract(receipt.view(np.int32), low.view(np.int32), out=delay)
+        else:
+            delay = self._wide[start:start + n]
+            np.subtract(receipt, low, out=delay, dtype=np.int64)
+            delay -= high.astype(np.int64) << 32
+        delay[other] = 0
+
+    def finish(self) -> PacketWords:
+        ids, flags, word = self._out[:3]
+        delay = None
+        if len(self._out) == 4:
+            delay = self._out[3].view(np.int32) if self._wide is None else self._wide
+        none = np.zeros(0, np.intp)
+        return PacketWords(ids, flags, word, delay,
+                           np.concatenate(self._other) if self._other else none,
+                           np.concatenate(self._flagged) if self._flagged else none)
+
+
+def _flagged(flags: np.ndarray, word: np.ndarray) -> np.ndarray:
+    """Rows with valid_parity == 0 or a FIFO flag: ``valid_parity <= word & FIFO_BITS``
+    holds exactly for them (a set FIFO bit makes the right side at least 2**16, above any
+    byte)."""
+    valid_parity = flags >> np.uint32(16)
+    valid_parity &= np.uint32(0xFF)
+    return np.flatnonzero(np.less_equal(valid_parity, word & np.uint32(FIFO_BITS)))
 
 
 def tile_of(io_channel: np.ndarray) -> np.ndarray:

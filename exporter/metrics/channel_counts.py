@@ -149,7 +149,7 @@ class ChannelCounts:
 
     def add_rare(self, slot: np.ndarray, packet_type: np.ndarray, valid_parity: np.ndarray,
                  word: np.ndarray, channel_id: np.ndarray) -> None:
-        """The rows ``Block.rare_rows`` picked (bad parity or a FIFO flag): chip slot, type,
+        """The rows ``Rows.flagged`` picked (bad parity or a FIFO flag): chip slot, type,
         valid_parity, first data word and channel_id of each; only data rows count here."""
         data = packet_type == DATA
         fifo = (word[data] >> np.uint32(16) | word[data] >> np.uint32(24)) & np.uint32(3)

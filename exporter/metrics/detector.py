@@ -24,13 +24,14 @@ from exporter.metrics.chip_detail import ChipDetail
 from exporter.metrics.chips import ChipSlots, Tally, grow_axis
 from exporter.metrics.clock import N_GROUPS, NO_TIME, DataClock, Segments
 from exporter.metrics.memory import Scratch
-from exporter.metrics.rows import DELAY_BUCKETS, FIFO_BITS, Block, Rows, delay_bucket, fifo_code
+from exporter.metrics.rows import DELAY_BUCKETS, Block, Rows, delay_bucket, fifo_code
 from exporter.metrics.snapshot import DetectorSnapshot, PublishedSnapshots
 from exporter.metrics.window import CHANNELS_PER_CHIP, SlidingWindow, SyncGaps
 from exporter.packets import (
     CONFIG_READ,
     CONFIG_WRITE,
     DATA,
+    FIFO_BITS,
     PACKET_TYPE_NAMES,
     SYNC,
     SYNC_PERIOD_TICKS,
@@ -150,13 +151,12 @@ class DetectorMetrics(PublishedSnapshots):
             return
         with self._lock:
             self._tables = {}
-            other = np.flatnonzero(rows.ids >= np.uint32(1 << 24))
+            other = rows.other
             slot = self._chips.lookup(rows.ids)  # chips counted before: their slots exist
             self._grow(self._chips.capacity)
             channels = self.channels.counts(source)
             bounds = np.searchsorted(other, np.arange(0, n + BLOCK_ROWS, BLOCK_ROWS))
             channel, adc = np.empty(n, np.intp), np.empty(n, np.int64)
-            rare: list[tuple[np.ndarray, ...]] = []
             for start in range(0, n, BLOCK_ROWS):
                 of_block = slice(start, min(start + BLOCK_ROWS, n))
                 block = rows.block(of_block)
@@ -164,14 +164,12 @@ class DetectorMetrics(PublishedSnapshots):
                 block.channels_into(slot[of_block], block_other - start, channel[of_block],
                                     adc[of_block])
                 channels.add_sums(channel[of_block], adc[of_block], adc[of_block] ** 2)
-                rare.append(block.rare_rows(slot[of_block], rows.packet_type[of_block]))
             channels.add(channel, adc)  # consumes ``channel``
-            channels.add_rare(*(np.concatenate(column) for column in zip(*rare, strict=True)))
+            channels.add_rare(*rows.flagged(slot))
 
     def _update(self, rows: Rows, source: str) -> None:
         n = len(rows.ids)
-        # every row but data (packet_type, the high byte, not 0): few, so found once
-        other = np.flatnonzero(rows.ids >= np.uint32(1 << 24))
+        other = rows.other  # every row but data: few
         other_kind = np.minimum(rows.packet_type[other], UNKNOWN_TYPE)
         is_special = other_kind > CONFIG_READ  # timestamp, message, sync, trigger
         special, special_kind = other[is_special], other_kind[is_special]
@@ -190,7 +188,6 @@ class DetectorMetrics(PublishedSnapshots):
                                 ).astype(np.uint32)
         ring = ring.astype(np.intp)  # keys are intp: np.add.at would convert any other
         bounds = np.searchsorted(other, np.arange(0, n + BLOCK_ROWS, BLOCK_ROWS))
-        rare: list[tuple[np.ndarray, ...]] = []
         channel = self._scratch.take("channel", n, np.intp)
         adc = self._scratch.take("adc", n, np.int64)
         for start in range(0, n, BLOCK_ROWS):
@@ -215,13 +212,11 @@ class DetectorMetrics(PublishedSnapshots):
             square = value * value
             channels.add_sums(channel[rows_of_block], value, square)
             self._window.add_adc(chip_key, value, square)
-            rare.append(block.rare_rows(slot[rows_of_block], rows.packet_type[rows_of_block]))
         channels.add(channel, adc)  # consumes ``channel``
         config = other[(other_kind == CONFIG_WRITE) | (other_kind == CONFIG_READ)]
         self._detail.count_config(slot[config], rows.packet_type[config],
                                   rows.downstream_marker(config))
-        self._count_rare(channels, *(np.concatenate(column) for column in zip(*rare,
-                                                                               strict=True)))
+        self._count_rare(channels, *rows.flagged(slot))
         self._count_sync_and_triggers(rows, special, special_kind, seg)
 
         self._unfolded_rows += n
@@ -272,12 +267,11 @@ class DetectorMetrics(PublishedSnapshots):
         """
         key = ids & np.uint32(0xFF)
         key *= np.uint32((DELAY_BUCKETS + 1) * ADC_VALUES)
-        delay = block.readout_delay()
+        delay = block.delay  # 0 for non-data rows
         if delay is None:
             key += np.uint32(_NO_DELAY * ADC_VALUES)
         else:
             key += delay_bucket(delay, ADC_VALUES)
-            delay[other] = 0
             np.add.at(self._delay_sum, seg_group,
                       np.add.reduceat(delay, seg_starts, dtype=np.int64))
         key += block.dataword()

@@ -12,12 +12,9 @@ import numpy as np
 from exporter.metrics.window import CHANNELS_PER_CHIP
 from exporter.packets import PACKET_DTYPE, Chunk, PacketWords
 
-#: Bits 0-1 of local_fifo (byte 2) and of shared_fifo (byte 3) of the dataword word.
-FIFO_BITS = 0x0303_0000
 #: Readout-delay buckets: ``le = 4**j - 1`` ticks for j = 0..12 (0 .. 1.7 s), then +Inf.
 DELAY_BUCKETS = 14
 DELAY_EDGES = tuple(4**j - 1 for j in range(DELAY_BUCKETS - 1))
-_RECEIPT_MASK = (1 << 31) - 1
 _ROW_WORDS = PACKET_DTYPE.itemsize // 4
 
 
@@ -30,6 +27,8 @@ class Rows:
         self._words: PacketWords = chunk.words
         #: io_group, io_channel, chip_id, packet_type: contiguous, for whole-chunk passes
         self.ids = self._words.ids
+        #: non-data rows, ascending
+        self.other = self._words.other
         ids = self.ids.view(np.uint8).reshape(n, 4)
         self.group = ids[:, 0]
         self.packet_type = ids[:, 3]
@@ -51,40 +50,34 @@ class Rows:
     def block(self, rows: slice) -> Block:
         """The words of ``rows`` (views: a block never writes them)."""
         words = self._words
-        times = None if words.times is None else tuple(t[rows] for t in words.times)
-        return Block(words.flags[rows], words.word[rows], times)
+        delay = None if words.delay is None else words.delay[rows]
+        return Block(words.flags[rows], words.word[rows], delay)
+
+    def flagged(self, slot: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Chip slot (from ``slot``, one per row), type, valid_parity, data word and
+        channel_id of the rows with valid_parity == 0 or a FIFO flag."""
+        rows = self._words.flagged
+        flags = self._words.flags[rows]
+        return (slot[rows], self.packet_type[rows], flags >> np.uint32(16) & np.uint32(0xFF),
+                self._words.word[rows], flags >> np.uint32(24))
 
 
 class Block:
     """The words of some consecutive rows."""
 
-    def __init__(self, flags: np.ndarray, word: np.ndarray,
-                 times: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> None:
+    def __init__(self, flags: np.ndarray, word: np.ndarray, delay: np.ndarray | None) -> None:
         #: downstream_marker, parity, valid_parity, channel_id
         self.flags = flags
         #: dataword, trigger_type, local_fifo, shared_fifo
         self.word = word
-        #: timestamp (low and high word) and receipt_timestamp, if the file has receipt times
-        self.times = times
+        #: readout delay of data rows (0 for others; see ``PacketWords.delay``), if known
+        self.delay = delay
 
     def channel_id(self) -> np.ndarray:
         return self.flags >> np.uint32(24)
 
     def dataword(self) -> np.ndarray:
         return self.word & np.uint32(0xFF)
-
-    def valid_parity(self, rows: np.ndarray) -> np.ndarray:
-        return (self.flags[rows] >> np.uint32(16)) & np.uint32(0xFF)
-
-    def rare(self) -> np.ndarray:
-        """Rows with valid_parity == 0 or a FIFO flag set.
-
-        ``valid_parity <= word & FIFO_BITS`` holds exactly for them: a set FIFO
-        bit makes the right side at least 2**16, above any byte.
-        """
-        valid_parity = self.flags >> np.uint32(16)
-        valid_parity &= np.uint32(0xFF)
-        return np.flatnonzero(np.less_equal(valid_parity, self.word & np.uint32(FIFO_BITS)))
 
     def channels_into(self, slot: np.ndarray, other: np.ndarray, channel: np.ndarray,
                       adc: np.ndarray) -> None:
@@ -95,32 +88,6 @@ class Block:
         channel[other] = 0
         np.bitwise_and(self.word, np.uint32(0xFF), out=adc)
         adc[other] = 0
-
-    def rare_rows(self, slot: np.ndarray, packet_type: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Chip slot, type, valid_parity, word and channel_id of the rows with
-        valid_parity == 0 or a FIFO flag (picked while the block is in the cache)."""
-        rare = self.rare()
-        return (slot[rare], packet_type[rare], self.valid_parity(rare), self.word[rare],
-                self.flags[rare] >> np.uint32(24))
-
-    def readout_delay(self) -> np.ndarray | None:
-        """``receipt_timestamp mod 2**31 - timestamp``, or None if the file has no receipts.
-
-        int32 when every timestamp of the rows is below 2**31 (LArPix v2 and
-        PACMAN times are), so the difference cannot wrap; int64 otherwise.
-        """
-        if self.times is None:
-            return None
-        stamp_low, stamp_high, receipt = self.times
-        delay = receipt & np.uint32(_RECEIPT_MASK)
-        if stamp_high.any() or stamp_low.max(initial=0) > _RECEIPT_MASK:
-            wide = delay.astype(np.int64)
-            wide -= stamp_low
-            wide -= stamp_high.astype(np.int64) << 32
-            return wide
-        delay = delay.view(np.int32)
-        delay -= stamp_low.view(np.int32)
-        return delay
 
 
 def delay_bucket(delay: np.ndarray, scale: int = 1) -> np.ndarray:

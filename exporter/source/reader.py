@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from exporter.errors import InputError, TransientReadError
-from exporter.packets import PACKET_DTYPE, Chunk, PacketWords
+from exporter.packets import PACKET_DTYPE, STEP_ROWS, Chunk, PacketWords, WordsBuilder
 from exporter.source.buffers import CHUNK_ARRAYS
 from exporter.source.cursor import Cursor
 from exporter.source.formats import (
@@ -183,29 +183,49 @@ class FileReader:
                 start = 0
             damage: list[Damage] = []
             if packets:
-                rows, data, more = self._fetch_packets(datasets[0], layout, start, damage)
+                rows, data, words, more = self._fetch_packets(datasets[0], layout, start,
+                                                              damage)
                 io_groups = None
             else:
                 settled = time.time() - opened.st_mtime > HEADERS_SETTLE_SECONDS
                 rows, data, io_groups, more = self._fetch_messages(*datasets, start, available,
                                                                    settled, damage)
+                words = None
         batch = _Batch(start, rows, reset, opened.st_ino, opened.st_size, layout, more, made,
                        damage)
         if rows:
-            batch.chunk = self._chunk(layout, data, io_groups, damage, start)
+            batch.chunk = self._chunk(layout, data, io_groups, damage, start, words)
         return batch
 
     def _fetch_packets(self, dset: h5py.Dataset, layout: Layout, start: int,
-                       damage: list[Damage]) -> tuple[int, np.ndarray | None, bool]:
-        """Rows read, the rows, whether filled rows remain."""
+                       damage: list[Damage]
+                       ) -> tuple[int, np.ndarray | None, PacketWords | None, bool]:
+        """Rows read, the rows, their words (None: to be made from the rows), whether
+        filled rows remain."""
         end = _filled_end(dset, start, dset.shape[0], _zero_rows)
         stop = min(end, start + self.chunk_rows)
         if stop <= start:
-            return 0, None, False
-        slab = read_slab(dset, start, stop, PACKET_DTYPE if layout.native else None, end,
-                         CHUNK_ARRAYS.empty)
-        damage += slab.damage
-        return len(slab.rows), slab.rows, start + len(slab.rows) < end
+            return 0, None, None, False
+        if not layout.native:
+            slab = read_slab(dset, start, stop, None, end)
+            damage += slab.damage
+            return len(slab.rows), slab.rows, None, start + len(slab.rows) < end
+        # a step at a time, its words copied while its rows are in the CPU cache
+        rows = CHUNK_ARRAYS.empty(stop - start, PACKET_DTYPE)
+        words = WordsBuilder(stop - start, layout.has_receipt_timestamp, CHUNK_ARRAYS.empty)
+        for low in range(start, stop, STEP_ROWS):
+            high = min(low + STEP_ROWS, stop)
+            step = rows[low - start:high - start]
+            slab = read_slab(dset, low, high, PACKET_DTYPE, end if high == stop else None,
+                             lambda n, dtype, step=step: step)
+            if slab.damage:  # its rows go: the words are made from the rows kept
+                damage += slab.damage
+                words = None
+                if len(slab.rows) > high - low:  # the last chunk, unreadable, skipped whole
+                    rows = np.concatenate([rows, slab.rows[high - low:]])
+            elif words is not None:
+                words.add(low - start, step)
+        return len(rows), rows, words and words.finish(), start + len(rows) < end
 
     def _fetch_messages(self, msgs: h5py.Dataset, headers: h5py.Dataset, start: int,
                         available: int, settled: bool, damage: list[Damage]
@@ -236,7 +256,7 @@ class FileReader:
         return stop - start, data, header_slab.rows["io_groups"], stop < end
 
     def _chunk(self, layout: Layout, data: np.ndarray, io_groups: np.ndarray | None,
-               damage: list[Damage], start: int) -> Chunk:
+               damage: list[Damage], start: int, words: PacketWords | None) -> Chunk:
         """The readable rows of a batch; ``Chunk.rows`` counts only those."""
         keep, skipped = unreadable_mask(damage, start, len(data)), 0
         if keep is not None:
@@ -245,7 +265,8 @@ class FileReader:
         errors = tuple(InputError(self.path, "corrupt_chunk", d.text) for d in damage)
         if layout.format == PACKET_FORMAT:
             packets = normalise_packets(data)
-            words = PacketWords.of(packets, layout.has_receipt_timestamp, CHUNK_ARRAYS.empty)
+            words = words or PacketWords.of(packets, layout.has_receipt_timestamp,
+                                            CHUNK_ARRAYS.empty)
             return Chunk(packets, len(data), data.nbytes, PACKET_FORMAT,
                          layout.has_receipt_timestamp, damaged=errors, skipped=skipped,
                          words=words)

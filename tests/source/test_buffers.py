@@ -10,9 +10,10 @@ from __future__ import annotations
 import gc
 
 import numpy as np
+import pytest
 from test_reader import append_rows, new_packet_file, random_rows
 
-from exporter.packets import Chunk, PacketWords
+from exporter.packets import STEP_ROWS, Chunk, PacketWords
 from exporter.source.buffers import ArrayPool
 from exporter.source.reader import FileReader
 
@@ -49,8 +50,10 @@ def test_a_full_pool_lets_its_oldest_array_go():
 
 
 def test_words_are_the_packets_fields():
-    rows = random_rows(np.random.default_rng(5), 5000)
-    for has_receipt in (False, True):
+    random = random_rows(np.random.default_rng(5), 5000)
+    small = random.copy()
+    small["timestamp"] %= 2**31  # int32 delays
+    for rows, has_receipt in ((random, False), (random, True), (small, True)):
         words = Chunk(rows, len(rows), rows.nbytes, "packet", has_receipt).words
         expected_ids = (rows["io_group"].astype(np.uint32) | rows["io_channel"].astype(np.uint32)
                         << 8 | rows["chip_id"].astype(np.uint32) << 16
@@ -66,23 +69,41 @@ def test_words_are_the_packets_fields():
         assert np.array_equal(words.ids, expected_ids)
         assert np.array_equal(words.flags, expected_flags)
         assert np.array_equal(words.word, expected_word)
+        data = rows["packet_type"] == 0
+        assert np.array_equal(words.other, np.flatnonzero(~data))
+        flagged = ((rows["valid_parity"] == 0) | ((rows["local_fifo"] & 3) > 0)
+                   | ((rows["shared_fifo"] & 3) > 0))
+        assert np.array_equal(words.flagged, np.flatnonzero(flagged))
         if not has_receipt:
-            assert words.times is None
+            assert words.delay is None
             continue
-        low, high, receipt = words.times
-        stamp = low.astype(np.uint64) | high.astype(np.uint64) << np.uint64(32)
-        assert np.array_equal(stamp, rows["timestamp"])
-        assert np.array_equal(receipt, rows["receipt_timestamp"])
+        expected_delay = np.where(data, (rows["receipt_timestamp"].astype(np.int64) % 2**31)
+                                  - rows["timestamp"].astype(np.int64), 0)
+        assert np.array_equal(words.delay, expected_delay)
+
+
+@pytest.mark.parametrize("first_wide_row", [0, STEP_ROWS + 3])
+def test_readout_delay_of_timestamps_past_2_31_is_exact(first_wide_row):
+    """From the first timestamp past 2**31 on (in a later step, too), delays are int64."""
+    rows = random_rows(np.random.default_rng(8), 2 * STEP_ROWS + 5)
+    rows["packet_type"] = 0
+    rows["timestamp"] = np.random.default_rng(9).integers(0, 2**31, len(rows))
+    rows["timestamp"][first_wide_row] = 2**40 + 7
+    words = Chunk(rows, len(rows), rows.nbytes, "packet", True).words
+    assert words.delay.dtype == np.int64
+    assert np.array_equal(words.delay, (rows["receipt_timestamp"].astype(np.int64) % 2**31)
+                          - rows["timestamp"].astype(np.int64))
 
 
 def test_words_from_a_given_allocator():
     rows = random_rows(np.random.default_rng(6), 100)
+    rows["timestamp"] %= 2**31  # int32 delays: in the words' array
     pool = ArrayPool(keep=1)
     words = PacketWords.of(rows, True, pool.empty)
     base = words.ids.base
-    assert base is not None and base.size == 6 * len(rows)  # all six words in one array
-    assert all(column.base is base for column in (words.flags, words.word, *words.times))
-    assert pool.empty(6 * len(rows), np.uint32).base is not base  # it is in use
+    assert base is not None and base.size == 4 * len(rows)  # all four words in one array
+    assert all(column.base is base for column in (words.flags, words.word, words.delay))
+    assert pool.empty(4 * len(rows), np.uint32).base is not base  # it is in use
 
 
 def written_file(tmp_path, n: int) -> tuple:
