@@ -75,7 +75,10 @@ class FileReader:
     While a chunk is with its consumer, the next one (if the file holds more)
     is read and decoded on a helper thread: h5py and numpy release the GIL,
     so catching up on a backlog costs about the larger of reading and
-    counting, not their sum. At most two chunks are in memory.
+    counting, not their sum. The helper also copies the chunk's words
+    (``Chunk.words``), a step of rows at a time right after reading it, into
+    arrays reused once no one holds them (``buffers``). At most two chunks are
+    in memory besides those a consumer keeps.
     """
 
     def __init__(self, path: str | os.PathLike, cursor: Cursor | None = None,
