@@ -37,7 +37,13 @@ _FREE = _references_when_free()
 
 
 class ArrayPool:
-    """At most ``keep`` arrays, each handed out again when no one else refers to it."""
+    """At most ``keep`` arrays, each handed out again when no one else refers to it.
+
+    A free array of the dtype asked for but more than twice the size is let
+    go rather than handed out: the pool follows the reads of the moment (big chunks while a
+    backlog is read, a few rows a poll while a file is followed live), so it
+    does not hold big arrays for small reads.
+    """
 
     def __init__(self, keep: int) -> None:
         self.keep = keep
@@ -48,14 +54,21 @@ class ArrayPool:
         """A one-dimensional array of ``n`` elements, contents undefined."""
         dtype = np.dtype(dtype)
         with self._lock:
+            kept, found = [], None
             for array in self._arrays:
-                if _references(array) == _FREE and array.dtype == dtype and len(array) >= n:
-                    return array[:n]
-            array = np.empty(n, dtype)
-            # all kept arrays in use (or too small): keep the newest; the oldest goes with
-            # its last user
-            self._arrays = [*self._arrays, array][-self.keep:]
-            return array
+                free = _references(array) == _FREE  # before ``kept`` refers to it too
+                if free and array.dtype == dtype and len(array) > 2 * max(n, 1):
+                    continue
+                kept.append(array)
+                if found is None and free and array.dtype == dtype and len(array) >= n:
+                    found = array
+            if found is None:
+                found = np.empty(n, dtype)
+                # all kept arrays in use (or too small): keep the newest; the oldest goes
+                # with its last user
+                kept = [*kept, found][-self.keep:]
+            self._arrays = kept
+            return found[:n]
 
 
 #: The process's pool for chunks read from files: the monitor reads one file at a time,

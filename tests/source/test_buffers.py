@@ -41,6 +41,22 @@ def test_an_array_no_one_holds_is_reused():
     assert pool.empty(800, np.uint8).dtype == np.uint8  # another dtype: another array
 
 
+def test_a_free_array_far_bigger_than_asked_for_is_let_go():
+    pool = ArrayPool(keep=4)
+    big = pool.empty(10_000, np.uint32)
+    other = pool.empty(10_000, np.uint8)
+    big_address = big.__array_interface__["data"][0]
+    del big, other
+    gc.collect()
+    small = pool.empty(100, np.uint32)  # the big one goes: a new small array
+    assert small.__array_interface__["data"][0] != big_address
+    small_address = small.__array_interface__["data"][0]
+    del small
+    gc.collect()
+    again = pool.empty(60, np.uint32)  # not twice as small: reused
+    assert again.__array_interface__["data"][0] == small_address
+
+
 def test_a_full_pool_lets_its_oldest_array_go():
     pool = ArrayPool(keep=2)
     held = [pool.empty(10, np.int64) for _ in range(4)]
