@@ -70,9 +70,12 @@ def test_status_strip_shows_the_truth_before_the_plots(tmp_path: Path) -> None:
     truth = simulate_file(data / "run.h5", "raw", seconds=14, seed=6, rate=6000.0,
                           io_groups=(1, 2, 4))
     with MonitorProcess(data, plots, "--no-plots") as monitor:
-        wait_for(lambda: monitor.get("/api/channels?limit=0").status_code == 200
-                 and monitor.get("/api/channels?limit=0").json()["matched"]
-                 == len(truth["channels"]["count"]), 60, "the whole file")
+        # every packet counted (every channel may be seen before the file's last seconds)
+        wait_for(lambda: sum(v for (name, _), v in monitor.scrape().items()
+                             if name == "larpix_packets_total") == truth["packets"], 60,
+                 "the whole file")
+        assert (monitor.get("/api/channels?limit=0").json()["matched"]
+                == len(truth["channels"]["count"]))
         dom = chromium(tmp_path / "profile", "--dump-dom", monitor.base + "/").stdout
     page = Strip()
     page.feed(dom.decode())
