@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from plotters._axes import log_x, log_y, rescale
-from plotters._packets import tile_channel_sums, timestamp_spans
+from plotters._packets import timestamp_spans
 
 
 class TimeBins:
@@ -177,7 +177,7 @@ class KeyedTotals:
         if len(keys) == 0:
             return
         keys = keys.astype(np.int64)
-        if np.all(keys[1:] > keys[:-1]):  # already summed per key (channel_sums)
+        if np.all(keys[1:] > keys[:-1]):  # already summed per key (Batch.channel_sums)
             unique = keys
             sums = np.stack(columns, axis=1).astype(np.float64)
         else:
@@ -208,13 +208,15 @@ class ChannelStats:
         self.first: dict[int, float] = {}
         self.last: dict[int, float] = {}
 
-    def update(self, packets: np.ndarray, only: tuple[int, int] | None = None) -> None:
-        """Add a batch; with ``only=(io_group, tile)``, just that tile."""
+    def update(self, packets: np.ndarray, tile_sums: tuple[np.ndarray, ...],
+               only: tuple[int, int] | None = None) -> None:
+        """Add a batch (its rows and ``Batch.tile_channel_sums``); with ``only=(io_group, tile)``,
+        just that tile."""
         for group, (first, last) in timestamp_spans(packets).items():
             if only is None or group in (only[0], 0):
                 self.first[group] = min(self.first.get(group, np.inf), first)
                 self.last[group] = max(self.last.get(group, -np.inf), last)
-        keys, hits, adc, squares = tile_channel_sums(packets)
+        keys, hits, adc, squares = tile_sums
         if only is not None:
             mine = keys // 16384 == only[0] * 1000 + only[1]
             keys, hits, adc, squares = (a[mine] for a in (keys, hits, adc, squares))

@@ -24,7 +24,7 @@ from plotters._axes import (
     tile_panels,
     value_range,
 )
-from plotters._packets import data_times
+from plotters._packets import Batch, data_times
 
 
 def new_figure(fig: Figure | None, figsize: tuple[float, float]) -> Figure:
@@ -59,8 +59,11 @@ class BuiltinPlot:
     figsize: tuple[float, float] = (10.0, 6.0)
     _built: Figure | None = None
     _structure: object = None
+    #: The current render's batch: its sums are counted once for every built-in plot.
+    batch: Batch | None = None
 
     def __call__(self, filename: str, fh, fig: Figure | None = None) -> Figure | None:
+        self.batch = Batch.of(fh)
         self.update(fh["packets"])
         if not self.ready():
             return fig
@@ -138,7 +141,7 @@ class TileMapPlot(BuiltinPlot):
         self.geometry = shared_geometry()
 
     def update(self, packets: np.ndarray) -> None:
-        self.stats.update(packets)
+        self.stats.update(packets, self.batch.tile_channel_sums())
 
     def ready(self) -> bool:
         return self.geometry is not None and bool(self.stats.tiles())

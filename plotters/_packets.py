@@ -1,20 +1,17 @@
 """Quantities of one batch of packets that several built-in plots need.
 
-Each plot gets them from the rows it was given. The per-channel sums are
-counted once per batch and shared (``per_batch``), but only for a read-only
-batch: the renderer gives every built-in plot the same read-only view of the
-new rows, while a plugin from elsewhere gets a writeable copy of its own, so
-a plugin that changes ``fh["packets"]`` in place cannot feed another plot
-numbers from rows it was not given.
+The per-channel sums are counted at most once per batch (``Batch``). The
+renderer gives every built-in plot of one render the same ``fh.shared`` dict,
+hence one ``Batch`` of the same read-only rows, while a plugin from elsewhere
+gets a writeable copy and a dict of its own: a plugin that changes
+``fh["packets"]`` in place cannot feed another plot numbers from rows it was
+not given.
 Not a plot module (its name starts with ``_``): discovery does not scan it.
 """
 
 from __future__ import annotations
 
-import functools
-import threading
-import weakref
-from collections.abc import Callable
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -35,82 +32,81 @@ def data_times(clock: DataClock, packets: np.ndarray) -> np.ndarray:
     return np.where(seconds == NO_TIME, np.nan, seconds.astype(np.float64))
 
 
-_last_batch = threading.local()
+def _read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    for array in arrays:
+        array.flags.writeable = False
+    return arrays
 
 
-def per_batch(func: Callable[[np.ndarray], tuple[np.ndarray, ...]]
-              ) -> Callable[[np.ndarray], tuple[np.ndarray, ...]]:
-    """``func(packets)`` counted once per read-only batch and handed out read-only.
+class Batch:
+    """One batch of packets and the sums several plots need, each counted at most once."""
 
-    Several plots need the same sums of a batch; the renderer passes them all the
-    same read-only array object, whose rows cannot change between plots. The last
-    result per thread is kept (a few MB) until the next batch; a writeable array
-    is always counted afresh.
-    """
+    def __init__(self, packets: np.ndarray) -> None:
+        self.packets = packets
+        self._channel_sums: tuple[np.ndarray, ...] | None = None
+        self._tile_channel_sums: tuple[np.ndarray, ...] | None = None
 
-    @functools.wraps(func)
-    def shared(packets: np.ndarray) -> tuple[np.ndarray, ...]:
-        if packets.flags.writeable:
-            return func(packets)
-        last = getattr(_last_batch, func.__name__, None)
-        if last is not None and last[0]() is packets:
-            return last[1]
-        result = func(packets)
-        for array in result:
-            array.flags.writeable = False
-        setattr(_last_batch, func.__name__, (weakref.ref(packets), result))
-        return result
+    @classmethod
+    def of(cls, fh: Mapping) -> Batch:
+        """The batch of ``fh``'s render (shared through ``fh.shared``), else one of its own."""
+        shared = getattr(fh, "shared", None)
+        if shared is None:
+            return cls(fh["packets"])
+        return shared.setdefault("batch", cls(fh["packets"]))
 
-    return shared
+    def channel_sums(self) -> tuple[np.ndarray, ...]:
+        """Data packets per channel: (keys, hits, sum of ADC, sum of ADC squared).
 
+        A channel key is ``io_group << 24 | io_channel << 16 | chip_id << 8 | channel_id``,
+        so keys sort by io_group, io_channel, chip and channel.
 
-@per_batch
-def channel_sums(packets: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Data packets per channel: (keys, hits, sum of ADC, sum of ADC squared).
-
-    A channel key is ``io_group << 24 | io_channel << 16 | chip_id << 8 | channel_id``,
-    so keys sort by io_group, io_channel, chip and channel.
-
-    Counted with ``bincount`` over a dense index (the (io_group, io_channel) pairs
-    present, times the chip_id and channel_id ranges present) rather than by sorting:
-    a few MB of bins, not one bin per possible chip and channel of every pair.
-    """
-    data = packets["packet_type"] == DATA
-    pair = (packets["io_group"][data].astype(np.int64) << 8) | packets["io_channel"][data]
-    chip = packets["chip_id"][data].astype(np.int64)
-    channel = packets["channel_id"][data].astype(np.int64)
-    used = np.zeros(1 << 16, dtype=bool)
-    used[pair] = True
-    pairs = np.flatnonzero(used)
-    index = np.zeros(1 << 16, dtype=np.int64)
-    index[pairs] = np.arange(len(pairs))
-    n_chips = int(chip.max()) + 1 if len(chip) else 1
-    n_channels = int(channel.max()) + 1 if len(channel) else 1
-    dense = (index[pair] * n_chips + chip) * n_channels + channel
-    size = len(pairs) * n_chips * n_channels
-    hits = np.bincount(dense, minlength=size)
-    seen = np.flatnonzero(hits)
-    adc = packets["dataword"][data].astype(np.float64)
-    pair_index, cell = np.divmod(seen, n_chips * n_channels)
-    keys = (pairs[pair_index] << 16) | ((cell // n_channels) << 8) | (cell % n_channels)
-    return (keys, hits[seen].astype(np.float64),
+        Counted with ``bincount`` over a dense index (the (io_group, io_channel) pairs
+        present, times the chip_id and channel_id ranges present) rather than by sorting:
+        a few MB of bins, not one bin per possible chip and channel of every pair.
+        """
+        if self._channel_sums is not None:
+            return self._channel_sums
+        packets = self.packets
+        data = packets["packet_type"] == DATA
+        pair = (packets["io_group"][data].astype(np.int64) << 8) | packets["io_channel"][data]
+        chip = packets["chip_id"][data].astype(np.int64)
+        channel = packets["channel_id"][data].astype(np.int64)
+        used = np.zeros(1 << 16, dtype=bool)
+        used[pair] = True
+        pairs = np.flatnonzero(used)
+        index = np.zeros(1 << 16, dtype=np.int64)
+        index[pairs] = np.arange(len(pairs))
+        n_chips = int(chip.max()) + 1 if len(chip) else 1
+        n_channels = int(channel.max()) + 1 if len(channel) else 1
+        dense = (index[pair] * n_chips + chip) * n_channels + channel
+        size = len(pairs) * n_chips * n_channels
+        hits = np.bincount(dense, minlength=size)
+        seen = np.flatnonzero(hits)
+        adc = packets["dataword"][data].astype(np.float64)
+        pair_index, cell = np.divmod(seen, n_chips * n_channels)
+        keys = (pairs[pair_index] << 16) | ((cell // n_channels) << 8) | (cell % n_channels)
+        self._channel_sums = _read_only(
+            keys, hits[seen].astype(np.float64),
             np.bincount(dense, weights=adc, minlength=size)[seen],
             np.bincount(dense, weights=adc * adc, minlength=size)[seen])
+        return self._channel_sums
 
+    def tile_channel_sums(self) -> tuple[np.ndarray, ...]:
+        """``channel_sums`` per channel of each tile: (keys, hits, sum of ADC, sum of ADC squared).
 
-@per_batch
-def tile_channel_sums(packets: np.ndarray) -> tuple[np.ndarray, ...]:
-    """``channel_sums`` per channel of each tile: (keys, hits, sum of ADC, sum of ADC squared).
-
-    A key is ``((io_group * 1000 + tile) * 256 + chip_id) * 64 + channel_id``; keys are
-    sorted and distinct (a tile's four io_channels summed).
-    """
-    keys, hits, adc, squares = channel_sums(packets)
-    tiles = (keys >> 24) * 1000 + tile_of((keys >> 16) & 255)
-    unique, inverse = np.unique(tiles * 16384 + ((keys >> 8) & 255) * 64 + (keys & 255),
-                                return_inverse=True)
-    return (unique, *(np.bincount(inverse, weights=column, minlength=len(unique))
+        A key is ``((io_group * 1000 + tile) * 256 + chip_id) * 64 + channel_id``; keys are
+        sorted and distinct (a tile's four io_channels summed).
+        """
+        if self._tile_channel_sums is not None:
+            return self._tile_channel_sums
+        keys, hits, adc, squares = self.channel_sums()
+        tiles = (keys >> 24) * 1000 + tile_of((keys >> 16) & 255)
+        unique, inverse = np.unique(tiles * 16384 + ((keys >> 8) & 255) * 64 + (keys & 255),
+                                    return_inverse=True)
+        self._tile_channel_sums = _read_only(
+            unique, *(np.bincount(inverse, weights=column, minlength=len(unique))
                       for column in (hits, adc, squares)))
+        return self._tile_channel_sums
 
 
 def timestamp_spans(packets: np.ndarray) -> dict[int, tuple[float, float]]:
@@ -122,7 +118,7 @@ def timestamp_spans(packets: np.ndarray) -> dict[int, tuple[float, float]]:
 
 
 def channel_label(key: int) -> str:
-    """``io_group-io_channel-chip-channel`` of a channel key (see ``channel_sums``)."""
+    """``io_group-io_channel-chip-channel`` of a channel key (see ``Batch.channel_sums``)."""
     return f"{key >> 24}-{(key >> 16) & 255}-{(key >> 8) & 255}-{key & 255}"
 
 

@@ -9,7 +9,6 @@ from exporter.packets import DATA, tile_of
 from plotters._accumulators import KeyedTotals
 from plotters._axes import log_y, one_panel, rescale
 from plotters._bases import BuiltinPlot, PerGroupPlot
-from plotters._packets import channel_sums
 
 ADC_VALUES = 256
 
@@ -68,7 +67,7 @@ class ChipMeanAdc(BuiltinPlot):
         self.totals = KeyedTotals(2)
 
     def update(self, packets: np.ndarray) -> None:
-        keys, hits, adc, _ = channel_sums(packets)
+        keys, hits, adc, _ = self.batch.channel_sums()
         chips = ((keys >> 24) * 1000 + tile_of((keys >> 16) & 255)) * 256 + ((keys >> 8) & 255)
         self.totals.add(chips, hits, adc)
 

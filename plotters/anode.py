@@ -35,7 +35,7 @@ class AnodeMap(BuiltinPlot):
 
     def update(self, packets: np.ndarray) -> None:
         if self.anode is not None:
-            self.stats.update(packets)
+            self.stats.update(packets, self.batch.tile_channel_sums())
 
     def ready(self) -> bool:
         return self.anode is not None and bool(self.stats.tiles())

@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 from plotters._accumulators import KeyedTotals
 from plotters._axes import log_x, set_title
 from plotters._bases import BuiltinPlot
-from plotters._packets import channel_label, channel_sums
+from plotters._packets import channel_label
 
 
 class HotPixels(BuiltinPlot):
@@ -22,7 +22,7 @@ class HotPixels(BuiltinPlot):
         self.counts = KeyedTotals()
 
     def update(self, packets: np.ndarray) -> None:
-        keys, hits, _, _ = channel_sums(packets)
+        keys, hits, _, _ = self.batch.channel_sums()
         self.counts.add(keys, hits)
 
     def ready(self) -> bool:

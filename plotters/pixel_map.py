@@ -39,7 +39,8 @@ class _TileMap(TileMapPlot):
         self.what = f"Pixel map io_group {self.io_group} tile {self.tile}"
 
     def update(self, packets: np.ndarray) -> None:
-        self.stats.update(packets, only=(self.io_group, self.tile))
+        self.stats.update(packets, self.batch.tile_channel_sums(),
+                          only=(self.io_group, self.tile))
 
     def ready(self) -> bool:
         return self.geometry is not None and (self.io_group, self.tile) in self.stats.tiles()

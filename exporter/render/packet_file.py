@@ -14,8 +14,10 @@ class PacketFile(Mapping):
     ``fh.filename`` and ``fh['packets'][mask]['field']`` all work as they did.
     """
 
-    def __init__(self, filename: str, packets: np.ndarray) -> None:
+    def __init__(self, filename: str, packets: np.ndarray, shared: dict | None = None) -> None:
         self.filename = filename
+        #: Given to every built-in plot of one render: sums several plots need are counted once.
+        self.shared = {} if shared is None else shared
         self._datasets = {"packets": packets}
 
     def __getitem__(self, key: str) -> np.ndarray:

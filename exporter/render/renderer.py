@@ -240,27 +240,30 @@ class PlotRenderer:
         state.called = True
         with self._lock:
             held = source in self._held
-        shared = packets.view()
-        shared.flags.writeable = False
+        rows = packets.view()
+        rows.flags.writeable = False
+        shared: dict = {}  # the built-in plots' sums of these rows, counted once
         made = []
         for name, cls in self.plots.items():
-            # Like the seed's h5py reads, a plugin from elsewhere gets a copy of its own:
-            # what it writes into its packets in place, no other plot sees.
-            given = shared if is_builtin(cls) else packets.copy()
+            # Like the seed's h5py reads, a plugin from elsewhere gets a copy of its own
+            # (and no shared sums): what it writes into its packets in place, no other plot sees.
+            builtin = is_builtin(cls)
+            given = PacketFile(str(source), rows if builtin else packets.copy(),
+                               shared if builtin else None)
             image = self._render_plot(source, state, name, given, show=not held)
             if image is not None:
                 made.append(image)
         return made
 
     def _render_plot(self, source: Path, state: _FileState, name: str,
-                     packets: np.ndarray, show: bool = True) -> PlotImage | None:
+                     fh: PacketFile, show: bool = True) -> PlotImage | None:
         started = time.perf_counter()
         previous = state.figures.get(name)
         try:
             instance = state.instances.get(name)
             if instance is None:
                 instance = state.instances[name] = self.plots[name]()
-            fig = instance(str(source), PacketFile(str(source), packets), previous)
+            fig = instance(str(source), fh, previous)
             if fig is None:
                 return None
             if not isinstance(fig, Figure):
