@@ -32,7 +32,7 @@ from exporter.source.formats import (
 )
 from exporter.source.opening import classify, open_file, signature, stat_data_file
 from exporter.source.pacman import HEADER_LEN, WORD_LEN, decode_messages
-from exporter.source.slabs import Damage, read_slab, unreadable_mask
+from exporter.source.slabs import Damage, merge_damage, read_slab, unreadable_mask
 
 #: Pauses before the second, third, ... attempt at a file caught mid-write.
 RETRY_DELAYS = (0.01, 0.03, 0.1)
@@ -216,13 +216,13 @@ class FileReader:
         # a step at a time, its words copied while its rows are in the CPU cache
         rows = CHUNK_ARRAYS.empty(stop - start, PACKET_DTYPE)
         words = WordsBuilder(stop - start, layout.has_receipt_timestamp, CHUNK_ARRAYS.empty)
-        for low in range(start, stop, STEP_ROWS):
-            high = min(low + STEP_ROWS, stop)
+        for low, high in _steps(dset, start, stop):
             step = rows[low - start:high - start]
             slab = read_slab(dset, low, high, PACKET_DTYPE, end if high == stop else None,
                              lambda n, dtype, step=step: step)
             if slab.damage:  # its rows go: the words are made from the rows kept
-                damage += slab.damage
+                for new in slab.damage:
+                    merge_damage(damage, new)
                 words = None
                 if len(slab.rows) > high - low:  # the last chunk, unreadable, skipped whole
                     rows = np.concatenate([rows, slab.rows[high - low:]])
@@ -278,6 +278,18 @@ class FileReader:
         words = PacketWords.of(packets, True, CHUNK_ARRAYS.empty)
         return Chunk(packets, len(data), nbytes, RAW_FORMAT, True, malformed, errors, skipped,
                      words)
+
+
+def _steps(dset: h5py.Dataset, start: int, stop: int) -> Iterator[tuple[int, int]]:
+    """Rows ``start:stop`` in steps of about ``STEP_ROWS`` that end on the dataset's stored
+    chunks (a damaged chunk lies within one step, so it is read and reported once)."""
+    stored = dset.chunks[0] if dset.chunks else 1
+    size = max(stored, STEP_ROWS - STEP_ROWS % stored)
+    low = start
+    while low < stop:
+        high = min(low - low % size + size, stop)
+        yield low, high
+        low = high
 
 
 def _filled_end(dset: h5py.Dataset, start: int, end: int,

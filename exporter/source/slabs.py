@@ -72,8 +72,8 @@ def read_slab(dset: h5py.Dataset, start: int, stop: int, dtype: np.dtype | None 
             _read_into(dset, out[a - start:b - start], a, b)
         except OSError as error:
             _blank(out, a - start, b - start)
-            _add(damage, Damage(dset.name.lstrip("/"), a, b, inner(str(error)),
-                                (_stored_at(dset, low),)))
+            merge_damage(damage, Damage(dset.name.lstrip("/"), a, b, inner(str(error)),
+                                        (_stored_at(dset, low),)))
     if not damage:  # the slab failed as a whole only: not a chunk of it
         raise first_error
     last = damage[-1]
@@ -111,7 +111,7 @@ def _blank(out: np.ndarray, a: int, b: int) -> None:
         out[a:b] = np.zeros(1, out.dtype)
 
 
-def _add(damage: list[Damage], new: Damage) -> None:
+def merge_damage(damage: list[Damage], new: Damage) -> None:
     """Adjacent bad chunks are one range, said once."""
     if damage and damage[-1].stop == new.start and damage[-1].detail == new.detail:
         last = damage[-1]

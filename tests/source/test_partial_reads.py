@@ -20,6 +20,8 @@ from support.damage import raw_file as larpix_raw_file
 from support.larpix import convert_messages
 
 from exporter.packets import PACKET_DTYPE
+from exporter.source import reader as reader_module
+from exporter.source.cursor import Cursor
 from exporter.source.reader import HEADERS_SETTLE_SECONDS, FileReader
 
 
@@ -84,6 +86,25 @@ def test_packet_file_with_corrupt_chunks(tmp_path, chunk_rows):
     np.testing.assert_array_equal(packets_of(chunks), rows[good])
     assert [text.split(": ", 1)[1].split(" (")[0] for _, text in errors_of(chunks)] == [
         "rows 1024-2047 of 'packets' unreadable", "rows 5120-5219 of 'packets' unreadable"]
+    assert reader.cursor.rows == len(rows) and drain(reader) == []
+
+
+@pytest.mark.parametrize("start", [0, 300])
+def test_bad_chunks_across_a_step_of_the_read_are_said_once(tmp_path, monkeypatch, start):
+    """A chunk is read in steps (``STEP_ROWS``, here two stored chunks); two bad stored
+    chunks either side of a step's end are one range, said once, whatever the cursor."""
+    monkeypatch.setattr(reader_module, "STEP_ROWS", 2 * CHUNK)
+    rows = packet_file(tmp_path / "plain.h5", larpix_packets(6 * CHUNK, seed=5))
+    path = tmp_path / "run.h5"
+    gzip_packet_file(path, rows)
+    first, second = corrupt_chunk(path, "packets", 1), corrupt_chunk(path, "packets", 2)
+    assert (first.start, second.stop) == (CHUNK, 3 * CHUNK)  # either side of row 2048
+    reader = FileReader(path, Cursor(str(path), 0, 0, start, None))
+    chunks = drain(reader)
+    np.testing.assert_array_equal(packets_of(chunks),
+                                  np.concatenate([rows[start:CHUNK], rows[3 * CHUNK:]]))
+    assert [text.split(": ", 1)[1].split(" (")[0] for _, text in errors_of(chunks)] == [
+        "rows 1024-3071 of 'packets' unreadable"]
     assert reader.cursor.rows == len(rows) and drain(reader) == []
 
 
