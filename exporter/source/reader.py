@@ -219,7 +219,7 @@ class FileReader:
         for low, high in _steps(dset, start, stop):
             step = rows[low - start:high - start]
             slab = read_slab(dset, low, high, PACKET_DTYPE, end if high == stop else None,
-                             lambda n, dtype, step=step: step)
+                             lambda n, dtype, step=step: step)  # into the chunk's array
             if slab.damage:  # its rows go: the words are made from the rows kept
                 for new in slab.damage:
                     merge_damage(damage, new)
@@ -228,7 +228,7 @@ class FileReader:
                     rows = np.concatenate([rows, slab.rows[high - low:]])
             elif words is not None:
                 words.add(low - start, step)
-        return len(rows), rows, words and words.finish(), start + len(rows) < end
+        return len(rows), rows, words.finish() if words else None, start + len(rows) < end
 
     def _fetch_messages(self, msgs: h5py.Dataset, headers: h5py.Dataset, start: int,
                         available: int, settled: bool, damage: list[Damage]
