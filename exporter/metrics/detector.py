@@ -6,8 +6,8 @@ packed rows by the reader's helper thread (``Chunk.words``): the first word
 (data-time segments, chip slots, the few non-data rows), the rest in blocks
 small enough that every intermediate array stays in cache (see
 ``metrics.rows``), turned into fused uint32 keys and counted with
-``np.add.at`` into dense int32 arrays that live for the whole run. Label sets only appear at scrape
-time. Per-chip detail is kept under compact
+``np.add.at`` into dense int32 arrays that live for the whole run. Label
+sets only appear at scrape time. Per-chip detail is kept under compact
 *chip slots*, so memory follows the detector actually seen.
 """
 

@@ -8,12 +8,12 @@ file are not thrown away for one bad chunk.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import h5py
 import numpy as np
 
+from exporter.packets import Empty
 from exporter.source.opening import inner
 
 _NO_BYTES = np.zeros(0, np.uint8)
@@ -50,7 +50,7 @@ class Slab:
 
 def read_slab(dset: h5py.Dataset, start: int, stop: int, dtype: np.dtype | None = None,
               limit: int | None = None,
-              empty: Callable[[int, np.dtype], np.ndarray] = np.empty) -> Slab:
+              empty: Empty = np.empty) -> Slab:
     """Rows ``start:stop``, as ``dtype`` (the dataset's own if None), in an array from
     ``empty(rows, dtype)``. With ``limit``, an unreadable last chunk is skipped whole (up
     to row ``limit``), so the slab may end after ``stop``: the rest of a bad chunk is never
