@@ -1,12 +1,13 @@
 """Per-channel counts of one data file, kept under the detector's chip slots.
 
 A channel is (chip slot, channel_id): flat index ``slot * 64 + channel_id``.
-For every data packet ``DetectorMetrics.update`` hands over the block's flat
-channel indices and datawords; they are counted here with ``np.add.at`` into
+For every data packet ``DetectorMetrics.update`` hands over the flat channel
+index and histogram key (dataword and channel); they are counted here with ``np.add.at`` into
 dense arrays (no per-packet Python):
 
 * ``count``, ``adc_sum``, ``adc_squares`` (int64): count, ADC mean and RMS
-  without a pass over the histogram;
+  without a pass over the histogram (the sums are added packed, see
+  ``metrics.packed``, and unpacked at the end of each chunk);
 * ``bins`` (uint16, 256 x 64 per chip slot): the ADC distribution of each
   channel, for estimators a signal tail cannot fool (medians, clipped means).
   It is stored by (dataword, channel): the channels of a chip sit side by
@@ -37,6 +38,7 @@ import numpy as np
 
 from exporter.metrics.chips import grow_axis
 from exporter.metrics.memory import zeros
+from exporter.metrics.packed import PACKED_ROWS, unpack
 from exporter.packets import DATA
 
 CHANNELS_PER_CHIP = 64
@@ -66,10 +68,13 @@ class ChannelCounts:
         self.fifo_full = np.zeros(n * CHANNELS_PER_CHIP, np.int64)
         #: window counts of this file's chips when another file took its io_group's window
         self.frozen_window = np.zeros(n * CHANNELS_PER_CHIP, np.int64)
+        #: packed datawords not yet in ``adc_sum`` and ``adc_squares``, and their rows
+        self.pending_sums = np.zeros(n * CHANNELS_PER_CHIP, np.uint64)
+        self._pending_rows = 0
 
     _SAVED = ("count", "adc_sum", "adc_squares", "parity_errors", "fifo_half", "fifo_full",
               "frozen_window")
-    _PER_CHANNEL = ("checked", *_SAVED)
+    _PER_CHANNEL = ("checked", "pending_sums", *_SAVED)
 
     @property
     def slots(self) -> int:
@@ -83,14 +88,14 @@ class ChannelCounts:
         for name in self._PER_CHANNEL:
             setattr(self, name, grow_axis(getattr(self, name), 0, n))
 
-    def add(self, channel: np.ndarray, adc: np.ndarray) -> None:
-        """Count data rows: flat channel index (intp; overwritten with ``bins`` keys) and
-        dataword (int64) of each.
+    def add(self, channel: np.ndarray, key: np.ndarray) -> np.ndarray:
+        """Count a chunk's rows: flat channel index and ``bins`` key (``channel + dataword *
+        len(count)``, intp) of each (non-data rows in channel 0); then unpack the sums
+        ``add_sums`` took, block by block. Returns the rows added per flat channel.
 
         Counts are one bincount over the chunk; the histogram is one
         ``np.add.at`` (see the module notes for the channels that are settled
-        after it, or whose rows are added exactly apart). The sums come
-        block by block from ``add_sums``.
+        after it, or whose rows are added exactly apart).
         """
         n = len(self.count)
         added = np.bincount(channel, minlength=n)
@@ -98,11 +103,11 @@ class ChannelCounts:
         if len(settle) and settle[0] == 0:  # the non-data rows' channel: never read, may wrap
             settle = settle[1:]
         self.count += added
-        key = np.add(channel, adc * n, out=channel)
+        self._unpack_sums()
         flat = self.bins.reshape(-1)
         if not len(settle):
             np.add.at(flat, key, np.uint16(1))
-            return
+            return added
         heavy = settle[added[settle] >= _WRAP_AT]
         if len(heavy):
             apart = np.zeros(n, bool)
@@ -115,12 +120,23 @@ class ChannelCounts:
         np.add.at(flat, key, np.uint16(1))
         increment = self.rows(settle) - before  # uint16: exact below 2**16 rows
         self._settle(settle, before.astype(np.int64) + increment)
+        return added
 
-    def add_sums(self, channel: np.ndarray, value: np.ndarray, square: np.ndarray) -> None:
-        """Add the datawords (int64) and their squares of some rows to their channels' sums
-        (a block at a time: the scattered adds stay in the cache)."""
-        np.add.at(self.adc_sum, channel, value)
-        np.add.at(self.adc_squares, channel, square)
+    def add_sums(self, channel: np.ndarray, packed: np.ndarray) -> None:
+        """Add the packed datawords (``packed.packed_datawords``) of some rows to their
+        channels' sums (a block at a time: the scattered add stays in the cache)."""
+        if self._pending_rows + len(channel) > PACKED_ROWS:
+            self._unpack_sums()
+        np.add.at(self.pending_sums, channel, packed)
+        self._pending_rows += len(channel)
+
+    def _unpack_sums(self) -> None:
+        touched = np.flatnonzero(self.pending_sums)
+        total, squares = unpack(self.pending_sums[touched])
+        self.adc_sum[touched] += total
+        self.adc_squares[touched] += squares
+        self.pending_sums[touched] = 0
+        self._pending_rows = 0
 
     def rows(self, channels: np.ndarray) -> np.ndarray:
         """(channel, 256) uint16 bins of some flat channel indices (without ``spill``)."""

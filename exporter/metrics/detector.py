@@ -24,6 +24,7 @@ from exporter.metrics.chip_detail import ChipDetail
 from exporter.metrics.chips import ChipSlots, Tally, grow_axis
 from exporter.metrics.clock import N_GROUPS, NO_TIME, DataClock, Segments
 from exporter.metrics.memory import Scratch
+from exporter.metrics.packed import packed_datawords
 from exporter.metrics.rows import DELAY_BUCKETS, Block, Rows, delay_bucket, fifo_code
 from exporter.metrics.snapshot import DetectorSnapshot, PublishedSnapshots
 from exporter.metrics.window import CHANNELS_PER_CHIP, SlidingWindow, SyncGaps
@@ -156,15 +157,16 @@ class DetectorMetrics(PublishedSnapshots):
             self._grow(self._chips.capacity)
             channels = self.channels.counts(source)
             bounds = np.searchsorted(other, np.arange(0, n + BLOCK_ROWS, BLOCK_ROWS))
-            channel, adc = np.empty(n, np.intp), np.empty(n, np.int64)
+            channel, histogram_key = np.empty(n, np.intp), np.empty(n, np.intp)
             for start in range(0, n, BLOCK_ROWS):
                 of_block = slice(start, min(start + BLOCK_ROWS, n))
                 block = rows.block(of_block)
                 block_other = other[bounds[start // BLOCK_ROWS]:bounds[start // BLOCK_ROWS + 1]]
-                block.channels_into(slot[of_block], block_other - start, channel[of_block],
-                                    adc[of_block])
-                channels.add_sums(channel[of_block], adc[of_block], adc[of_block] ** 2)
-            channels.add(channel, adc)  # consumes ``channel``
+                block_other = block_other - start
+                block.channels_into(slot[of_block], block_other, channel[of_block],
+                                    histogram_key[of_block], len(channels.count))
+                channels.add_sums(channel[of_block], packed_datawords(block.word, block_other))
+            channels.add(channel, histogram_key)
             channels.add_rare(*rows.flagged(slot))
 
     def _update(self, rows: Rows, source: str) -> None:
@@ -187,32 +189,35 @@ class DetectorMetrics(PublishedSnapshots):
         channel_mask = np.where(ring == self._window.outside, 0, CHANNELS_PER_CHIP - 1
                                 ).astype(np.uint32)
         ring = ring.astype(np.intp)  # keys are intp: np.add.at would convert any other
+        outside = ring == self._window.outside
         bounds = np.searchsorted(other, np.arange(0, n + BLOCK_ROWS, BLOCK_ROWS))
         channel = self._scratch.take("channel", n, np.intp)
-        adc = self._scratch.take("adc", n, np.int64)
+        histogram_key = self._scratch.take("histogram_key", n, np.intp)
         for start in range(0, n, BLOCK_ROWS):
             rows_of_block = slice(start, min(start + BLOCK_ROWS, n))
             in_block = slice(bounds[start // BLOCK_ROWS], bounds[start // BLOCK_ROWS + 1])
             block = rows.block(rows_of_block)
             block_other = other[in_block] - start
+            block_slot = slot[rows_of_block]
+            block.channels_into(block_slot, block_other, channel[rows_of_block],
+                                histogram_key[rows_of_block], len(channels.count))
+            adc = packed_datawords(block.word, block_other)
+            channels.add_sums(channel[rows_of_block], adc)
             segments, seg_starts, seg_lengths = seg.within(start, rows_of_block.stop)
-            chip_key = np.repeat(ring[segments], seg_lengths)  # (ring slot, chip slot)
-            chip_key *= self._chips.capacity
-            chip_key += slot[rows_of_block]
-            self._count_slots(block, chip_key * self._window.columns,
-                              np.repeat(channel_mask[segments], seg_lengths),
-                              block_other, other_kind[in_block])
+            if outside[segments].all():  # a backlog: only the totals count these rows
+                self._window.count_other_outside(block_slot[block_other], other_kind[in_block])
+            else:
+                chip_key = np.repeat(ring[segments], seg_lengths)  # (ring slot, chip slot)
+                chip_key *= self._chips.capacity
+                chip_key += block_slot
+                self._count_slots(block, chip_key * self._window.columns,
+                                  np.repeat(channel_mask[segments], seg_lengths),
+                                  block_other, other_kind[in_block])
+                self._window.add_adc(chip_key, adc, ring[segments])
             self._count_adc_and_delay(block, rows.ids[rows_of_block], block_other,
                                       seg.group[segments], seg_starts)
-            block.channels_into(slot[rows_of_block], block_other,
-                                channel[rows_of_block], adc[rows_of_block])
-            # dataword and its square (0 for other rows): exact int64 sums, by channel and
-            # by (ring slot, chip slot) of the window
-            value = adc[rows_of_block]
-            square = value * value
-            channels.add_sums(channel[rows_of_block], value, square)
-            self._window.add_adc(chip_key, value, square)
-        channels.add(channel, adc)  # consumes ``channel``
+        self._window.count_data(channels.add(channel, histogram_key))
+        self._window.unpack_adc()
         config = other[(other_kind == CONFIG_WRITE) | (other_kind == CONFIG_READ)]
         self._detail.count_config(slot[config], rows.packet_type[config],
                                   rows.downstream_marker(config))

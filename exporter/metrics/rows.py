@@ -80,14 +80,15 @@ class Block:
         return self.word & np.uint32(0xFF)
 
     def channels_into(self, slot: np.ndarray, other: np.ndarray, channel: np.ndarray,
-                      adc: np.ndarray) -> None:
-        """Flat channel (chip slot * 64 + channel_id) and dataword of the rows, into
-        ``channel`` and ``adc``; ``other`` (non-data) rows go to chip slot 0, never a chip."""
+                      key: np.ndarray, stride: int) -> None:
+        """Flat channel (chip slot * 64 + channel_id) of the rows into ``channel``, and
+        ``channel + dataword * stride`` (a histogram key) into ``key``; ``other``
+        (non-data) rows go to chip slot 0, never a chip."""
         np.multiply(slot, CHANNELS_PER_CHIP, out=channel, casting="unsafe")
         channel += self.channel_id()
         channel[other] = 0
-        np.bitwise_and(self.word, np.uint32(0xFF), out=adc)
-        adc[other] = 0
+        np.multiply(self.dataword(), np.intp(stride), out=key)
+        key += channel
 
 
 def delay_bucket(delay: np.ndarray, scale: int = 1) -> np.ndarray:

@@ -16,6 +16,7 @@ from exporter.metrics.checkpoint import State, dense, sparse
 from exporter.metrics.chips import grow_axis
 from exporter.metrics.clock import N_GROUPS, NO_TIME, Segments, sorted_unique
 from exporter.metrics.memory import zeros
+from exporter.metrics.packed import PACKED_ROWS, unpack
 from exporter.packets import DATA
 
 #: channel_id is a 6-bit field of the LArPix v2 word.
@@ -47,9 +48,11 @@ class SlidingWindow:
     (``outside``), never read as a second, takes the rows that fall outside,
     so keys need no filtering. Chip slots (see ``ChipSlots``) make memory
     follow the detector actually seen, and int32 keeps the array cache-sized
-    at 2x2 scale (a channel cannot see 2**31 packets in a second). Counts
-    leave the ring into ``retired`` (int64) when their slot is reused or the
-    outside slot is emptied, so the ring also yields the packet totals.
+    at 2x2 scale (a channel cannot see 2**31 packets in a second). Counts of
+    other packets leave the ring into ``retired`` (int64) when their slot is
+    reused or the outside slot is emptied. Data packets reach ``retired`` a
+    chunk at a time from the per-channel counts (``count_data``), so the rows
+    of a backlog's seconds outside the window need not be counted here.
     """
 
     def __init__(self, width: float, n_types: int, hot_rate: float) -> None:
@@ -69,23 +72,32 @@ class SlidingWindow:
         self.retired = np.zeros((1, n_types), np.int64)
         #: (ring slot, chip slot, [sum of dataword, sum of its square]) of data packets
         self.adc_sums = np.zeros((self.n_slots + 1, 1, 2), np.int64)
+        #: packed datawords (``metrics.packed``) not yet in ``adc_sums``, by (ring slot,
+        #: chip slot), the ring slots they are in, and their rows
+        self.pending_adc = np.zeros((self.n_slots + 1, 1), np.uint64)
+        self._pending_slot = np.zeros(self.n_slots + 1, bool)
+        self._pending_rows = 0
 
     def grow(self, capacity: int) -> None:
         """Make room for chip slots ``0 .. capacity-1``."""
         self.counts = grow_axis(self.counts, 1, capacity)
         self.retired = grow_axis(self.retired, 0, capacity)
         self.adc_sums = grow_axis(self.adc_sums, 1, capacity)
+        self.pending_adc = grow_axis(self.pending_adc, 1, capacity)
 
     def checkpoint(self) -> State:
         """Packet totals by (chip slot, type) and the latest data second of each io_group;
         the ring (the window's gauges) refills from new data."""
-        totals = sparse(self.retired + self._types(self.counts.sum(axis=0, dtype=np.int64)))
+        totals = sparse(self.retired + self._other_types(self.counts.sum(axis=0)))
         return {**totals, "latest": self.latest.copy()}
 
     def restore(self, state: State) -> None:
         self.retired = dense(state)
         self.counts = zeros((self.n_slots + 1, len(self.retired), self.columns), np.int32)
         self.adc_sums = zeros((self.n_slots + 1, len(self.retired), 2), np.int64)
+        self.pending_adc = zeros((self.n_slots + 1, len(self.retired)), np.uint64)
+        self._pending_slot[:] = False
+        self._pending_rows = 0
         self.latest = np.array(state["latest"], np.int64)
         self.slot_second[:] = NO_TIME
 
@@ -107,22 +119,54 @@ class SlidingWindow:
 
     def fold_outside(self) -> None:
         """Empty the outside slot before its int32 counts could overflow."""
-        self.retired += self._types(self.counts[self.outside])
+        self.retired += self._other_types(self.counts[self.outside])
         self.counts[self.outside] = 0
         self.adc_sums[self.outside] = 0
 
-    def add_adc(self, key: np.ndarray, value: np.ndarray, square: np.ndarray) -> None:
-        """Add datawords (int64, 0 for other rows) and their squares at flat (ring slot,
-        chip slot) keys."""
-        sums = self.adc_sums.reshape(-1, 2)
-        np.add.at(sums[:, 0], key, value)
-        np.add.at(sums[:, 1], key, square)
+    def count_data(self, per_channel: np.ndarray) -> None:
+        """Add a chunk's data rows, by flat channel (``chip slot * 64 + channel_id``; chip
+        slot 0 is not a chip), to the totals."""
+        per_chip = per_channel.reshape(-1, CHANNELS_PER_CHIP)[1:len(self.retired)].sum(axis=1)
+        self.retired[1:len(per_chip) + 1, DATA] += per_chip
+
+    def count_other_outside(self, slot: np.ndarray, kind: np.ndarray) -> None:
+        """Count other rows (chip slot, type code) that fall outside the window."""
+        key = slot.astype(np.intp)
+        key += self.outside * self.counts.shape[1]
+        key *= self.columns
+        key += kind + CHANNELS_PER_CHIP
+        self.count(key)
+
+    def add_adc(self, key: np.ndarray, packed: np.ndarray, ring: np.ndarray) -> None:
+        """Add packed datawords (``metrics.packed``; 0 for other rows) at flat (ring slot,
+        chip slot) keys, all in the ring slots ``ring``; ``unpack_adc`` makes them sums."""
+        if self._pending_rows + len(key) > PACKED_ROWS:
+            self.unpack_adc()
+        np.add.at(self.pending_adc.reshape(-1), key, packed)
+        self._pending_slot[ring] = True
+        self._pending_rows += len(key)
+
+    def unpack_adc(self) -> None:
+        """Move the packed datawords into ``adc_sums`` (before they are read or zeroed)."""
+        for slot in np.flatnonzero(self._pending_slot).tolist():
+            total, squares = unpack(self.pending_adc[slot])
+            self.adc_sums[slot, :, 0] += total
+            self.adc_sums[slot, :, 1] += squares
+            self.pending_adc[slot] = 0
+        self._pending_slot[:] = False
+        self._pending_rows = 0
 
     def _types(self, counts: np.ndarray) -> np.ndarray:
         """(..., column) counts -> (..., type) counts, data = sum of the channels."""
         types = counts[..., CHANNELS_PER_CHIP:].astype(np.int64)
         types[..., DATA] = counts[..., :CHANNELS_PER_CHIP].sum(axis=-1, dtype=np.int64)
         return types
+
+    @staticmethod
+    def _other_types(counts: np.ndarray) -> np.ndarray:
+        """(..., column) counts -> (..., type) counts of other packets (the data column is
+        0: data packets count by channel, and reach the totals by ``count_data``)."""
+        return counts[..., CHANNELS_PER_CHIP:].astype(np.int64)
 
     def _claim(self, ring: np.ndarray, group: np.ndarray, second: np.ndarray,
                chip_group: np.ndarray) -> None:
@@ -133,11 +177,11 @@ class SlidingWindow:
         for slot in np.flatnonzero(changed.any(axis=1)).tolist():
             stale = changed[slot, chip_group]
             if stale[1:].all():  # chip slot 0 is never counted in
-                self.retired += self._types(self.counts[slot])
+                self.retired += self._other_types(self.counts[slot])
                 self.counts[slot] = 0
                 self.adc_sums[slot] = 0
             else:
-                self.retired[stale] += self._types(self.counts[slot, stale])
+                self.retired[stale] += self._other_types(self.counts[slot, stale])
                 self.counts[slot, stale] = 0
                 self.adc_sums[slot, stale] = 0
         self.slot_second[changed] = wanted[changed]
@@ -149,7 +193,7 @@ class SlidingWindow:
         the few slots outside it (the current second, the outside slot).
         """
         ring_total = self.counts.sum(axis=0, dtype=np.int64)
-        totals = self.retired + self._types(ring_total)
+        totals = self.retired + self._other_types(ring_total)
         has_window = self.latest != NO_TIME
         in_window = ((self.slot_second != NO_TIME)
                      & (self.slot_second >= self.latest - self.width)

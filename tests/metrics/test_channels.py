@@ -7,6 +7,7 @@ import pytest
 
 from exporter.metrics import ChannelTable, DetectorMetrics
 from exporter.metrics.channels import QUIET_MIN_CHIP_MEDIAN
+from exporter.metrics.packed import PACKED_ROWS
 from exporter.packets import DATA, PACKET_DTYPE, TIMESTAMP, Chunk
 from exporter.simulate import simulate_file
 from exporter.source.reader import FileReader
@@ -179,3 +180,28 @@ def test_hot_channels_histograms_equal_a_plain_recount(chunk_rows):
         np.testing.assert_array_equal(table.adc_histogram[i],
                                       np.bincount(adc[mine], minlength=256))
     assert table.adc_histogram.sum() == n
+
+
+def test_adc_sums_of_more_rows_than_a_packed_sum_holds():
+    """One chunk past ``PACKED_ROWS`` rows of the largest datawords, all in one channel and
+    one second: the per-channel and per-chip ADC mean and RMS equal a plain numpy recount."""
+    n = PACKED_ROWS + 70_000
+    rows = np.zeros(n + 2, PACKET_DTYPE)
+    rows["io_group"] = 1
+    rows[0]["packet_type"], rows[0]["timestamp"] = TIMESTAMP, 100
+    rows[-1]["packet_type"], rows[-1]["timestamp"] = TIMESTAMP, 101   # closes second 100
+    data = rows[1:-1]
+    data["packet_type"], data["valid_parity"] = DATA, 1
+    data["io_channel"], data["chip_id"], data["channel_id"] = 1, 11, 7
+    data["dataword"] = np.where(np.arange(n) % 3 == 0, 254, 255)
+    detector = DetectorMetrics(1, 1e9)
+    detector.update(chunk(rows), "big.h5")
+
+    adc = data["dataword"].astype(np.float64)
+    row = by_channel(detector.channel_table())[1, 1, 11, 7]
+    assert row["count"] == n
+    assert row["adc_mean"] == pytest.approx(adc.mean(), rel=1e-12)
+    assert row["adc_rms"] == pytest.approx(adc.std(), rel=1e-9)
+    snapshot = detector.snapshot()
+    chip = snapshot.window.chip_adc[(snapshot.chip_id == 11) & (snapshot.chip_channel == 1)]
+    assert chip.tolist() == [[int(adc.sum()), int((adc**2).sum())]]

@@ -114,10 +114,12 @@ def test_whole_file_equals_truth(tmp_path, fmt, version):
     assert len(edges) >= 17 and edges[0] >= 0 and edges[-2] >= 255 and edges[-1] == float("inf")
 
 
-def test_chunks_of_many_blocks_equal_truth(tmp_path):
-    """One chunk of ~150 k rows: counted in several cache-sized blocks, new chips in each."""
+@pytest.mark.parametrize("rate", [5000.0, 500.0])
+def test_chunks_of_many_blocks_equal_truth(tmp_path, rate):
+    """One chunk of ~150 k rows: counted in several cache-sized blocks, new chips in each;
+    at the lower rate most blocks lie wholly before the rate window (a backlog)."""
     path = tmp_path / "big.h5"
-    truth = simulate_file(path, "packet", n_packets=150_000, rate=5000.0, seed=4,
+    truth = simulate_file(path, "packet", n_packets=150_000, rate=rate, seed=4,
                           io_groups=(1, 2, 5))
     detector = DetectorMetrics(truth["rate_window"], truth["hot_rate"])
     read_all(detector, FileReader(path, chunk_rows=1 << 20))
