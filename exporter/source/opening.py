@@ -6,6 +6,7 @@ import os
 import stat
 
 import h5py
+from h5py import h5d, h5p
 
 from exporter.errors import InputError, TransientReadError
 
@@ -18,6 +19,16 @@ def open_file(path: str) -> h5py.File:
         if "already open for write" not in str(error):
             raise
     return h5py.File(path, "r", locking=False, swmr=True)
+
+
+def uncached_dataset(f: h5py.File, name: str) -> h5py.Dataset:
+    """``f[name]`` without HDF5's chunk cache, for rows read once, in order, a step of whole
+    stored chunks at a time: HDF5 then reads them straight into the caller's array
+    instead of copying each stored chunk through its cache (a 10 M-packet file of
+    larpix-control's 313-row chunks reads ~15% faster)."""
+    access = h5p.create(h5p.DATASET_ACCESS)
+    access.set_chunk_cache(1, 0, 1.0)  # slots, bytes, preemption policy
+    return h5py.Dataset(h5d.open(f.id, name.encode(), access))
 
 
 def stat_data_file(path: str) -> os.stat_result:

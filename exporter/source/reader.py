@@ -30,7 +30,13 @@ from exporter.source.formats import (
     detect,
     normalise_packets,
 )
-from exporter.source.opening import classify, open_file, signature, stat_data_file
+from exporter.source.opening import (
+    classify,
+    open_file,
+    signature,
+    stat_data_file,
+    uncached_dataset,
+)
 from exporter.source.pacman import HEADER_LEN, WORD_LEN, decode_messages
 from exporter.source.slabs import Damage, merge_damage, read_slab, unreadable_mask
 
@@ -179,7 +185,10 @@ class FileReader:
             reset = (opened.st_ino != inode or known_format not in (None, layout.format)
                      or (created is not None and made != created))
             packets = layout.format == PACKET_FORMAT
-            datasets = (f["packets"],) if packets else (f["msgs"], f["msg_headers"])
+            # packets are read once, in order (``uncached_dataset``); raw files keep HDF5's
+            # cache, so that a gzip chunk is decompressed once for several reads
+            datasets = ((uncached_dataset(f, "packets"),) if packets
+                        else (f["msgs"], f["msg_headers"]))
             available = min(dataset.shape[0] for dataset in datasets)
             reset = reset or available < start  # the file now holds fewer rows
             if reset:
