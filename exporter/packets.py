@@ -89,6 +89,13 @@ _check_words()
 
 #: Bits 0-1 of local_fifo (byte 2) and of shared_fifo (byte 3) of the dataword word.
 FIFO_BITS = 0x0303_0000
+#: Readout-delay buckets: ``le = 4**j - 1`` ticks for j = 0..12 (0 .. 1.7 s), then +Inf.
+DELAY_BUCKETS = 14
+DELAY_EDGES = tuple(4**j - 1 for j in range(DELAY_BUCKETS - 1))
+#: Delay bucket of data packets from files without receipt times (not observed).
+NO_DELAY = DELAY_BUCKETS
+#: ``PacketWords.adc_delay`` of rows that are not data packets: past every io_group's.
+NOT_DATA = 256 * (DELAY_BUCKETS + 1) * 256
 _RECEIPT_MASK = (1 << 31) - 1
 #: Rows of a step of ``WordsBuilder``: a step's packed rows stay in the CPU cache.
 STEP_ROWS = 1 << 16
@@ -117,6 +124,10 @@ class PacketWords:
     #: other rows); None if the file has no receipt times. int32 when every timestamp is
     #: below 2**31 (LArPix v2 and PACMAN times are), so it cannot wrap; int64 otherwise.
     delay: np.ndarray | None
+    #: (io_group, delay bucket, dataword) of data packets as one index, ``(io_group *
+    #: (DELAY_BUCKETS + 1) + bucket) * 256 + dataword`` (bucket ``NO_DELAY`` without
+    #: receipt times); ``NOT_DATA`` for other rows. Both ADC histograms count it.
+    adc_delay: np.ndarray
     #: Rows that are not data packets (packet_type != 0), ascending.
     other: np.ndarray
     #: Rows with valid_parity == 0 or a FIFO flag set, ascending.
@@ -136,7 +147,7 @@ class WordsBuilder:
     step right after reading it, while its packed rows are still in the CPU cache."""
 
     def __init__(self, n: int, has_receipt: bool, empty: Empty = np.empty) -> None:
-        n_words = 4 if has_receipt else 3
+        n_words = 5 if has_receipt else 4  # ids, flags, word, adc_delay, delay
         self._out = empty(n_words * n, np.uint32).reshape(n_words, n)
         self._empty = empty
         self._wide: np.ndarray | None = None  # int64 delays, once a timestamp needs them
@@ -147,42 +158,76 @@ class WordsBuilder:
         """Rows ``start .. start + len(packets)`` of the chunk."""
         n = len(packets)
         words = np.ascontiguousarray(packets).view(np.uint32).reshape(n, _ROW_WORDS)
-        ids, flags, word = (row[start:start + n] for row in self._out[:3])
+        ids, flags, word, adc_delay = (row[start:start + n] for row in self._out[:4])
         for out, column in ((ids, _IDS), (flags, _FLAGS), (word, _WORD)):
             np.copyto(out, words[:, column])
         other = np.flatnonzero(ids >= np.uint32(1 << 24))
         self._other.append(other + start)
         self._flagged.append(_flagged(flags, word) + start)
-        if len(self._out) == 4:
-            self._add_delays(start, words, other)
+        np.bitwise_and(ids, np.uint32(0xFF), out=adc_delay)
+        adc_delay *= np.uint32(DELAY_BUCKETS + 1)
+        if len(self._out) == 5:
+            adc_delay += delay_bucket(self._add_delays(start, words, other))
+        else:
+            adc_delay += np.uint32(NO_DELAY)
+        adc_delay *= np.uint32(256)
+        adc_delay += word & np.uint32(0xFF)
+        adc_delay[other] = NOT_DATA
 
-    def _add_delays(self, start: int, words: np.ndarray, other: np.ndarray) -> None:
-        """``receipt_timestamp mod 2**31 - timestamp``: int32 while every timestamp is
-        below 2**31, so that it cannot wrap, else int64 from then on."""
+    def _add_delays(self, start: int, words: np.ndarray, other: np.ndarray) -> np.ndarray:
+        """``receipt_timestamp mod 2**31 - timestamp`` of the step: int32 while every
+        timestamp is below 2**31, so that it cannot wrap, else int64 from then on."""
         n = len(words)
         low, high = words[:, _STAMP_LOW], words[:, _STAMP_HIGH]
         receipt = words[:, _RECEIPT] & np.uint32(_RECEIPT_MASK)
         if self._wide is None and (high.any() or low.max(initial=0) > _RECEIPT_MASK):
             self._wide = self._empty(self._out.shape[1], np.int64)
-            np.copyto(self._wide[:start], self._out[3, :start].view(np.int32))
+            np.copyto(self._wide[:start], self._out[4, :start].view(np.int32))
         if self._wide is None:
-            delay = self._out[3, start:start + n].view(np.int32)
+            delay = self._out[4, start:start + n].view(np.int32)
             np.subtract(receipt.view(np.int32), low.view(np.int32), out=delay)
         else:
             delay = self._wide[start:start + n]
             np.subtract(receipt, low, out=delay, dtype=np.int64)
             delay -= high.astype(np.int64) << 32
         delay[other] = 0
+        return delay
 
     def finish(self) -> PacketWords:
-        ids, flags, word = self._out[:3]
+        ids, flags, word, adc_delay = self._out[:4]
         delay = None
-        if len(self._out) == 4:
-            delay = self._out[3].view(np.int32) if self._wide is None else self._wide
+        if len(self._out) == 5:
+            delay = self._out[4].view(np.int32) if self._wide is None else self._wide
         none = np.zeros(0, np.intp)
-        return PacketWords(ids, flags, word, delay,
+        return PacketWords(ids, flags, word, delay, adc_delay,
                            np.concatenate(self._other) if self._other else none,
                            np.concatenate(self._flagged) if self._flagged else none)
+
+
+def delay_bucket(delay: np.ndarray) -> np.ndarray:
+    """Bucket j of each delay (uint32): ``4**(j-1) <= delay <= 4**j - 1``, bucket 0 every
+    delay <= 0.
+
+    The bit length of a positive integer is read from the exponent of its
+    float32 (exact: float32 holds every integer up to 2**24, and above that
+    rounding cannot leave the overflow bucket); bucket j holds bit lengths
+    2j-1 and 2j. The sign and exponent bits (9) index a table of buckets:
+    negative delays have the sign bit set and map to bucket 0.
+    """
+    exponent = delay.astype(np.float32).view(np.uint32)
+    exponent >>= np.uint32(23)
+    return _BUCKET_OF_EXPONENT.take(exponent)
+
+
+def _bucket_of_exponent() -> np.ndarray:
+    """Bucket of each float32 sign and biased exponent (bit length + 126) of a delay."""
+    exponent = np.arange(512)
+    bucket = np.clip((exponent - 125) >> 1, 0, DELAY_BUCKETS - 1)
+    bucket[exponent >= 256] = 0
+    return bucket.astype(np.uint32)
+
+
+_BUCKET_OF_EXPONENT = _bucket_of_exponent()
 
 
 def _flagged(flags: np.ndarray, word: np.ndarray) -> np.ndarray:

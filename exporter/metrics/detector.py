@@ -25,13 +25,14 @@ from exporter.metrics.chips import ChipSlots, Tally, grow_axis
 from exporter.metrics.clock import N_GROUPS, NO_TIME, DataClock, Segments
 from exporter.metrics.memory import Scratch
 from exporter.metrics.packed import packed_datawords
-from exporter.metrics.rows import DELAY_BUCKETS, Block, Rows, delay_bucket, fifo_code
+from exporter.metrics.rows import Block, Rows, fifo_code
 from exporter.metrics.snapshot import DetectorSnapshot, PublishedSnapshots
 from exporter.metrics.window import CHANNELS_PER_CHIP, SlidingWindow, SyncGaps
 from exporter.packets import (
     CONFIG_READ,
     CONFIG_WRITE,
     DATA,
+    DELAY_BUCKETS,
     FIFO_BITS,
     PACKET_TYPE_NAMES,
     SYNC,
@@ -48,8 +49,6 @@ N_TYPES = len(TYPE_LABELS)
 
 #: ADC histogram: one bin per dataword value (buckets are summed at scrape time).
 ADC_VALUES = 256
-#: Delay index of data packets from files without receipt times (not observed).
-_NO_DELAY = DELAY_BUCKETS
 
 _S_SYNC = ord("S")
 #: Rows per block: intermediates (a few arrays of 8 bytes a row) stay in cache.
@@ -214,8 +213,7 @@ class DetectorMetrics(PublishedSnapshots):
                                   np.repeat(channel_mask[segments], seg_lengths),
                                   block_other, other_kind[in_block])
                 self._window.add_adc(chip_key, adc, ring[segments])
-            self._count_adc_and_delay(block, rows.ids[rows_of_block], block_other,
-                                      seg.group[segments], seg_starts)
+            self._count_adc_and_delay(block, seg.group[segments], seg_starts)
         self._window.count_data(channels.add(channel, histogram_key))
         self._window.unpack_adc()
         config = other[(other_kind == CONFIG_WRITE) | (other_kind == CONFIG_READ)]
@@ -261,27 +259,16 @@ class DetectorMetrics(PublishedSnapshots):
         np.add.at(self._fifo.reshape(-1), slot[flagged] * 16 + fifo_code(word[flagged]), 1)
         channels.add_rare(slot, kind, valid_parity, word, channel_id)
 
-    def _count_adc_and_delay(self, block: Block, ids: np.ndarray, other: np.ndarray,
-                             seg_group: np.ndarray, seg_starts: np.ndarray) -> None:
-        """Data rows by (io_group, delay bucket, dataword): both histograms in one count.
-
-        ``ids`` are the block's first words (io_group in the low byte);
-        ``other`` its non-data rows: they count in the io_group row
-        ``N_GROUPS``, which is never read. ``seg_group`` and ``seg_starts`` are
-        the io_groups and first rows of the block's segments.
-        """
-        key = ids & np.uint32(0xFF)
-        key *= np.uint32((DELAY_BUCKETS + 1) * ADC_VALUES)
-        delay = block.delay  # 0 for non-data rows
-        if delay is None:
-            key += np.uint32(_NO_DELAY * ADC_VALUES)
-        else:
-            key += delay_bucket(delay, ADC_VALUES)
+    def _count_adc_and_delay(self, block: Block, seg_group: np.ndarray,
+                             seg_starts: np.ndarray) -> None:
+        """Data rows by (io_group, delay bucket, dataword): both histograms in one count
+        (the reader made the index, ``PacketWords.adc_delay``), and the delays' sum by
+        io_group. ``seg_group`` and ``seg_starts`` are the io_groups and first rows of the
+        block's segments."""
+        self._adc_delay.add(block.adc_delay)
+        if block.delay is not None:  # 0 for non-data rows
             np.add.at(self._delay_sum, seg_group,
-                      np.add.reduceat(delay, seg_starts, dtype=np.int64))
-        key += block.dataword()
-        key[other] = N_GROUPS * (DELAY_BUCKETS + 1) * ADC_VALUES
-        self._adc_delay.add(key)
+                      np.add.reduceat(block.delay, seg_starts, dtype=np.int64))
 
     def _count_sync_and_triggers(self, rows: Rows, special: np.ndarray, kind: np.ndarray,
                                  seg: Segments) -> None:

@@ -20,9 +20,8 @@ from prometheus_client.utils import floatToGoString
 from exporter.metrics.chip_families import chip_families
 from exporter.metrics.detector import ADC_VALUES, TYPE_LABELS
 from exporter.metrics.health import RENDER_BUCKETS, HealthSnapshot
-from exporter.metrics.rows import DELAY_EDGES
 from exporter.metrics.snapshot import DetectorSnapshot
-from exporter.packets import DATA, PARITY_TYPES, sync_type_label
+from exporter.packets import DATA, DELAY_EDGES, PARITY_TYPES, sync_type_label
 
 #: Label pairs of one sample, sorted by label name.
 Labels = tuple[tuple[str, str], ...]

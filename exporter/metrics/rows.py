@@ -12,9 +12,6 @@ import numpy as np
 from exporter.metrics.window import CHANNELS_PER_CHIP
 from exporter.packets import PACKET_DTYPE, Chunk, PacketWords
 
-#: Readout-delay buckets: ``le = 4**j - 1`` ticks for j = 0..12 (0 .. 1.7 s), then +Inf.
-DELAY_BUCKETS = 14
-DELAY_EDGES = tuple(4**j - 1 for j in range(DELAY_BUCKETS - 1))
 _ROW_WORDS = PACKET_DTYPE.itemsize // 4
 
 
@@ -51,7 +48,7 @@ class Rows:
         """The words of ``rows`` (views: a block never writes them)."""
         words = self._words
         delay = None if words.delay is None else words.delay[rows]
-        return Block(words.flags[rows], words.word[rows], delay)
+        return Block(words.flags[rows], words.word[rows], delay, words.adc_delay[rows])
 
     def flagged(self, slot: np.ndarray) -> tuple[np.ndarray, ...]:
         """Chip slot (from ``slot``, one per row), type, valid_parity, data word and
@@ -65,13 +62,16 @@ class Rows:
 class Block:
     """The words of some consecutive rows."""
 
-    def __init__(self, flags: np.ndarray, word: np.ndarray, delay: np.ndarray | None) -> None:
+    def __init__(self, flags: np.ndarray, word: np.ndarray, delay: np.ndarray | None,
+                 adc_delay: np.ndarray) -> None:
         #: downstream_marker, parity, valid_parity, channel_id
         self.flags = flags
         #: dataword, trigger_type, local_fifo, shared_fifo
         self.word = word
         #: readout delay of data rows (0 for others; see ``PacketWords.delay``), if known
         self.delay = delay
+        #: (io_group, delay bucket, dataword) index of data rows (``PacketWords.adc_delay``)
+        self.adc_delay = adc_delay
 
     def channel_id(self) -> np.ndarray:
         return self.flags >> np.uint32(24)
@@ -89,33 +89,6 @@ class Block:
         channel[other] = 0
         np.multiply(self.dataword(), np.intp(stride), out=key)
         key += channel
-
-
-def delay_bucket(delay: np.ndarray, scale: int = 1) -> np.ndarray:
-    """``scale`` times bucket j of each delay (uint32).
-
-    Bucket j holds ``4**(j-1) <= delay <= 4**j - 1``, bucket 0 every delay <= 0.
-    The bit length of a positive integer is read from the exponent of its
-    float32 (exact: float32 holds every integer up to 2**24, and above that
-    rounding cannot leave the overflow bucket); bucket j holds bit lengths
-    2j-1 and 2j. The sign and exponent bits (9) index a table of buckets:
-    negative delays have the sign bit set and map to bucket 0.
-    """
-    exponent = delay.astype(np.float32).view(np.uint32)
-    exponent >>= np.uint32(23)
-    table = _BUCKET_OF_EXPONENT if scale == 1 else _BUCKET_OF_EXPONENT * np.uint32(scale)
-    return table.take(exponent)
-
-
-def _bucket_of_exponent() -> np.ndarray:
-    """Bucket of each float32 sign and biased exponent (bit length + 126) of a delay."""
-    exponent = np.arange(512)
-    bucket = np.clip((exponent - 125) >> 1, 0, DELAY_BUCKETS - 1)
-    bucket[exponent >= 256] = 0
-    return bucket.astype(np.uint32)
-
-
-_BUCKET_OF_EXPONENT = _bucket_of_exponent()
 
 
 def fifo_code(word: np.ndarray) -> np.ndarray:

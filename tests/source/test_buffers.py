@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from test_reader import append_rows, new_packet_file, random_rows
 
-from exporter.packets import STEP_ROWS, Chunk, PacketWords
+from exporter.packets import DELAY_BUCKETS, DELAY_EDGES, NOT_DATA, STEP_ROWS, Chunk, PacketWords
 from exporter.source.buffers import ArrayPool
 from exporter.source.reader import FileReader
 
@@ -65,10 +65,25 @@ def test_a_full_pool_lets_its_oldest_array_go():
     assert [int(a[0]) for a in held] == [0, 1, 2, 3]  # none was handed out twice
 
 
+def expected_adc_delay(rows: np.ndarray, delay: np.ndarray | None) -> np.ndarray:
+    """(io_group, delay bucket, dataword) index of data rows: the bucket is the number of
+    edges below the delay (``le`` buckets), ``DELAY_BUCKETS`` without receipt times."""
+    bucket = (np.full(len(rows), DELAY_BUCKETS) if delay is None
+              else np.searchsorted(DELAY_EDGES, delay, side="left"))
+    index = ((rows["io_group"].astype(np.int64) * (DELAY_BUCKETS + 1) + bucket) * 256
+             + rows["dataword"])
+    return np.where(rows["packet_type"] == 0, index, NOT_DATA)
+
+
 def test_words_are_the_packets_fields():
     random = random_rows(np.random.default_rng(5), 5000)
     small = random.copy()
-    small["timestamp"] %= 2**31  # int32 delays
+    small["timestamp"] %= 2**30  # int32 delays, spread over every bucket
+    delay = (2 ** np.random.default_rng(7).uniform(0, 27, len(small))).astype(np.int64)
+    edges = np.array(DELAY_EDGES)
+    delay[:8 * len(edges):2] = np.concatenate([edges - 1, edges, edges + 1, -edges - 1])
+    small["receipt_timestamp"] = small["timestamp"] + delay
+    small["packet_type"][::2] = 0
     for rows, has_receipt in ((random, False), (random, True), (small, True)):
         words = Chunk(rows, len(rows), rows.nbytes, "packet", has_receipt).words
         expected_ids = (rows["io_group"].astype(np.uint32) | rows["io_channel"].astype(np.uint32)
@@ -92,10 +107,14 @@ def test_words_are_the_packets_fields():
         assert np.array_equal(words.flagged, np.flatnonzero(flagged))
         if not has_receipt:
             assert words.delay is None
+            assert np.array_equal(words.adc_delay, expected_adc_delay(rows, None))
             continue
         expected_delay = np.where(data, (rows["receipt_timestamp"].astype(np.int64) % 2**31)
                                   - rows["timestamp"].astype(np.int64), 0)
         assert np.array_equal(words.delay, expected_delay)
+        assert np.array_equal(words.adc_delay, expected_adc_delay(rows, expected_delay))
+        if rows is small:
+            assert len(set(words.adc_delay[data] // 256 % (DELAY_BUCKETS + 1))) == DELAY_BUCKETS
 
 
 @pytest.mark.parametrize("first_wide_row", [0, STEP_ROWS + 3])
@@ -107,8 +126,10 @@ def test_readout_delay_of_timestamps_past_2_31_is_exact(first_wide_row):
     rows["timestamp"][first_wide_row] = 2**40 + 7
     words = Chunk(rows, len(rows), rows.nbytes, "packet", True).words
     assert words.delay.dtype == np.int64
-    assert np.array_equal(words.delay, (rows["receipt_timestamp"].astype(np.int64) % 2**31)
-                          - rows["timestamp"].astype(np.int64))
+    expected = (rows["receipt_timestamp"].astype(np.int64) % 2**31
+                - rows["timestamp"].astype(np.int64))
+    assert np.array_equal(words.delay, expected)
+    assert np.array_equal(words.adc_delay, expected_adc_delay(rows, expected))
 
 
 def test_words_from_a_given_allocator():
@@ -117,9 +138,10 @@ def test_words_from_a_given_allocator():
     pool = ArrayPool(keep=1)
     words = PacketWords.of(rows, True, pool.empty)
     base = words.ids.base
-    assert base is not None and base.size == 4 * len(rows)  # all four words in one array
-    assert all(column.base is base for column in (words.flags, words.word, words.delay))
-    assert pool.empty(4 * len(rows), np.uint32).base is not base  # it is in use
+    assert base is not None and base.size == 5 * len(rows)  # all five words in one array
+    assert all(column.base is base
+               for column in (words.flags, words.word, words.delay, words.adc_delay))
+    assert pool.empty(5 * len(rows), np.uint32).base is not base  # it is in use
 
 
 def written_file(tmp_path, n: int) -> tuple:
