@@ -27,9 +27,9 @@ dense arrays (no per-packet Python):
   per-channel arrays and the settled channels' bins only;
 * parity errors and FIFO flags from the few rows that have them.
 
-Arrays are allocated for a power of two of chip slots; their pages are mapped
-lazily (the histogram's small pages, see ``memory``), so memory follows the
-chips the file actually has.
+Arrays are allocated for a power of two of chip slots; only the histogram
+pages of the chips seen are mapped (at once, when a chip is first seen: see
+``memory``), so memory follows the chips the file actually has.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from exporter.metrics.chips import grow_axis
-from exporter.metrics.memory import zeros
+from exporter.metrics.memory import populate, zeros
 from exporter.metrics.packed import PACKED_ROWS, unpack
 from exporter.packets import DATA
 
@@ -71,6 +71,8 @@ class ChannelCounts:
         #: packed datawords not yet in ``adc_sum`` and ``adc_squares``, and their rows
         self.pending_sums = np.zeros(n * CHANNELS_PER_CHIP, np.uint64)
         self._pending_rows = 0
+        self._mapped_slots = 0
+        self._map_bins(slots)
 
     _SAVED = ("count", "adc_sum", "adc_squares", "parity_errors", "fifo_half", "fifo_full",
               "frozen_window")
@@ -81,12 +83,25 @@ class ChannelCounts:
         return len(self.count) // CHANNELS_PER_CHIP
 
     def grow(self, slots: int) -> None:
-        if slots <= self.slots:
+        """Make room for chip slots ``0 .. slots-1``, the chips seen so far."""
+        if slots > self.slots:
+            n = _capacity(slots) * CHANNELS_PER_CHIP
+            self.bins = grow_axis(self.bins, 1, n)  # the copy maps the old slots' pages
+            for name in self._PER_CHANNEL:
+                setattr(self, name, grow_axis(getattr(self, name), 0, n))
+        self._map_bins(slots)
+
+    def _map_bins(self, slots: int) -> None:
+        """Map the bins of chips new since the last call all at once. A page holds one
+        dataword's bins of 32 chips, so nearly every page of the chips seen is touched soon
+        (all of them at 2x2 scale); a lone chip costs at most a page a dataword."""
+        if slots <= self._mapped_slots:
             return
-        n = _capacity(slots) * CHANNELS_PER_CHIP
-        self.bins = grow_axis(self.bins, 1, n)
-        for name in self._PER_CHANNEL:
-            setattr(self, name, grow_axis(getattr(self, name), 0, n))
+        row_bytes = self.bins.strides[0]
+        row_start = np.arange(ADC_BINS)[:, None] * row_bytes
+        chips = np.array([self._mapped_slots, slots]) * CHANNELS_PER_CHIP * self.bins.itemsize
+        populate(self.bins, row_start + chips)
+        self._mapped_slots = slots
 
     def add(self, channel: np.ndarray, key: np.ndarray) -> np.ndarray:
         """Count a chunk's rows: flat channel index and ``bins`` key (``channel + dataword *
@@ -131,11 +146,10 @@ class ChannelCounts:
         self._pending_rows += len(channel)
 
     def _unpack_sums(self) -> None:
-        touched = np.flatnonzero(self.pending_sums)
-        total, squares = unpack(self.pending_sums[touched])
-        self.adc_sum[touched] += total
-        self.adc_squares[touched] += squares
-        self.pending_sums[touched] = 0
+        total, squares = unpack(self.pending_sums)  # dense: most channels have rows
+        self.adc_sum += total
+        self.adc_squares += squares
+        self.pending_sums.fill(0)
         self._pending_rows = 0
 
     def rows(self, channels: np.ndarray) -> np.ndarray:

@@ -119,8 +119,12 @@ class Tally:
         self.folded += self.recent
         self.recent[...] = 0
 
-    def total(self) -> np.ndarray:
-        return self.folded + self.recent
+    def total(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Counts so far; of some indices of the first axis only, if given (a few rows of a
+        large tally cost a few pages, not the whole array)."""
+        if rows is None:
+            return self.folded + self.recent
+        return self.folded[rows] + self.recent[rows]
 
     def checkpoint(self) -> State:
         return sparse(self.total())

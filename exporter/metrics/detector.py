@@ -294,13 +294,18 @@ class DetectorMetrics(PublishedSnapshots):
 
     def _take_snapshot(self) -> DetectorSnapshot:
         chips = self._chips
-        adc_delay = self._adc_delay.total()[:N_GROUPS]
+        groups = np.unique(chips.group[1:])  # io_groups with chips: the others have no data
+        seen = self._adc_delay.total(groups)
+        adc = np.zeros((N_GROUPS, ADC_VALUES), np.int64)
+        adc[groups] = seen.sum(axis=1)
+        delay = np.zeros((N_GROUPS, DELAY_BUCKETS), np.int64)
+        delay[groups] = seen[:, :DELAY_BUCKETS].sum(axis=2)
         packets, window = self._window.view(chips.group)
         return DetectorSnapshot(
             chip_group=chips.group, chip_channel=chips.channel, chip_id=chips.chip,
             packets=packets, parity_errors=self._parity.copy(),
             fifo=self._fifo.copy(),
-            adc=adc_delay.sum(axis=1), delay=adc_delay[:, :DELAY_BUCKETS].sum(axis=2),
+            adc=adc, delay=delay,
             delay_sum=self._delay_sum.copy(),
             sync=self._sync.copy(), trigger=self._trigger.copy(),
             sync_offset=self._sync_offset.copy(), has_sync_offset=self._has_sync_offset.copy(),
