@@ -70,7 +70,13 @@ CHANNELS_PER_TILE = 4
 
 #: Word of a packed row (4 bytes) holding each field the hot paths read.
 _ROW_WORDS = PACKET_DTYPE.itemsize // 4
-_IDS, _FLAGS, _STAMP_LOW, _STAMP_HIGH, _WORD, _RECEIPT = 0, 1, 2, 3, 4, 8
+_IDS, _FLAGS, STAMP_LOW, STAMP_HIGH, _WORD, _RECEIPT = 0, 1, 2, 3, 4, 8
+
+
+def row_words(packets: np.ndarray) -> np.ndarray:
+    """Packed rows as (row, word) uint32: each field the hot paths read is a column
+    (``STAMP_LOW`` ...), or a byte of one."""
+    return np.ascontiguousarray(packets).view(np.uint32).reshape(len(packets), _ROW_WORDS)
 
 
 def _check_words() -> None:
@@ -159,7 +165,7 @@ class WordsBuilder:
     def add(self, start: int, packets: np.ndarray) -> None:
         """Rows ``start .. start + len(packets)`` of the chunk."""
         n = len(packets)
-        words = np.ascontiguousarray(packets).view(np.uint32).reshape(n, _ROW_WORDS)
+        words = row_words(packets)
         ids, flags, word, adc_delay = (row[start:start + n] for row in self._out[:4])
         for out, column in ((ids, _IDS), (flags, _FLAGS), (word, _WORD)):
             np.copyto(out, words[:, column])
@@ -180,7 +186,7 @@ class WordsBuilder:
         """``receipt_timestamp mod 2**31 - timestamp`` of the step: int32 while every
         timestamp is below 2**31, so that it cannot wrap, else int64 from then on."""
         n = len(words)
-        low, high = words[:, _STAMP_LOW], words[:, _STAMP_HIGH]
+        low, high = words[:, STAMP_LOW], words[:, STAMP_HIGH]
         receipt = words[:, _RECEIPT] & np.uint32(_RECEIPT_MASK)
         if self._wide is None and (high.any() or low.max(initial=0) > _RECEIPT_MASK):
             self._wide = self._empty(self._out.shape[1], np.int64)

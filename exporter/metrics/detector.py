@@ -14,6 +14,7 @@ sets only appear at scrape time. Per-chip detail is kept under compact
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -151,20 +152,14 @@ class DetectorMetrics(PublishedSnapshots):
             return
         with self._lock:
             self._tables = {}
-            other = rows.other
             slot = self._chips.lookup(rows.ids)  # chips counted before: their slots exist
             self._grow(self._chips.capacity)
             channels = self.channels.counts(source)
-            bounds = np.searchsorted(other, np.arange(0, n + BLOCK_ROWS, BLOCK_ROWS))
             channel, histogram_key = np.empty(n, np.intp), np.empty(n, np.intp)
-            for start in range(0, n, BLOCK_ROWS):
-                of_block = slice(start, min(start + BLOCK_ROWS, n))
-                block = rows.block(of_block)
-                block_other = other[bounds[start // BLOCK_ROWS]:bounds[start // BLOCK_ROWS + 1]]
-                block_other = block_other - start
-                block.channels_into(slot[of_block], block_other, channel[of_block],
-                                    histogram_key[of_block], len(channels.count))
-                channels.add_sums(channel[of_block], packed_datawords(block.word, block_other))
+            for of_block, of_other, block in _blocks(rows):
+                self._count_channel_rows(channels, block, slot[of_block],
+                                         rows.other[of_other] - of_block.start,
+                                         channel[of_block], histogram_key[of_block])
             channels.add(channel, histogram_key)
             channels.add_rare(*rows.flagged(slot))
 
@@ -189,29 +184,24 @@ class DetectorMetrics(PublishedSnapshots):
                                 ).astype(np.uint32)
         ring = ring.astype(np.intp)  # keys are intp: np.add.at would convert any other
         outside = ring == self._window.outside
-        bounds = np.searchsorted(other, np.arange(0, n + BLOCK_ROWS, BLOCK_ROWS))
         channel = self._scratch.take("channel", n, np.intp)
         histogram_key = self._scratch.take("histogram_key", n, np.intp)
-        for start in range(0, n, BLOCK_ROWS):
-            rows_of_block = slice(start, min(start + BLOCK_ROWS, n))
-            in_block = slice(bounds[start // BLOCK_ROWS], bounds[start // BLOCK_ROWS + 1])
-            block = rows.block(rows_of_block)
-            block_other = other[in_block] - start
-            block_slot = slot[rows_of_block]
-            block.channels_into(block_slot, block_other, channel[rows_of_block],
-                                histogram_key[rows_of_block], len(channels.count))
-            adc = packed_datawords(block.word, block_other)
-            channels.add_sums(channel[rows_of_block], adc)
-            segments, seg_starts, seg_lengths = seg.within(start, rows_of_block.stop)
+        for of_block, of_other, block in _blocks(rows):
+            start = of_block.start
+            block_other = other[of_other] - start
+            block_slot = slot[of_block]
+            adc = self._count_channel_rows(channels, block, block_slot, block_other,
+                                           channel[of_block], histogram_key[of_block])
+            segments, seg_starts, seg_lengths = seg.within(start, of_block.stop)
             if outside[segments].all():  # a backlog: only the totals count these rows
-                self._window.count_other_outside(block_slot[block_other], other_kind[in_block])
+                self._window.count_other_outside(block_slot[block_other], other_kind[of_other])
             else:
                 chip_key = np.repeat(ring[segments], seg_lengths)  # (ring slot, chip slot)
                 chip_key *= self._chips.capacity
                 chip_key += block_slot
                 self._count_slots(block, chip_key * self._window.columns,
                                   np.repeat(channel_mask[segments], seg_lengths),
-                                  block_other, other_kind[in_block])
+                                  block_other, other_kind[of_other])
                 self._window.add_adc(chip_key, adc, ring[segments])
             self._count_adc_and_delay(block, seg.group[segments], seg_starts)
         self._window.count_data(channels.add(channel, histogram_key))
@@ -234,6 +224,17 @@ class DetectorMetrics(PublishedSnapshots):
             self._fifo = grow_axis(self._fifo, 0, capacity)
             self._window.grow(capacity)
             self._detail.grow(capacity)
+
+    @staticmethod
+    def _count_channel_rows(channels: ChannelCounts, block: Block, slot: np.ndarray,
+                            other: np.ndarray, channel: np.ndarray, key: np.ndarray
+                            ) -> np.ndarray:
+        """A block's flat channels and histogram keys into ``channel`` and ``key`` (counted
+        with the chunk's), its ADC sums into ``channels``; returns its packed datawords."""
+        block.channels_into(slot, other, channel, key, len(channels.count))
+        adc = packed_datawords(block.word, other)
+        channels.add_sums(channel, adc)
+        return adc
 
     def _count_slots(self, block: Block, key: np.ndarray, channel_mask: np.ndarray,
                      other: np.ndarray, other_kind: np.ndarray) -> None:
@@ -314,3 +315,13 @@ class DetectorMetrics(PublishedSnapshots):
             clock_source=self._detail.clock_source.copy(),
             has_clock_source=self._detail.has_clock_source.copy(),
         )
+
+
+def _blocks(rows: Rows) -> Iterator[tuple[slice, slice, Block]]:
+    """The chunk in blocks of ``BLOCK_ROWS``: its rows, the slice of ``rows.other`` among
+    them, and their words."""
+    n = len(rows.ids)
+    bounds = np.searchsorted(rows.other, np.arange(0, n + BLOCK_ROWS, BLOCK_ROWS))
+    for i, start in enumerate(range(0, n, BLOCK_ROWS)):
+        of_block = slice(start, min(start + BLOCK_ROWS, n))
+        yield of_block, slice(bounds[i], bounds[i + 1]), rows.block(of_block)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from exporter.metrics.window import CHANNELS_PER_CHIP
-from exporter.packets import PACKET_DTYPE, Chunk, PacketWords
-
-_ROW_WORDS = PACKET_DTYPE.itemsize // 4
+from exporter.packets import PACKET_DTYPE, STAMP_HIGH, STAMP_LOW, Chunk, PacketWords, row_words
 
 
 class Rows:
@@ -31,8 +29,8 @@ class Rows:
         self.packet_type = ids[:, 3]
         self._bytes = packets.view(np.uint8).reshape(n, PACKET_DTYPE.itemsize)
         self.trigger_type = self._bytes[:, 17]
-        words = packets.view(np.uint32).reshape(n, _ROW_WORDS)
-        self._stamp_low, self._stamp_high = words[:, 2], words[:, 3]
+        words = row_words(packets)
+        self._stamp_low, self._stamp_high = words[:, STAMP_LOW], words[:, STAMP_HIGH]
 
     def timestamp(self, rows: np.ndarray) -> np.ndarray:
         """Full 64-bit ``timestamp`` of some rows."""
