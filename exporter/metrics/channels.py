@@ -141,9 +141,12 @@ def _status(chip_key: np.ndarray, count: np.ndarray, rate: np.ndarray,
         starts = np.flatnonzero(np.r_[True, chip_key[1:] != chip_key[:-1]])
         sizes = np.diff(np.r_[starts, len(count)])
         chip = np.repeat(np.arange(len(starts)), sizes)
-        by_count = np.lexsort((count, chip))          # counts sorted within each chip
-        sorted_count = count[by_count].astype(np.float64)
-        median = 0.5 * (sorted_count[starts + (sizes - 1) // 2] + sorted_count[starts + sizes // 2])
+        # a chip's counts in a row of its own (at most 64), sorted there
+        by_chip = np.full((len(starts), CHANNELS_PER_CHIP), np.inf)
+        by_chip[chip, np.arange(len(count)) - starts[chip]] = count
+        by_chip.sort(axis=1)
+        chips = np.arange(len(starts))
+        median = 0.5 * (by_chip[chips, (sizes - 1) // 2] + by_chip[chips, sizes // 2])
         chip_median = median[chip]
         quiet = (chip_median >= QUIET_MIN_CHIP_MEDIAN) & (count < QUIET_FRACTION * chip_median)
         status[quiet] = "quiet"
