@@ -190,7 +190,7 @@ def _read_file(path: Path, detector: DetectorMetrics, health: MonitorHealth,
     size = path.stat().st_size if path.is_file() else 0
     with tqdm(total=size, unit="B", unit_scale=True, desc=path.name, leave=False,
               file=sys.stderr, disable=not _progress_wanted(sys.stderr, size)) as progress:
-        for chunk in FileReader(path).read_new():
+        for chunk in FileReader(path, at_rest=True).read_new():
             detector.update(chunk, str(path))
             health.count_rows(chunk.format, chunk.rows, chunk.nbytes)
             if chunk.malformed:

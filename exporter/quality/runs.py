@@ -85,7 +85,7 @@ class RunReader:
         path = Path(path)
         if not path.exists():
             raise InputError(str(path), "vanished", "no such file")
-        for chunk in FileReader(path).read_new():
+        for chunk in FileReader(path, at_rest=True).read_new():
             self.detector.update(chunk, str(path))
         self.add(path)
 

@@ -49,8 +49,10 @@ _INITIAL_PACKETS_PER_MESSAGE = 256
 #: Raw messages per h5py read: bounds a chunk's overshoot when message sizes jump.
 _MAX_MESSAGES_PER_READ = 4096
 
-#: A raw file unchanged this long has every header written that it will get.
-HEADERS_SETTLE_SECONDS = 2.0
+#: A file unchanged this long is not being written: a raw file has every header written
+#: that it will get, and a chunk that will not read is damage, not a writer's work in
+#: progress (an HDF5 writer's chunks can point past the end it has flushed so far).
+SETTLE_SECONDS = 2.0
 
 #: Largest block read when looking backwards for the last filled row.
 _MAX_TAIL_BLOCK = 1 << 16
@@ -69,6 +71,8 @@ class _Batch:
     layout: Layout
     #: Whether filled rows are left after this batch (worth reading ahead).
     more: bool
+    #: Whether the file had not changed for ``SETTLE_SECONDS`` when it was opened.
+    settled: bool
     created: float | None = None
     #: Rows of the batch that could not be read (skipped, said once).
     damage: list[Damage] = field(default_factory=list)
@@ -85,11 +89,17 @@ class FileReader:
     (``Chunk.words``), a step of rows at a time right after reading it, into
     arrays reused once no one holds them (``buffers``). At most two chunks are
     in memory besides those a consumer keeps.
+
+    Rows that will not read are skipped as damage once two reads find them so
+    at the same place in a file that has settled (``SETTLE_SECONDS``), or at
+    once with ``at_rest``: a finished file (once mode, a reference run).
     """
 
     def __init__(self, path: str | os.PathLike, cursor: Cursor | None = None,
-                 chunk_rows: int = 1 << 20, read_ahead: bool = True) -> None:
+                 chunk_rows: int = 1 << 20, read_ahead: bool = True,
+                 at_rest: bool = False) -> None:
         self.path = str(path)
+        self.at_rest = at_rest
         self.cursor = cursor if cursor is not None else Cursor(self.path, 0, 0, 0, None)
         self.chunk_rows = max(1, int(chunk_rows))
         self.read_ahead = read_ahead
@@ -149,13 +159,15 @@ class FileReader:
         """The chunk from row ``start`` of the file last seen as ``inode`` holding
         ``known_format``, made at ``created``, retrying a file caught mid-write before
         giving up. Unreadable chunks are skipped only once a second read finds them
-        unreadable at the same place: a chunk a writer is rewriting is not damage."""
+        unreadable at the same place, in a file at rest: a chunk a writer is still
+        writing is not damage (the service reads the file again next round)."""
         before = signature(self.path)
         seen: list | None = None
         for delay in (*RETRY_DELAYS, None):
             try:
                 batch = self._fetch(start, inode, known_format, created)
-                if not batch.damage or batch.damage == seen:
+                if not batch.damage or (batch.damage == seen
+                                        and (batch.settled or self.at_rest)):
                     return batch
                 seen = batch.damage
                 failure = TransientReadError(self.path, "busy", "; ".join(
@@ -194,17 +206,17 @@ class FileReader:
             if reset:
                 start = 0
             damage: list[Damage] = []
+            settled = time.time() - opened.st_mtime > SETTLE_SECONDS
             if packets:
                 rows, data, words, more = self._fetch_packets(datasets[0], layout, start,
                                                               damage)
                 io_groups = None
             else:
-                settled = time.time() - opened.st_mtime > HEADERS_SETTLE_SECONDS
                 rows, data, io_groups, more = self._fetch_messages(*datasets, start, available,
                                                                    settled, damage)
                 words = None
-        batch = _Batch(start, rows, reset, opened.st_ino, opened.st_size, layout, more, made,
-                       damage)
+        batch = _Batch(start, rows, reset, opened.st_ino, opened.st_size, layout, more,
+                       settled, made, damage)
         if rows:
             batch.chunk = self._chunk(layout, data, io_groups, damage, start, words)
         return batch
@@ -322,7 +334,7 @@ def _headers_written_end(headers: h5py.Dataset, start: int, end: int, settled: b
     """to_rawfile writes ``msgs`` before ``msg_headers``: trailing zero headers are not
     written yet, so their messages wait, from row 0 on. Zero headers are final in a file
     whose earlier headers were zero too, or once the file has not changed for
-    ``HEADERS_SETTLE_SECONDS`` (a writer fills the headers milliseconds after the messages)."""
+    ``SETTLE_SECONDS`` (a writer fills the headers milliseconds after the messages)."""
     header_end = _filled_end(headers, start, end, _zero_rows)
     if header_end > start:
         return header_end

@@ -19,14 +19,21 @@ from support.damage import CHUNK, corrupt_chunk, gzip_packet_file, larpix_packet
 from support.damage import raw_file as larpix_raw_file
 from support.larpix import convert_messages
 
+from exporter.errors import TransientReadError
 from exporter.packets import PACKET_DTYPE
 from exporter.source import reader as reader_module
 from exporter.source.cursor import Cursor
-from exporter.source.reader import HEADERS_SETTLE_SECONDS, FileReader
+from exporter.source.reader import SETTLE_SECONDS, FileReader
 
 
 def drain(reader: FileReader) -> list:
     return list(reader.read_new())
+
+
+def at_rest(path) -> None:
+    """As a file the writer finished with a while ago (unchanged for ``SETTLE_SECONDS``)."""
+    settled = time.time() - SETTLE_SECONDS - 1
+    os.utime(path, (settled, settled))
 
 
 def packets_of(chunks: list) -> np.ndarray:
@@ -48,6 +55,7 @@ def test_raw_file_with_a_corrupt_msgs_chunk(tmp_path, chunk_rows, read_ahead):
     msgs, groups = larpix_raw_file(path, 4 * CHUNK, seed=1)
     bad = corrupt_chunk(path, "msgs", 1)
     assert bad == range(1024, 2048)
+    at_rest(path)
     reader = FileReader(path, chunk_rows=chunk_rows, read_ahead=read_ahead)
     chunks = drain(reader)
     expected = convert_messages(keep(msgs, bad), keep(groups, bad), tmp_path)[0]
@@ -65,6 +73,7 @@ def test_raw_file_with_a_corrupt_header_chunk(tmp_path):
     msgs, groups = larpix_raw_file(path, 3 * CHUNK + 300, seed=2)
     bad = corrupt_chunk(path, "msg_headers", 3)  # the last one, partly filled
     assert bad == range(3 * CHUNK, 3 * CHUNK + 300)
+    at_rest(path)
     chunks = drain(FileReader(path))
     expected = convert_messages(keep(msgs, bad), keep(groups, bad), tmp_path)[0]
     np.testing.assert_array_equal(packets_of(chunks), expected)
@@ -81,6 +90,7 @@ def test_packet_file_with_corrupt_chunks(tmp_path, chunk_rows):
     first, last = corrupt_chunk(path, "packets", 1), corrupt_chunk(path, "packets", 5)
     good = np.ones(len(rows), bool)
     good[first.start:first.stop] = good[last.start:last.stop] = False
+    at_rest(path)
     reader = FileReader(path, chunk_rows=chunk_rows)
     chunks = drain(reader)
     np.testing.assert_array_equal(packets_of(chunks), rows[good])
@@ -99,6 +109,7 @@ def test_bad_chunks_across_a_step_of_the_read_are_said_once(tmp_path, monkeypatc
     gzip_packet_file(path, rows)
     first, second = corrupt_chunk(path, "packets", 1), corrupt_chunk(path, "packets", 2)
     assert (first.start, second.stop) == (CHUNK, 3 * CHUNK)  # either side of row 2048
+    at_rest(path)
     reader = FileReader(path, Cursor(str(path), 0, 0, start, None))
     chunks = drain(reader)
     np.testing.assert_array_equal(packets_of(chunks),
@@ -114,6 +125,7 @@ def test_rows_after_a_bad_chunk_are_read_as_they_come(tmp_path):
     path = tmp_path / "run.h5"
     gzip_packet_file(path, rows[:2 * CHUNK])
     bad = corrupt_chunk(path, "packets", 0)
+    at_rest(path)
     reader = FileReader(path)
     chunks = drain(reader)
     with h5py.File(path, "a") as f:
@@ -134,10 +146,38 @@ def test_headers_missing_for_good_wait_and_are_not_errors(tmp_path):
     with h5py.File(path, "a", libver="latest") as f:
         f["msgs"].resize((540,))
         f["msgs"][500:] = [np.frombuffer(m, np.uint8) for m in extra]
-    settled = time.time() - HEADERS_SETTLE_SECONDS - 1
-    os.utime(path, (settled, settled))
+    at_rest(path)
     reader = FileReader(path)
     chunks = drain(reader)
     np.testing.assert_array_equal(packets_of(chunks), convert_messages(msgs, groups, tmp_path)[0])
     assert reader.cursor.rows == 500 and errors_of(chunks) == []
     assert drain(reader) == []
+
+
+@pytest.mark.parametrize("fmt", ["packet", "raw"])
+def test_unreadable_rows_of_a_file_still_changing_are_not_skipped(tmp_path, fmt):
+    """Rows that will not read in a file changed moments ago may be a writer's unflushed
+    work: nothing is skipped or consumed (the service reads again next round) until the
+    file has rested; then the damage is skipped once. A finished file (``at_rest``, once
+    mode) skips it at once."""
+    path = tmp_path / "run.h5"
+    if fmt == "raw":
+        msgs, groups = larpix_raw_file(path, 3 * CHUNK, seed=7)
+        bad = corrupt_chunk(path, "msgs", 1)
+        expected = convert_messages(keep(msgs, bad), keep(groups, bad), tmp_path)[0]
+    else:
+        rows = packet_file(tmp_path / "plain.h5", larpix_packets(3 * CHUNK, seed=7))
+        gzip_packet_file(path, rows)
+        bad = corrupt_chunk(path, "packets", 1)
+        expected = rows[np.r_[0:bad.start, bad.stop:len(rows)]]
+    reader = FileReader(path)
+    with pytest.raises(TransientReadError) as caught:
+        drain(reader)
+    assert caught.value.reason == "busy" and reader.cursor.rows == 0
+    finished = drain(FileReader(path, at_rest=True))
+    at_rest(path)
+    for chunks in (finished, drain(reader)):
+        np.testing.assert_array_equal(packets_of(chunks), expected)
+        assert [text.split(": ", 1)[1].split(" (")[0] for _, text in errors_of(chunks)] == [
+            f"rows 1024-2047 of '{'msgs' if fmt == 'raw' else 'packets'}' unreadable"]
+    assert reader.cursor.rows == 3 * CHUNK and drain(reader) == []

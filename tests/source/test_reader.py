@@ -23,7 +23,7 @@ from support.larpix import convert_messages
 
 from exporter.errors import InputError
 from exporter.packets import PACKET_DTYPE
-from exporter.source.reader import HEADERS_SETTLE_SECONDS, FileReader
+from exporter.source.reader import SETTLE_SECONDS, FileReader
 
 
 def random_rows(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -389,14 +389,14 @@ def test_raw_headers_written_after_messages_at_row_0_wait(tmp_path):
 
 def test_raw_file_without_headers_is_read_once_settled(tmp_path):
     """Files written without msg_headers carry io_group 0 throughout: once the file has not
-    changed for HEADERS_SETTLE_SECONDS its zero headers are final and nothing waits."""
+    changed for SETTLE_SECONDS its zero headers are final and nothing waits."""
     rng = np.random.default_rng(15)
     path = tmp_path / "raw.h5"
     msgs = [data_message(random_words(rng, 3)) for _ in range(5)]
     rawhdf5format.to_rawfile(str(path), msgs=msgs, msg_headers={"io_groups": [0] * 5})
     reader = FileReader(path)
     assert drain(reader) == []  # just written: its headers may still come
-    settled = time.time() - HEADERS_SETTLE_SECONDS - 1
+    settled = time.time() - SETTLE_SECONDS - 1
     os.utime(path, (settled, settled))
     np.testing.assert_array_equal(packets_of(drain(reader)),
                                   convert_messages(msgs, [0] * 5, tmp_path)[0])
