@@ -53,12 +53,6 @@ def test_populate_maps_the_pages_of_its_ranges_and_no_other():
     assert not array.any()
 
 
-def test_populate_leaves_other_arrays_alone():
-    array = np.zeros(3 * PAGE, np.uint8)
-    populate(array, np.array([(0, PAGE)]))  # not a mapping of ``zeros``: nothing to do
-    assert not array.any()
-
-
 def test_scratch_arrays_are_resident_and_reused():
     scratch = Scratch()
     first = scratch.take("key", 10 * PAGE // 8, np.intp)

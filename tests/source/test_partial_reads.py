@@ -9,13 +9,17 @@ rows it wrote.
 
 from __future__ import annotations
 
-import os
-import time
-
 import h5py
 import numpy as np
 import pytest
-from support.damage import CHUNK, corrupt_chunk, gzip_packet_file, larpix_packets, packet_file
+from support.damage import (
+    CHUNK,
+    at_rest,
+    corrupt_chunk,
+    gzip_packet_file,
+    larpix_packets,
+    packet_file,
+)
 from support.damage import raw_file as larpix_raw_file
 from support.larpix import convert_messages
 
@@ -23,17 +27,11 @@ from exporter.errors import TransientReadError
 from exporter.packets import PACKET_DTYPE
 from exporter.source import reader as reader_module
 from exporter.source.cursor import Cursor
-from exporter.source.reader import SETTLE_SECONDS, FileReader
+from exporter.source.reader import FileReader
 
 
 def drain(reader: FileReader) -> list:
     return list(reader.read_new())
-
-
-def at_rest(path) -> None:
-    """As a file the writer finished with a while ago (unchanged for ``SETTLE_SECONDS``)."""
-    settled = time.time() - SETTLE_SECONDS - 1
-    os.utime(path, (settled, settled))
 
 
 def packets_of(chunks: list) -> np.ndarray:

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,11 +18,12 @@ import numpy as np
 import pytest
 from larpix import Packet_v2, SyncPacket, TriggerPacket
 from larpix.format import hdf5format, pacman_msg_format, rawhdf5format
+from support.damage import at_rest
 from support.larpix import convert_messages
 
 from exporter.errors import InputError
 from exporter.packets import PACKET_DTYPE
-from exporter.source.reader import SETTLE_SECONDS, FileReader
+from exporter.source.reader import FileReader
 
 
 def random_rows(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -396,8 +396,7 @@ def test_raw_file_without_headers_is_read_once_settled(tmp_path):
     rawhdf5format.to_rawfile(str(path), msgs=msgs, msg_headers={"io_groups": [0] * 5})
     reader = FileReader(path)
     assert drain(reader) == []  # just written: its headers may still come
-    settled = time.time() - SETTLE_SECONDS - 1
-    os.utime(path, (settled, settled))
+    at_rest(path)
     np.testing.assert_array_equal(packets_of(drain(reader)),
                                   convert_messages(msgs, [0] * 5, tmp_path)[0])
 

@@ -1,8 +1,11 @@
 """Files as larpix-control writes them, then damaged or rewritten the ways disks and operators
-do it: one stored chunk with corrupt bytes, a file rewritten in place, an inode reused."""
+do it: one stored chunk with corrupt bytes, a file rewritten in place, an inode reused; and
+files left alone long enough to count as finished."""
 
 from __future__ import annotations
 
+import os
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -11,7 +14,15 @@ import numpy as np
 from larpix import TimestampPacket
 from larpix.format import hdf5format, pacman_msg_format, rawhdf5format
 
+from exporter.source.reader import SETTLE_SECONDS
 from support.larpix import random_packet
+
+
+def at_rest(path: Path) -> None:
+    """As a file the writer finished with a while ago (unchanged for ``SETTLE_SECONDS``)."""
+    settled = time.time() - SETTLE_SECONDS - 1
+    os.utime(path, (settled, settled))
+
 
 #: Rows per stored chunk of the datasets made here (larpix-control's raw files get 1024 too).
 CHUNK = 1024
