@@ -163,19 +163,15 @@ class FileReader:
         writing is not damage (the service reads the file again next round)."""
         before = signature(self.path)
         seen: list | None = None
-        reads = 0
         for delay in (*RETRY_DELAYS, None):
-            reads += 1
             try:
                 batch = self._fetch(start, inode, known_format, created)
                 if not batch.damage or (batch.damage == seen
                                         and (batch.settled or self.at_rest)):
                     return batch
+                seen = batch.damage
                 failure = TransientReadError(self.path, "busy", "; ".join(
                     d.text for d in batch.damage))
-                if batch.damage == seen:  # confirmed, but the file has not rested yet
-                    break
-                seen = batch.damage
             except InputError as error:
                 failure = error
             except (OSError, RuntimeError, KeyError, ValueError, TypeError) as error:
@@ -187,7 +183,7 @@ class FileReader:
         if isinstance(failure, TransientReadError) or signature(self.path) != before:
             raise TransientReadError(
                 self.path, "busy",
-                f"file is being written; {reads} reads failed ({failure.detail})")
+                f"file is being written; {len(RETRY_DELAYS) + 1} reads failed ({failure.detail})")
         raise failure
 
     def _fetch(self, start: int, inode: int, known_format: str | None,
