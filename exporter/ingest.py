@@ -183,11 +183,24 @@ class Ingest:
             self._announced = counted
             self.on_counted()
         # after this round's counts are out; a stop waits for no replay
+        self._grant_tables()
         self.replays.step(list(self._files.values()), self._stop.is_set)
         if self.plots is not None:
             self.plots.render_due(self._files.values(), now)
             self.plots.close_idle_figures(now)
         self._retire_idle(now)
+
+    def _grant_tables(self) -> None:
+        """Free per-channel tables go to the files being read that wait for one, the most
+        recently changed first (``metrics.channels``)."""
+        waiting = self.detector.channels.waiting
+        if not waiting:
+            return
+        for watched in sorted(self._files.values(), key=lambda w: -w.changed_at):
+            if (str(watched.path) in waiting and watched.reader is not None
+                    and watched.replay is None and not watched.retired
+                    and self.detector.grant_table(str(watched.path))):
+                self.replays.refill(watched)
 
     def _retire_idle(self, now: float) -> None:
         """Files untouched for ``flush_interval`` (finished runs) keep only their reader's
@@ -276,7 +289,8 @@ class Ingest:
                 self.detector.update(chunk, source)
                 if watched.resumed is not None:
                     self.replays.begin(watched)  # new rows: its table and plots are in use
-                if self.renderer is not None and watched.replay is None:
+                if self.renderer is not None and (watched.replay is None
+                                                  or not watched.replay.feeds_plots):
                     self.renderer.add_packets(watched.path, chunk.packets)
                 self.health.count_rows(chunk.format, chunk.rows, chunk.nbytes)
                 if chunk.malformed:

@@ -13,6 +13,9 @@ again from row 0 with a reader of its own:
   reach the renderer only once the replay has caught up with it. Until then the
   file's figures are held (fed, never drawn): a figure never shows part of a file.
 
+A file that waited for a per-channel table (``metrics.channels``) has its rows so far
+read again the same way once it gets one, for the table only (``Replays.refill``).
+
 Bounded: at most ``REPLAY_ROWS`` packets a file a round, after the round's live rows are
 published, and the next share waits until the renderer has taken the last one (the
 ingest thread never waits for plots). Only files whose table and plots are used again
@@ -58,6 +61,11 @@ class Replay:
     def position(self) -> int:
         return self.reader.cursor.rows
 
+    @property
+    def feeds_plots(self) -> bool:
+        """Whether the live rows reach the renderer through this replay (not directly)."""
+        return self.renderer is not None
+
     def ready(self) -> bool:
         """Whether the renderer has taken the last share (a step would do something)."""
         return self._fed is None or self._fed.done()
@@ -75,7 +83,7 @@ class Replay:
                 start = self.position - chunk.rows  # the cursor covers the chunk handed out
                 if self.reader.resets or self.position > self._limit(start, end):
                     log.warning("%s: changed while being replayed; its table and plots cover "
-                                "only the rows read since the restart", self.path)
+                                "only the rows read live", self.path)
                     return True
                 if start < self.counted:
                     detector.count_channels(chunk, str(self.path))
@@ -88,8 +96,8 @@ class Replay:
         except TransientReadError:
             return False  # caught mid-write: the next round tries again
         except InputError as err:
-            log.warning("%s; replay stopped, the table and plots cover the rows read since "
-                        "the restart", err)
+            log.warning("%s; replay stopped, the table and plots cover the rows read live",
+                        err)
             return True
         if self.position < end:
             if self.renderer is not None and share:
@@ -126,6 +134,17 @@ class Replays:
         log.info("%s: replaying rows 0-%d for its channel table%s", watched.path, counted,
                  "" if self.renderer is None else " and plots")
 
+    def refill(self, watched: Watched) -> None:
+        """Count a file's rows so far into the per-channel table it was just given (it waited
+        for one); its plots have them already."""
+        assert watched.reader is not None
+        counted = watched.reader.cursor.rows
+        if not counted:
+            return
+        watched.replay = Replay(watched, counted, None)
+        log.info("%s: a per-channel table is free; counting rows 0-%d into it", watched.path,
+                 counted)
+
     def step(self, files: Iterable[Watched], stopping: Callable[[], bool]) -> None:
         for watched in files:
             if stopping():
@@ -134,8 +153,9 @@ class Replays:
                 continue
             if watched.replay.step(self.detector, watched.reader.cursor.rows):
                 log.info("%s: replay done (%d rows)", watched.path, watched.replay.position)
+                if watched.replay.feeds_plots:
+                    watched.dirty = True  # the figures of the whole file, at the next render
                 self.end(watched)
-                watched.dirty = True  # the figures of the whole file, at the next render
 
     def end(self, watched: Watched) -> None:
         """Stop replaying (done, or the file is gone or read again from its start)."""

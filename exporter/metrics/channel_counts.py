@@ -231,3 +231,22 @@ class ChannelCounts:
             self.spill = {b: n for b, n in self.spill.items() if b // ADC_BINS not in loaded}
         for row, b in np.argwhere(total >= _SPILL_AT).tolist():
             self.spill[int(channel[row]) * ADC_BINS + b] = int(total[row, b] - low[row, b])
+
+
+class UncountedChannels:
+    """Stands in for the counts of a file waiting for a table (``ChannelTables``): its rows
+    are counted per channel for the detector's totals, and kept nowhere."""
+
+    def __init__(self, slots: int) -> None:
+        # only its length is read: the stride of the histogram keys
+        self.count = np.broadcast_to(np.int64(0), (_capacity(slots) * CHANNELS_PER_CHIP,))
+
+    def add(self, channel: np.ndarray, key: np.ndarray) -> np.ndarray:
+        """Rows added per flat channel, as ``ChannelCounts.add`` returns them."""
+        return np.bincount(channel, minlength=len(self.count))
+
+    def add_sums(self, channel: np.ndarray, packed: np.ndarray) -> None:
+        """Nothing to keep."""
+
+    def add_rare(self, *rows: np.ndarray) -> None:
+        """Nothing to keep."""

@@ -2,8 +2,17 @@
 
 Per-pixel detail is never a Prometheus series (~400 k channels at 2x2 scale);
 it lives here, one table per data file (a run). ``ChannelTables`` keeps the
-counts of the ``max_files`` files that received data last (see
-``ChannelCounts``); ``ChannelTable`` is the snapshot of one of them.
+counts (see ``ChannelCounts``) of at most ``max_files`` files; ``ChannelTable``
+is the snapshot of one of them.
+
+A table always covers its file from row 0. A file that needs a table while
+every table belongs to a file still receiving rows *waits* (its rows count
+everywhere but in a table) instead of taking one: taking it would leave the
+other file's table without the rows counted so far. The table of a file
+read to its end (``finish``), or without rows for ``IDLE_SECONDS``, goes to
+the next file that needs one: a new file, or a waiting one that receives
+rows, whose rows so far are then read again into it (``grant``,
+``exporter.replay``); the file that gave it up waits from then on.
 
 ``rate_hz`` is the channel's rate over the detector's rate window (data time,
 complete seconds ``T-W <= s < T``). The window follows the file that
@@ -13,7 +22,9 @@ its file), the old file keeps the window it had at that moment.
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -33,6 +44,8 @@ QUIET_MIN_CHIP_MEDIAN = 50
 STATUSES = ("ok", "hot", "quiet")
 #: Files whose per-channel counts are kept (at 2x2 scale ~230 MB each, mostly histograms).
 MAX_FILES = 2
+#: A file without new rows this long gives its table up to a file that needs one.
+IDLE_SECONDS = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,7 +168,7 @@ def _status(chip_key: np.ndarray, count: np.ndarray, rate: np.ndarray,
 
 
 class ChannelTables:
-    """Per-channel counts of the files that received data last, under the detector's lock."""
+    """Per-channel counts of a few files, under the detector's lock (see the module notes)."""
 
     def __init__(self, chips: ChipSlots, lock: threading.Lock, grow: Callable[[int], None],
                  max_files: int = MAX_FILES) -> None:
@@ -163,21 +176,72 @@ class ChannelTables:
         self._lock = lock
         self._grow = grow  # the detector's own per-slot arrays follow new chip slots
         self.max_files = max_files
+        #: tables, the file that received data last at the end
         self._files: OrderedDict[str, ChannelCounts] = OrderedDict()
+        #: files read to their end: their tables give way to a waiting file
+        self._finished: set[str] = set()
+        #: files with rows counted and no table, in the order they began to wait
+        self.waiting: dict[str, None] = {}
+        #: when each file (with a table, or waiting) last had rows counted (monotonic)
+        self._last_rows: dict[str, float] = {}
         #: io_group -> the file whose data the detector's rate window holds
         self.window_owner: dict[int, str] = {}
 
-    def counts(self, source: str) -> ChannelCounts:
-        """The counts of ``source`` (new if unknown), now the file that received data last."""
+    def counts(self, source: str) -> ChannelCounts | None:
+        """The counts of ``source``, now the file that received data last; new if it has none
+        and a table is free, else None (it waits: see the module notes)."""
+        self._last_rows[source] = time.monotonic()
         counts = self._files.get(source)
         if counts is None:
+            if source in self.waiting or not self._make_room():
+                self.waiting.setdefault(source, None)
+                return None
             counts = self._files[source] = ChannelCounts(self._chips.capacity)
-            while len(self._files) > self.max_files:
-                old, _ = self._files.popitem(last=False)
-                self.window_owner = {g: f for g, f in self.window_owner.items() if f != old}
+        self._finished.discard(source)
         self._files.move_to_end(source)
         counts.grow(self._chips.capacity)
         return counts
+
+    def grant(self, source: str) -> bool:
+        """Give a waiting file that receives rows an empty table if one is free; its rows so
+        far are the caller's to count into it again (``DetectorMetrics.count_channels``)."""
+        if source not in self.waiting or not self._receiving(source) or not self._make_room():
+            return False
+        del self.waiting[source]
+        self._files[source] = ChannelCounts(self._chips.capacity)
+        self._files.move_to_end(source, last=False)  # it has received no new data
+        return True
+
+    def waiting_files(self) -> list[str]:
+        """Files waiting for a table (for other threads than the one counting)."""
+        with self._lock:
+            return list(self.waiting)
+
+    def finish(self, source: str) -> None:
+        """``source`` is read to its end: its table stays until a waiting file needs it."""
+        if source in self._files:
+            self._finished.add(source)
+
+    def _make_room(self) -> bool:
+        """Whether a new table fits, after dropping that of a finished or idle file if need
+        be (the one without rows for longest; it waits from then on)."""
+        if len(self._files) < self.max_files:
+            return True
+        old = next((s for s in self._files if s in self._finished or not self._receiving(s)),
+                   None)
+        if old is None:
+            return False
+        self._drop(old)
+        self.waiting[old] = None
+        return True
+
+    def _receiving(self, source: str) -> bool:
+        return time.monotonic() - self._last_rows.get(source, -math.inf) < IDLE_SECONDS
+
+    def _drop(self, source: str) -> None:
+        self._files.pop(source, None)
+        self._finished.discard(source)
+        self.window_owner = {g: f for g, f in self.window_owner.items() if f != source}
 
     def take_window(self, source: str, groups: np.ndarray, window_counts) -> None:
         """``source`` feeds ``groups`` now: a file that fed one of them before keeps the window
@@ -194,8 +258,10 @@ class ChannelTables:
             self.window_owner[g] = source
 
     def forget(self, source: str) -> None:
-        self._files.pop(source, None)
-        self.window_owner = {g: f for g, f in self.window_owner.items() if f != source}
+        """``source`` is gone, or is read again from its start."""
+        self._drop(source)
+        self.waiting.pop(source, None)
+        self._last_rows.pop(source, None)
 
     def sources(self) -> list[str]:
         """Files with a table, the one that received data last first."""
@@ -243,7 +309,10 @@ class ChannelTables:
                 ids = (key >> 16 & 0xFF | (key >> 8 & 0xFF) << 8 | (key & 0xFF) << 16)
                 slot = self._chips.lookup(ids.astype(np.uint32)).astype(np.int64)
                 self._grow(self._chips.capacity)
-                self.counts(source).load(part, slot * CHANNELS_PER_CHIP + part.pop("channel_id"))
+                # the checkpoint's files had tables: they keep them, whatever this limit
+                self.waiting.pop(source, None)
+                counts = self._files.setdefault(source, ChannelCounts(self._chips.capacity))
+                counts.load(part, slot * CHANNELS_PER_CHIP + part.pop("channel_id"))
             for g, source in zip(state["channels.owner_group"].tolist(),
                                  state["channels.owner_file"].tolist(), strict=True):
                 self.window_owner[g] = source

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from exporter.metrics.channel_counts import ChannelCounts
+from exporter.metrics.channel_counts import ChannelCounts, UncountedChannels
 from exporter.metrics.channels import ChannelTable, ChannelTables
 from exporter.metrics.checkpoint import AttributeArrays, Checkpointed, State, gather, scatter
 from exporter.metrics.chip_detail import ChipDetail
@@ -125,9 +125,18 @@ class DetectorMetrics(PublishedSnapshots):
 
     def retire(self, source: str) -> None:
         """A finished file: drop its data-time carry (new rows would start it again); its
-        counts, time span and per-channel table stay."""
+        counts, time span and per-channel table stay (the table until a waiting file needs
+        it)."""
         with self._lock:
             self._clock.drop_carry(source)
+            self.channels.finish(source)
+
+    def grant_table(self, source: str) -> bool:
+        """Give ``source``, waiting for a per-channel table, an empty one if one is free: the
+        caller then counts its rows so far into it (``count_channels``)."""
+        with self._lock:
+            self._tables = {}
+            return self.channels.grant(source)
 
     def data_span(self, source: str) -> tuple[int, int] | None:
         """Earliest and latest timestamp-packet unix time of a file (None: no timestamps)."""
@@ -155,6 +164,8 @@ class DetectorMetrics(PublishedSnapshots):
             slot = self._chips.lookup(rows.ids)  # chips counted before: their slots exist
             self._grow(self._chips.capacity)
             channels = self.channels.counts(source)
+            if channels is None:  # waiting for a table: its rows are counted in when it has one
+                return
             channel, histogram_key = np.empty(n, np.intp), np.empty(n, np.intp)
             for of_block, of_other, block in _blocks(rows):
                 self._count_channel_rows(channels, block, slot[of_block],
@@ -172,6 +183,8 @@ class DetectorMetrics(PublishedSnapshots):
         slot = self._chips.lookup(rows.ids, self._scratch.take("slot", n, np.int32))
         self._grow(self._chips.capacity)
         channels = self.channels.counts(source)
+        if channels is None:  # waiting for a table: counted for the totals only
+            channels = UncountedChannels(self._chips.capacity)
         stamps = special[special_kind == TIMESTAMP]
         seg = self._clock.segments(source, rows.group, stamps, rows.timestamp(stamps))
         self.channels.take_window(source, seg.group[seg.second != NO_TIME],
@@ -226,9 +239,9 @@ class DetectorMetrics(PublishedSnapshots):
             self._detail.grow(capacity)
 
     @staticmethod
-    def _count_channel_rows(channels: ChannelCounts, block: Block, slot: np.ndarray,
-                            other: np.ndarray, channel: np.ndarray, key: np.ndarray
-                            ) -> np.ndarray:
+    def _count_channel_rows(channels: ChannelCounts | UncountedChannels, block: Block,
+                            slot: np.ndarray, other: np.ndarray, channel: np.ndarray,
+                            key: np.ndarray) -> np.ndarray:
         """A block's flat channels and histogram keys into ``channel`` and ``key`` (counted
         with the chunk's), its ADC sums into ``channels``; returns its packed datawords."""
         block.channels_into(slot, other, channel, key, len(channels.count))
@@ -250,8 +263,9 @@ class DetectorMetrics(PublishedSnapshots):
         key += column
         self._window.count(key)
 
-    def _count_rare(self, channels: ChannelCounts, slot: np.ndarray, packet_type: np.ndarray,
-                    valid_parity: np.ndarray, word: np.ndarray, channel_id: np.ndarray) -> None:
+    def _count_rare(self, channels: ChannelCounts | UncountedChannels, slot: np.ndarray,
+                    packet_type: np.ndarray, valid_parity: np.ndarray, word: np.ndarray,
+                    channel_id: np.ndarray) -> None:
         """Rows with valid_parity == 0 or a FIFO flag: few, so counted apart."""
         kind = np.minimum(packet_type, UNKNOWN_TYPE)
         bad = valid_parity == 0

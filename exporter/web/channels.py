@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
 from exporter.metrics import ChannelTable, DetectorMetrics
+from exporter.metrics.channels import IDLE_SECONDS
 from exporter.render.geometry import shared_geometry
 from exporter.web import channel_rows
 from exporter.web.channel_rows import BadQuery
@@ -51,6 +52,10 @@ def channels_router(detector: DetectorMetrics) -> APIRouter:
         if file is None:
             return _bad("no per-channel table yet: no data read", 404)
         known = ", ".join(Path(s).stem for s in detector.channels.sources()) or "none"
+        if any(Path(s).stem == file for s in detector.channels.waiting_files()):
+            return _bad(f"file {file!r} waits for a per-channel table: the monitor keeps "
+                        f"{detector.channels.max_files} (now {known}) and gives it one when "
+                        f"one of those has had no rows for {IDLE_SECONDS:g} s", 404)
         return _bad(f"no per-channel table for file {file!r} (tables: {known})", 404)
 
     @route("/api/channels", summary="Per-channel table of a file: filters, sort, limit, CSV")

@@ -117,11 +117,62 @@ def test_one_table_per_file_and_the_window_stays_with_its_file():
     assert by_channel(old)[1, 1, 11, 0]["count"] == 1 + 2 + 3 + 4
     assert by_channel(old)[1, 1, 11, 0]["rate_hz"] == (2 + 3) / 2     # seconds 11, 12 of 13
     assert by_channel(new)[1, 2, 12, 1]["rate_hz"] == 5.0
+    detector.retire("old.h5")                                        # read to its end
     detector.update(chunk(second_of(2, 5, [(1, 11, 0, 60)])), "third.h5")
     assert detector.channels.sources() == ["third.h5", "new.h5"]      # two files kept
     assert detector.channel_table("old.h5") is None
     detector.forget("new.h5")
     assert detector.channels.sources() == ["third.h5"]
+
+
+def test_a_file_waits_for_a_table_rather_than_empty_one_being_filled():
+    """Three files counted in turns with two tables: the third waits (it would have taken a
+    table whose file is still being read, and that file's rows counted so far with it). When
+    a file is read to its end, the waiting one gets its table and its rows so far are counted
+    in again (``count_channels``, as the ingest loop's replay does): every table served
+    holds every row of its file, and the totals count every row once throughout."""
+    detector = DetectorMetrics(2, 1e9)
+    sent: dict[str, list[np.ndarray]] = {"a.h5": [], "b.h5": [], "c.h5": []}
+    chips = {"a.h5": (1, 11), "b.h5": (2, 12), "c.h5": (3, 13)}
+
+    def send(source: str, second: int, n: int) -> None:
+        io_channel, chip_id = chips[source]
+        rows = second_of(1, second, [(io_channel, chip_id, k % 64, 50 + k % 7) for k in range(n)])
+        sent[source].append(rows)
+        detector.update(chunk(rows), source)
+
+    def recount(source: str) -> dict[tuple, int]:
+        data = np.concatenate(sent[source])
+        data = data[data["packet_type"] == DATA]
+        keys, counts = np.unique(data[["io_group", "io_channel", "chip_id", "channel_id"]],
+                                 return_counts=True)
+        return {tuple(int(v) for v in key): int(c) for key, c in zip(keys, counts, strict=True)}
+
+    def table_counts(source: str) -> dict[tuple, int]:
+        return {key: row["count"] for key, row in by_channel(
+            detector.channel_table(source)).items()}
+
+    for second in range(10, 16):
+        for n, source in enumerate(sent, start=1):
+            send(source, second, 70 * n + second)
+    assert detector.channels.sources() == ["b.h5", "a.h5"]
+    assert detector.channel_table("c.h5") is None and "c.h5" in detector.channels.waiting
+    assert table_counts("a.h5") == recount("a.h5")
+    assert table_counts("b.h5") == recount("b.h5")
+    assert not detector.grant_table("c.h5")                      # a and b are being read
+
+    detector.retire("b.h5")
+    assert detector.grant_table("c.h5")
+    assert detector.channel_table("b.h5") is None and "b.h5" in detector.channels.waiting
+    replay = list(sent["c.h5"])
+    send("c.h5", 16, 40)                                         # live rows, during the replay
+    for rows in replay:
+        detector.count_channels(chunk(rows), "c.h5")
+    send("a.h5", 16, 30)
+    assert table_counts("c.h5") == recount("c.h5")
+    assert table_counts("a.h5") == recount("a.h5")
+    packets = detector.snapshot().packets[:, DATA].sum()
+    assert packets == sum(len(rows) - 1 for rows in sum(sent.values(), []))
 
 
 @pytest.mark.parametrize("fmt", ["packet", "raw"])
