@@ -53,6 +53,8 @@ class MonitorProcess:
         self.headers: dict[str, str] = {}
 
     def start(self, wait: bool = True) -> MonitorProcess:
+        # a second start would leave the first process running, unowned, on the same port
+        assert self.proc is None or self.proc.poll() is not None, "monitor already running"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed in stop()
         self._log = log

@@ -25,7 +25,7 @@ def monitor(tmp_path_factory: pytest.TempPathFactory):
     simulate_file(data / "run.h5", "packet", n_packets=20_000, seed=5)
     process = MonitorProcess(data, plots, "--plots", *PLOTS, "--auth-token", TOKEN)
     process.headers = {"Authorization": f"Bearer {TOKEN}"}
-    with process.start():
+    with process:
         wait_for(lambda: len(process.get("/api/plots").json()) == len(PLOTS), 30, "the plots")
         yield process
 

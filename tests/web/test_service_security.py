@@ -134,7 +134,7 @@ def test_token_is_required_on_every_route_but_the_probes(tmp_path: Path, from_fi
     token = ["--auth-token-file", str(token_file)] if from_file else ["--auth-token", TOKEN]
     monitor = MonitorProcess(data, plots, "--plots", "AdcSpectrum", *token)
     monitor.headers = {"Authorization": f"Bearer {TOKEN}"}
-    with monitor.start():
+    with monitor:
         wait_for(lambda: monitor.get("/api/plots").json(), 20, "the plot")
         routes = ["/", "/metrics", "/api/plots", "/plots/run/AdcSpectrum.png",
                   "/docs", "/openapi.json", "/no/such/route"]
