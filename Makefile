@@ -27,10 +27,8 @@ system-deps:
 lint: venv
 	$(BIN)/ruff check .
 
-# Two workers: most tests wait on real services and processes, so on two cores pytest
-# takes 12-15 min instead of 20-21.5; a test file stays on one worker (its fixtures too).
 test: venv system-deps lint
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q
 
 demo: venv
 	$(BIN)/larpix-monitor demo

@@ -1,7 +1,7 @@
 """More files written at once than the monitor keeps per-channel tables for (two): a table
 served always covers its whole file. The third file waits for a table instead of taking one
-whose file is still being written; once a file is read to its end, the waiting file gets
-its table and the rows it had so far are read again into it. A real ``larpix-monitor
+whose file is still being written; once a file has had no rows for a while, the waiting
+file gets its table and the rows it had so far are read again into it. A real ``larpix-monitor
 serve``, live writers, every served table against a numpy recount of its file."""
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def test_a_third_live_file_waits_for_a_table_and_gets_all_its_rows(tmp_path: Pat
     def rows_written() -> int:
         return sum(sim.truth["rows"] for sim in everyone)
 
-    with MonitorProcess(data, plots, "--no-plots", "--flush_interval", "2") as monitor:
+    # files are retired only after a minute unchanged: a table is given up for want of rows
+    with MonitorProcess(data, plots, "--no-plots", "--flush_interval", "60") as monitor:
         def catch_up(what: str) -> None:
             wait_for(lambda: sum(series(monitor.scrape(), "larpix_monitor_rows_read_total")
                                  .values()) == rows_written(), 30, what, interval=0.05)
@@ -71,7 +72,7 @@ def test_a_third_live_file_waits_for_a_table_and_gets_all_its_rows(tmp_path: Pat
         status, reason = served(monitor, waiting)
         assert "waits for a per-channel table" in reason["detail"]
 
-        first.close()  # read to its end: after 2 s without change its table is free
+        first.close()  # no more rows: after 10 s (IDLE_SECONDS) its table is free
         refilled = f"{waiting}.h5: a per-channel table is free; counting rows 0-"
         while refilled not in monitor.log_text():
             for sim in later:
