@@ -27,8 +27,10 @@ system-deps:
 lint: venv
 	$(BIN)/ruff check .
 
+# Two workers: most tests wait on real services and processes, so on two cores pytest
+# takes about half as long; a test file stays on one worker, with its fixtures.
 test: venv system-deps lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 demo: venv
 	$(BIN)/larpix-monitor demo
