@@ -194,7 +194,6 @@ class KeyedTotals:
         self.keys, self.values = merged, values
 
 
-
 class ChannelStats:
     """Hits, ADC sum and ADC sum of squares per channel of each (io_group, tile), and live time.
 

@@ -151,8 +151,6 @@ def test_documented_older_layouts_read_with_absent_fields_zero(tmp_path, monkeyp
         assert_row_matches_object(row, obj, version, messages, original)
 
 
-
-
 def assert_every_field_equal(ours: np.ndarray, theirs: np.ndarray) -> None:
     assert theirs.dtype == PACKET_DTYPE and len(ours) == len(theirs)
     for name in PACKET_DTYPE.names:

@@ -149,8 +149,6 @@ def all_packets(chunks: list) -> np.ndarray:
     return np.concatenate([c.packets for c in chunks]) if chunks else np.zeros(0, PACKET_DTYPE)
 
 
-
-
 def read_while_written(script: str, path: Path, batches: int, per_batch: int, chunk_rows: int
                        ) -> tuple[FileReader, list, int, int, dict]:
     """Start a writer, poll the file while it appends; only transient errors are allowed."""

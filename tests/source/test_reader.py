@@ -295,8 +295,6 @@ def data_message(packets: list) -> bytes:
     return pacman_msg_format.format(packets, msg_type="DATA")
 
 
-
-
 def test_raw_file_appended_in_batches(tmp_path):
     rng = np.random.default_rng(11)
     path = tmp_path / "raw.h5"

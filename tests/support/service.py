@@ -35,8 +35,6 @@ GAUGES = ["larpix_sync_offset_ticks", "larpix_data_timestamp_seconds", "larpix_p
 HISTOGRAMS = ["larpix_adc", "larpix_readout_delay_ticks"]
 
 
-
-
 class MonitorProcess:
     """``larpix-monitor serve`` as a user runs it, logging to ``log_path``."""
 
@@ -133,8 +131,6 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     key = (name, frozenset(labels.items()))
     assert key in samples, f"no series {name}{labels} in the scrape"
     return samples[key]
-
-
 
 
 # -- ground truth --------------------------------------------------------------------------

@@ -56,10 +56,6 @@ def require_tool(name: str) -> str:
     return path
 
 
-
-
-
-
 # -- the stack's files ----------------------------------------------------------------
 
 
