@@ -170,20 +170,25 @@ class SlidingWindow:
 
     def _claim(self, ring: np.ndarray, group: np.ndarray, second: np.ndarray,
                chip_group: np.ndarray) -> None:
-        """Point ring slots at their new seconds, retiring what an older second left there."""
+        """Point ring slots at their new seconds, retiring what an older second left there.
+
+        A (ring slot, io_group) pair changes second as its io_group's data time
+        moves on; only the chips of that io_group are retired from that slot. A
+        chunk that spans the window moves every pair on, so the work is done an
+        io_group at a time, over all its changed slots at once.
+        """
         wanted = np.full_like(self.slot_second, NO_TIME)
         wanted[ring, group] = second
         changed = (wanted != NO_TIME) & (wanted != self.slot_second)
-        for slot in np.flatnonzero(changed.any(axis=1)).tolist():
-            stale = changed[slot, chip_group]
-            if stale[1:].all():  # chip slot 0 is never counted in
-                self.retired += self._other_types(self.counts[slot])
-                self.counts[slot] = 0
-                self.adc_sums[slot] = 0
-            else:
-                self.retired[stale] += self._other_types(self.counts[slot, stale])
-                self.counts[slot, stale] = 0
-                self.adc_sums[slot, stale] = 0
+        by_group = np.argsort(chip_group, kind="stable")
+        bounds = np.searchsorted(chip_group, np.arange(N_GROUPS + 1), sorter=by_group)
+        for io_group in np.flatnonzero(changed.any(axis=0)).tolist():
+            chips = by_group[bounds[io_group]:bounds[io_group + 1]]
+            slots = np.flatnonzero(changed[:, io_group])[:, None]
+            other_types = self.counts[slots, chips, CHANNELS_PER_CHIP:]
+            self.retired[chips] += other_types.sum(axis=0, dtype=np.int64)
+            self.counts[slots, chips] = 0
+            self.adc_sums[slots, chips] = 0
         self.slot_second[changed] = wanted[changed]
 
     def view(self, chip_group: np.ndarray) -> tuple[np.ndarray, WindowView]:
