@@ -27,10 +27,10 @@ from exporter.metrics import DetectorMetrics, MonitorHealth
 from exporter.packets import PACKET_DTYPE, TIMESTAMP, Chunk
 from exporter.source.checkpoint import CheckpointStore
 from exporter.source.cursor import Cursor
+from exporter.watched import CHUNK_ROWS  # the service's reader step
 
 IO_GROUPS, TILES, CHIPS, CHANNELS = 8, 8, 100, 64
 IO_CHANNELS_PER_TILE = 4
-CHUNK_ROWS = 1 << 18
 
 
 def chunk(rng: np.random.Generator, second: int) -> Chunk:

@@ -38,6 +38,7 @@ from exporter.source.status import FileStatus
 from exporter.source.watcher import DirectoryWatcher, FileChange
 from exporter.watched import (
     ACTIVE_SECONDS,
+    CHUNK_ROWS,
     ROUND_ROWS,
     Watched,
     file_counts,
@@ -51,8 +52,6 @@ log = logging.getLogger(__name__)
 
 #: Longest wait between two looks at the data directory.
 POLL_SECONDS = 0.5
-#: Rows per reader step: bounds memory and the time before the first counts show.
-CHUNK_ROWS = 1 << 18
 #: Longest time between two looks for files to retire.
 RETIRE_CHECK_SECONDS = 60.0
 

@@ -33,15 +33,13 @@ from exporter.errors import InputError, TransientReadError
 from exporter.metrics import DetectorMetrics
 from exporter.render import PlotRenderer
 from exporter.source.reader import FileReader
-from exporter.watched import ROUND_ROWS, Watched
+from exporter.watched import CHUNK_ROWS, ROUND_ROWS, Watched
 
 log = logging.getLogger(__name__)
 
 #: Packets one file may replay in one round (the work a share costs follows packets, not the
 #: messages of a raw file).
 REPLAY_ROWS = ROUND_ROWS
-#: Rows per replay read (the live reader's chunk size).
-CHUNK_ROWS = 1 << 18
 
 
 class Replay:

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 ACTIVE_SECONDS = 10.0
 #: Rows one file may have counted in one round before the others get their turn.
 ROUND_ROWS = 1 << 19
+#: Rows per reader step: bounds memory and the time before the first counts show.
+CHUNK_ROWS = 1 << 18
 
 
 @dataclass
