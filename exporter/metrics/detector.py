@@ -210,7 +210,7 @@ class DetectorMetrics(PublishedSnapshots):
                 self._window.count_other_outside(block_slot[block_other], other_kind[of_other])
             else:
                 chip_key = np.repeat(ring[segments], seg_lengths)  # (ring slot, chip slot)
-                chip_key *= self._chips.capacity
+                chip_key *= self._window.room
                 chip_key += block_slot
                 self._count_slots(block, chip_key * self._window.columns,
                                   np.repeat(channel_mask[segments], seg_lengths),
@@ -232,11 +232,15 @@ class DetectorMetrics(PublishedSnapshots):
             self._unfolded_rows = 0
 
     def _grow(self, capacity: int) -> None:
+        """Room for chip slots ``0 .. capacity-1``, in a power of two of rows: chips that
+        turn up one by one (a flipped bit of a chip key) do not copy every per-chip array
+        each chunk. Rows past the chips seen stay 0."""
         if capacity > len(self._parity):
-            self._parity = grow_axis(self._parity, 0, capacity)
-            self._fifo = grow_axis(self._fifo, 0, capacity)
-            self._window.grow(capacity)
-            self._detail.grow(capacity)
+            room = 1 << (capacity - 1).bit_length()
+            self._parity = grow_axis(self._parity, 0, room)
+            self._fifo = grow_axis(self._fifo, 0, room)
+            self._window.grow(room)
+            self._detail.grow(room)
 
     @staticmethod
     def _count_channel_rows(channels: ChannelCounts | UncountedChannels, block: Block,
@@ -318,14 +322,14 @@ class DetectorMetrics(PublishedSnapshots):
         packets, window = self._window.view(chips.group)
         return DetectorSnapshot(
             chip_group=chips.group, chip_channel=chips.channel, chip_id=chips.chip,
-            packets=packets, parity_errors=self._parity.copy(),
-            fifo=self._fifo.copy(),
+            packets=packets, parity_errors=self._parity[:len(chips.keys)].copy(),
+            fifo=self._fifo[:len(chips.keys)].copy(),
             adc=adc, delay=delay,
             delay_sum=self._delay_sum.copy(),
             sync=self._sync.copy(), trigger=self._trigger.copy(),
             sync_offset=self._sync_offset.copy(), has_sync_offset=self._has_sync_offset.copy(),
             sync_gaps=self._gaps.gaps.copy(), data_timestamp=self._window.latest.copy(),
-            window=window, config=self._detail.config.copy(),
+            window=window, config=self._detail.config[:len(chips.keys)].copy(),
             clock_source=self._detail.clock_source.copy(),
             has_clock_source=self._detail.has_clock_source.copy(),
         )

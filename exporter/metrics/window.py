@@ -78,6 +78,11 @@ class SlidingWindow:
         self._pending_slot = np.zeros(self.n_slots + 1, bool)
         self._pending_rows = 0
 
+    @property
+    def room(self) -> int:
+        """Chip slots the arrays have rows for (the stride of a ring slot's keys)."""
+        return self.counts.shape[1]
+
     def grow(self, capacity: int) -> None:
         """Make room for chip slots ``0 .. capacity-1``."""
         self.counts = grow_axis(self.counts, 1, capacity)
@@ -195,15 +200,18 @@ class SlidingWindow:
         """Rows ever counted by (chip slot, type), and the window gauges.
 
         One sum over the whole ring serves both: the window is that sum less
-        the few slots outside it (the current second, the outside slot).
+        the few slots outside it (the current second, the outside slot). Both
+        cover the chip slots of ``chip_group`` (the arrays may have room for more).
         """
-        ring_total = self.counts.sum(axis=0, dtype=np.int64)
-        totals = self.retired + self._other_types(ring_total)
+        n = len(chip_group)
+        counts, adc_sums = self.counts[:, :n], self.adc_sums[:, :n]
+        ring_total = counts.sum(axis=0, dtype=np.int64)
+        totals = self.retired[:n] + self._other_types(ring_total)
         has_window = self.latest != NO_TIME
         in_window = ((self.slot_second != NO_TIME)
                      & (self.slot_second >= self.latest - self.width)
                      & (self.slot_second < self.latest))
-        per_slot = ring_total - self._outside_window(in_window, chip_group)
+        per_slot = ring_total - self._outside_window(counts, in_window, chip_group)
         per_channel = per_slot[:, :CHANNELS_PER_CHIP]
         types = self._types(per_slot)
         rate = np.stack([np.bincount(chip_group, weights=column, minlength=N_GROUPS)
@@ -212,23 +220,25 @@ class SlidingWindow:
                              minlength=N_GROUPS).astype(np.int64)
         hot_channels = (per_channel / self.width > self.hot_rate).sum(axis=1)
         hot = np.bincount(chip_group, weights=hot_channels, minlength=N_GROUPS).astype(np.int64)
-        chip_adc = np.zeros(self.adc_sums.shape[1:], np.int64)
+        chip_adc = np.zeros(adc_sums.shape[1:], np.int64)
         for slot in range(self.n_slots):
             inside = in_window[slot, chip_group]
-            chip_adc[inside] += self.adc_sums[slot, inside]
+            chip_adc[inside] += adc_sums[slot, inside]
         return totals, WindowView(rate, active, hot, has_window, per_channel, chip_adc)
 
-    def _outside_window(self, in_window: np.ndarray, chip_group: np.ndarray) -> np.ndarray:
-        """Sum over the ring slots outside each chip slot's window: (chip slot, column)."""
-        total = self.counts[self.outside].astype(np.int64)
+    def _outside_window(self, counts: np.ndarray, in_window: np.ndarray,
+                        chip_group: np.ndarray) -> np.ndarray:
+        """Sum over the ring slots outside each chip slot's window: (chip slot, column) of
+        ``counts``, the ring's counts of the chip slots of ``chip_group``."""
+        total = counts[self.outside].astype(np.int64)
         outside = ~in_window[:, chip_group]
         outside[:, 0] = False  # chip slot 0 is never counted in
         for slot in np.flatnonzero(outside.any(axis=1)).tolist():
             columns = outside[slot]
             if columns[1:].all():
-                total += self.counts[slot]
+                total += counts[slot]
             else:
-                total[columns] += self.counts[slot, columns]
+                total[columns] += counts[slot, columns]
         return total
 
 
