@@ -164,30 +164,34 @@ class WordsBuilder:
 
     def add(self, start: int, packets: np.ndarray) -> None:
         """Rows ``start .. start + len(packets)`` of the chunk."""
-        n = len(packets)
-        words = row_words(packets)
+        self.add_columns(start, row_words(packets).T)
+
+    def add_columns(self, start: int, columns: np.ndarray) -> None:
+        """The same rows given as ``(word, row)`` uint32 columns of their packed rows: the
+        raw-file decoder has them contiguous (``row_words(packets).T`` is a strided view)."""
+        n = columns.shape[1]
         ids, flags, word, adc_delay = (row[start:start + n] for row in self._out[:4])
         for out, column in ((ids, _IDS), (flags, _FLAGS), (word, _WORD)):
-            np.copyto(out, words[:, column])
+            np.copyto(out, columns[column])
         other = np.flatnonzero(ids >= np.uint32(1 << 24))
         self._other.append(other + start)
         self._flagged.append(_flagged(flags, word) + start)
         np.bitwise_and(ids, np.uint32(0xFF), out=adc_delay)
         adc_delay *= np.uint32(DELAY_BUCKETS + 1)
         if len(self._out) == 5:
-            adc_delay += delay_bucket(self._add_delays(start, words, other))
+            adc_delay += delay_bucket(self._add_delays(start, columns, other))
         else:
             adc_delay += np.uint32(NO_DELAY)
         adc_delay *= np.uint32(256)
         adc_delay += word & np.uint32(0xFF)
         adc_delay[other] = NOT_DATA
 
-    def _add_delays(self, start: int, words: np.ndarray, other: np.ndarray) -> np.ndarray:
+    def _add_delays(self, start: int, columns: np.ndarray, other: np.ndarray) -> np.ndarray:
         """``receipt_timestamp mod 2**31 - timestamp`` of the step: int32 while every
         timestamp is below 2**31, so that it cannot wrap, else int64 from then on."""
-        n = len(words)
-        low, high = words[:, STAMP_LOW], words[:, STAMP_HIGH]
-        receipt = words[:, _RECEIPT] & np.uint32(_RECEIPT_MASK)
+        n = columns.shape[1]
+        low, high = columns[STAMP_LOW], columns[STAMP_HIGH]
+        receipt = columns[_RECEIPT] & np.uint32(_RECEIPT_MASK)
         if self._wide is None and (high.any() or low.max(initial=0) > _RECEIPT_MASK):
             self._wide = self._empty(self._out.shape[1], np.int64)
             np.copyto(self._wide[:start], self._out[4, :start].view(np.int32))

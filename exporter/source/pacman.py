@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from exporter.packets import PACKET_DTYPE, SYNC, TIMESTAMP, TRIGGER
+from exporter.packets import (
+    PACKET_DTYPE,
+    SYNC,
+    TIMESTAMP,
+    TRIGGER,
+    Empty,
+    PacketWords,
+    WordsBuilder,
+    row_words,
+)
 
 #: PACMAN message layout (larpix.format.pacman_msg_format).
 HEADER_LEN = 8
@@ -66,13 +75,15 @@ _MARKER_TYPE = np.zeros(256, np.uint8)
 _MARKER_TYPE[[_HEADER_KIND, WORD_SYNC, WORD_TRIGGER]] = [TIMESTAMP, SYNC, TRIGGER]
 
 
-def decode_messages(msgs: np.ndarray, io_groups: np.ndarray) -> tuple[np.ndarray, int]:
-    """PACMAN DATA messages -> (packets, number of malformed messages skipped).
+def decode_messages(msgs: np.ndarray, io_groups: np.ndarray, empty: Empty = np.empty
+                    ) -> tuple[np.ndarray, PacketWords, int]:
+    """PACMAN DATA messages -> (packets, their words, number of malformed messages skipped).
 
     Every good message gives one timestamp packet (its header's unix time)
     followed by one packet per word, as larpix-control converts it. A message
     whose length disagrees with its word count, whose type is not DATA, or
-    that holds a word other than data/sync/trigger is skipped whole.
+    that holds a word other than data/sync/trigger is skipped whole. The
+    words' arrays come from ``empty``.
     """
     n_msgs = len(msgs)
     lengths = np.fromiter((m.size for m in msgs), dtype=np.int64, count=n_msgs)
@@ -83,7 +94,7 @@ def decode_messages(msgs: np.ndarray, io_groups: np.ndarray) -> tuple[np.ndarray
         if not bad.any():
             break
         keep[np.flatnonzero(keep)[bad]] = False
-    return stream.packets(io_groups[keep]), n_msgs - int(keep.sum())
+    return *stream.packets(io_groups[keep], empty), n_msgs - int(keep.sum())
 
 
 class _Stream:
@@ -117,25 +128,26 @@ class _Stream:
             bad[np.searchsorted(self.header_row, unknown, side="right") - 1] = True
         return bad
 
-    def packets(self, io_groups: np.ndarray) -> np.ndarray:
-        """PACKET_DTYPE rows of well-formed messages.
+    def packets(self, io_groups: np.ndarray, empty: Empty) -> tuple[np.ndarray, PacketWords]:
+        """PACKET_DTYPE rows of well-formed messages, and their words (``empty``'s arrays).
 
         Every row is decoded as a data word; then the few header, sync and
-        trigger rows are overwritten.
+        trigger rows are overwritten. The words are taken block by block from
+        the decoder's columns, contiguous, not from the packed rows.
         """
         rows = self.rows
         n = len(rows)
         group = np.repeat(io_groups.astype(np.uint32), self.rows_per_msg)
+        kind = rows["kind"].copy()
+        kind[self.header_row] = _HEADER_KIND
         out = np.empty(n, PACKET_DTYPE)
+        words = WordsBuilder(n, True, empty)
         packer = _Packer(min(n, _BLOCK_ROWS))
         for start in range(0, n, _BLOCK_ROWS):
             block = slice(start, start + _BLOCK_ROWS)
-            packer.pack(rows[block], group[block], out[block])
-        kind = rows["kind"].copy()
-        kind[self.header_row] = _HEADER_KIND
-        markers = np.flatnonzero(kind != WORD_DATA)
-        out[markers] = _marker_packets(rows[markers], kind[markers], group[markers])
-        return out
+            words.add_columns(start, packer.pack(rows[block], group[block], kind[block],
+                                                 out[block]))
+        return out, words.finish()
 
 
 def _marker_packets(rows: np.ndarray, kind: np.ndarray, io_groups: np.ndarray) -> np.ndarray:
@@ -166,7 +178,10 @@ class _Packer:
         self.odd = np.empty(block_rows, np.uint32)
         self.part = np.empty(block_rows, np.uint32)
 
-    def pack(self, rows: np.ndarray, group: np.ndarray, out: np.ndarray) -> None:
+    def pack(self, rows: np.ndarray, group: np.ndarray, kind: np.ndarray,
+             out: np.ndarray) -> np.ndarray:
+        """``out``'s records from the rows of a block (``kind``: their stream kinds, headers
+        ``_HEADER_KIND``); returns the records' words as (word, row) columns."""
         n = len(rows)
         words, columns = self.words[:, :n], self.columns[:, :n]
         odd, part = self.odd[:n], self.part[:n]
@@ -186,7 +201,12 @@ class _Packer:
             elif bits is not target:
                 np.copyto(target, bits)
             filled.add(index)
+        markers = np.flatnonzero(kind != WORD_DATA)
+        if len(markers):  # every column a marker row sets is written whole for each block
+            columns[:, markers] = row_words(
+                _marker_packets(rows[markers], kind[markers], group[markers])).T
         out.view("<u4").reshape(n, len(columns))[:] = columns.T
+        return columns
 
 
 def _shifted_bits(value: np.ndarray, right: int, mask: int, left: int, out: np.ndarray

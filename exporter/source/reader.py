@@ -294,9 +294,8 @@ class FileReader:
             return Chunk(packets, len(data), data.nbytes, PACKET_FORMAT,
                          layout.has_receipt_timestamp, damaged=errors, skipped=skipped,
                          words=words)
-        packets, malformed = decode_messages(data, io_groups)
+        packets, words, malformed = decode_messages(data, io_groups, CHUNK_ARRAYS.empty)
         nbytes = int(sum(m.size for m in data)) + io_groups.nbytes
-        words = PacketWords.of(packets, True, CHUNK_ARRAYS.empty)
         return Chunk(packets, len(data), nbytes, RAW_FORMAT, True, malformed, errors, skipped,
                      words)
 

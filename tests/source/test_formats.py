@@ -11,8 +11,9 @@ import struct
 import h5py
 import numpy as np
 import pytest
+from support.recount import words_recount
 
-from exporter.packets import PACKET_DTYPE
+from exporter.packets import PACKET_DTYPE, PacketWords
 from exporter.source.formats import detect, normalise_packets
 from exporter.source.pacman import decode_messages
 
@@ -57,8 +58,17 @@ def as_vlen(*msgs: np.ndarray) -> np.ndarray:
 
 
 def decode(*msgs: np.ndarray, io_groups: list[int] | None = None) -> tuple[np.ndarray, int]:
+    """Packets and the malformed count; the words that come with the packets are checked
+    on the way, against the packets' own fields."""
     groups = np.array(io_groups or [1] * len(msgs), np.uint8)
-    return decode_messages(as_vlen(*msgs), groups)
+    packets, words, malformed = decode_messages(as_vlen(*msgs), groups)
+    for name, expected in words_recount(packets).items():
+        np.testing.assert_array_equal(getattr(words, name), expected, err_msg=name)
+    # the derived words as the packet-file reader makes them from packed rows
+    from_rows = PacketWords.of(packets.copy(), has_receipt=True)
+    np.testing.assert_array_equal(words.delay, from_rows.delay)
+    np.testing.assert_array_equal(words.adc_delay, from_rows.adc_delay)
+    return packets, malformed
 
 
 def test_data_word_fields():
@@ -121,8 +131,9 @@ def test_one_timestamp_packet_per_message_even_within_a_second():
 
 
 def test_no_messages():
-    packets, malformed = decode_messages(as_vlen(), np.zeros(0, np.uint8))
+    packets, words, malformed = decode_messages(as_vlen(), np.zeros(0, np.uint8))
     assert packets.dtype == PACKET_DTYPE and len(packets) == 0 and malformed == 0
+    assert len(words.ids) == len(words.other) == 0
 
 
 GOOD = message(50, data_word(9, 1, larpix_word(chip_id=21)))

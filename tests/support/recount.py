@@ -80,3 +80,20 @@ def channel_columns(packets: np.ndarray) -> dict[tuple[int, ...], dict[str, floa
     return {(k >> 24 & 255, k >> 16 & 255, k >> 8 & 255, k & 255):
             {name: column[i].item() for name, column in columns.items()}
             for i, k in enumerate(keys.tolist())}
+
+
+def words_recount(rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The words the hot paths read (``PacketWords``), from the rows' fields byte by byte."""
+    def word(*names: str) -> np.ndarray:
+        out = np.zeros(len(rows), np.uint32)
+        for i, name in enumerate(names):
+            out |= rows[name].astype(np.uint32) << np.uint32(8 * i)
+        return out
+    return {
+        "ids": word("io_group", "io_channel", "chip_id", "packet_type"),
+        "flags": word("downstream_marker", "parity", "valid_parity", "channel_id"),
+        "word": word("dataword", "trigger_type", "local_fifo", "shared_fifo"),
+        "other": np.flatnonzero(rows["packet_type"] != 0),
+        "flagged": np.flatnonzero((rows["valid_parity"] == 0) | (rows["local_fifo"] & 3 > 0)
+                                  | (rows["shared_fifo"] & 3 > 0)),
+    }
