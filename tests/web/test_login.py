@@ -40,7 +40,8 @@ def test_a_browser_signs_in_and_sees_every_plot(monitor: MonitorProcess, tmp_pat
 
         page.evaluate("document.getElementById('token').value = 'not the token';"
                          "document.forms[0].submit()")
-        wait_for(lambda: "Wrong token" in (page.evaluate("document.body.innerText") or ""),
+        # while the refusal loads, the page may have no body yet
+        wait_for(lambda: "Wrong token" in page.evaluate("document.body?.innerText ?? ''"),
                  20, "the refusal")
 
         page.evaluate(f"document.getElementById('token').value = '{TOKEN}';"
