@@ -166,8 +166,9 @@ def measure(name: str, path: Path, repeat: int) -> dict:
     for _ in range(repeat):
         start, start_cpu = time.perf_counter(), time.process_time()
         n = PHASES[name](path)
-        if time.perf_counter() - start < best:
-            best, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+        elapsed, used = time.perf_counter() - start, time.process_time() - start_cpu
+        if elapsed < best:
+            best, cpu = elapsed, used
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"n": n, "seconds": best, "cpu_seconds": cpu, "rss_mb": peak_mb}
 
