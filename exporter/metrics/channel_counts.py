@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from exporter.metrics.chips import grow_axis
+from exporter.metrics.chips import grow_axis, room_for
 from exporter.metrics.memory import populate, zeros
 from exporter.metrics.packed import PACKED_ROWS, unpack
 from exporter.packets import DATA
@@ -48,15 +48,11 @@ _SPILL_AT = 1 << 15
 _WRAP_AT = 1 << 16
 
 
-def _capacity(slots: int) -> int:
-    return 1 << max(slots - 1, 1).bit_length()
-
-
 class ChannelCounts:
     """Everything counted per channel of one file (see the module notes)."""
 
     def __init__(self, slots: int = 1) -> None:
-        n = _capacity(slots)
+        n = room_for(slots)
         self.bins = zeros((ADC_BINS, n * CHANNELS_PER_CHIP), np.uint16)
         self.spill: dict[int, int] = {}
         self.count = np.zeros(n * CHANNELS_PER_CHIP, np.int64)
@@ -85,7 +81,7 @@ class ChannelCounts:
     def grow(self, slots: int) -> None:
         """Make room for chip slots ``0 .. slots-1``, the chips seen so far."""
         if slots > self.slots:
-            n = _capacity(slots) * CHANNELS_PER_CHIP
+            n = room_for(slots) * CHANNELS_PER_CHIP
             self.bins = grow_axis(self.bins, 1, n)  # the copy maps the old slots' pages
             for name in self._PER_CHANNEL:
                 setattr(self, name, grow_axis(getattr(self, name), 0, n))
@@ -239,7 +235,7 @@ class UncountedChannels:
 
     def __init__(self, slots: int) -> None:
         # only its length is read: the stride of the histogram keys
-        self.count = np.broadcast_to(np.int64(0), (_capacity(slots) * CHANNELS_PER_CHIP,))
+        self.count = np.broadcast_to(np.int64(0), (room_for(slots) * CHANNELS_PER_CHIP,))
 
     def add(self, channel: np.ndarray, key: np.ndarray) -> np.ndarray:
         """Rows added per flat channel, as ``ChannelCounts.add`` returns them."""

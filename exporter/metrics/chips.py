@@ -139,6 +139,12 @@ class Tally:
         self.folded = grow_axis(self.folded, 0, size)
 
 
+def room_for(slots: int) -> int:
+    """Chip slots to allocate for ``slots``: a power of two, so that chips turning up one
+    by one (a flipped bit of a chip key) do not copy per-chip arrays every chunk."""
+    return 1 << max(slots - 1, 1).bit_length()
+
+
 def grow_axis(array: np.ndarray, axis: int, size: int) -> np.ndarray:
     """``array`` zero-padded along ``axis`` to ``size`` (in small pages: see ``memory``)."""
     missing = size - array.shape[axis]

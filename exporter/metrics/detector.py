@@ -22,7 +22,7 @@ from exporter.metrics.channel_counts import ChannelCounts, UncountedChannels
 from exporter.metrics.channels import ChannelTable, ChannelTables
 from exporter.metrics.checkpoint import AttributeArrays, Checkpointed, State, gather, scatter
 from exporter.metrics.chip_detail import ChipDetail
-from exporter.metrics.chips import ChipSlots, Tally, grow_axis
+from exporter.metrics.chips import ChipSlots, Tally, grow_axis, room_for
 from exporter.metrics.clock import N_GROUPS, NO_TIME, DataClock, Segments
 from exporter.metrics.memory import Scratch
 from exporter.metrics.packed import packed_datawords
@@ -232,11 +232,10 @@ class DetectorMetrics(PublishedSnapshots):
             self._unfolded_rows = 0
 
     def _grow(self, capacity: int) -> None:
-        """Room for chip slots ``0 .. capacity-1``, in a power of two of rows: chips that
-        turn up one by one (a flipped bit of a chip key) do not copy every per-chip array
-        each chunk. Rows past the chips seen stay 0."""
+        """Room for chip slots ``0 .. capacity-1`` (``room_for``); rows past the chips seen
+        stay 0."""
         if capacity > len(self._parity):
-            room = 1 << (capacity - 1).bit_length()
+            room = room_for(capacity)
             self._parity = grow_axis(self._parity, 0, room)
             self._fifo = grow_axis(self._fifo, 0, room)
             self._window.grow(room)
