@@ -11,9 +11,10 @@ import gc
 
 import numpy as np
 import pytest
+from support.recount import words_recount
 from test_reader import append_rows, new_packet_file, random_rows
 
-from exporter.packets import DELAY_BUCKETS, DELAY_EDGES, NOT_DATA, STEP_ROWS, Chunk, PacketWords
+from exporter.packets import DELAY_BUCKETS, DELAY_EDGES, STEP_ROWS, Chunk, PacketWords
 from exporter.source.buffers import ArrayPool
 from exporter.source.reader import FileReader
 
@@ -65,16 +66,6 @@ def test_a_full_pool_lets_its_oldest_array_go():
     assert [int(a[0]) for a in held] == [0, 1, 2, 3]  # none was handed out twice
 
 
-def expected_adc_delay(rows: np.ndarray, delay: np.ndarray | None) -> np.ndarray:
-    """(io_group, delay bucket, dataword) index of data rows: the bucket is the number of
-    edges below the delay (``le`` buckets), ``DELAY_BUCKETS`` without receipt times."""
-    bucket = (np.full(len(rows), DELAY_BUCKETS) if delay is None
-              else np.searchsorted(DELAY_EDGES, delay, side="left"))
-    index = ((rows["io_group"].astype(np.int64) * (DELAY_BUCKETS + 1) + bucket) * 256
-             + rows["dataword"])
-    return np.where(rows["packet_type"] == 0, index, NOT_DATA)
-
-
 def test_words_are_the_packets_fields():
     random = random_rows(np.random.default_rng(5), 5000)
     small = random.copy()
@@ -86,33 +77,14 @@ def test_words_are_the_packets_fields():
     small["packet_type"][::2] = 0
     for rows, has_receipt in ((random, False), (random, True), (small, True)):
         words = Chunk(rows, len(rows), rows.nbytes, "packet", has_receipt).words
-        expected_ids = (rows["io_group"].astype(np.uint32) | rows["io_channel"].astype(np.uint32)
-                        << 8 | rows["chip_id"].astype(np.uint32) << 16
-                        | rows["packet_type"].astype(np.uint32) << 24)
-        expected_flags = (rows["downstream_marker"].astype(np.uint32)
-                          | rows["parity"].astype(np.uint32) << 8
-                          | rows["valid_parity"].astype(np.uint32) << 16
-                          | rows["channel_id"].astype(np.uint32) << 24)
-        expected_word = (rows["dataword"].astype(np.uint32)
-                         | rows["trigger_type"].astype(np.uint32) << 8
-                         | rows["local_fifo"].astype(np.uint32) << 16
-                         | rows["shared_fifo"].astype(np.uint32) << 24)
-        assert np.array_equal(words.ids, expected_ids)
-        assert np.array_equal(words.flags, expected_flags)
-        assert np.array_equal(words.word, expected_word)
-        data = rows["packet_type"] == 0
-        assert np.array_equal(words.other, np.flatnonzero(~data))
-        flagged = ((rows["valid_parity"] == 0) | ((rows["local_fifo"] & 3) > 0)
-                   | ((rows["shared_fifo"] & 3) > 0))
-        assert np.array_equal(words.flagged, np.flatnonzero(flagged))
+        expected = words_recount(rows, has_receipt)
+        for name in ("ids", "flags", "word", "other", "flagged", "adc_delay"):
+            assert np.array_equal(getattr(words, name), expected[name]), name
         if not has_receipt:
             assert words.delay is None
-            assert np.array_equal(words.adc_delay, expected_adc_delay(rows, None))
             continue
-        expected_delay = np.where(data, (rows["receipt_timestamp"].astype(np.int64) % 2**31)
-                                  - rows["timestamp"].astype(np.int64), 0)
-        assert np.array_equal(words.delay, expected_delay)
-        assert np.array_equal(words.adc_delay, expected_adc_delay(rows, expected_delay))
+        assert np.array_equal(words.delay, expected["delay"])
+        data = rows["packet_type"] == 0
         if rows is small:
             assert len(set(words.adc_delay[data] // 256 % (DELAY_BUCKETS + 1))) == DELAY_BUCKETS
 
@@ -126,10 +98,9 @@ def test_readout_delay_of_timestamps_past_2_31_is_exact(first_wide_row):
     rows["timestamp"][first_wide_row] = 2**40 + 7
     words = Chunk(rows, len(rows), rows.nbytes, "packet", True).words
     assert words.delay.dtype == np.int64
-    expected = (rows["receipt_timestamp"].astype(np.int64) % 2**31
-                - rows["timestamp"].astype(np.int64))
-    assert np.array_equal(words.delay, expected)
-    assert np.array_equal(words.adc_delay, expected_adc_delay(rows, expected))
+    expected = words_recount(rows)
+    assert np.array_equal(words.delay, expected["delay"])
+    assert np.array_equal(words.adc_delay, expected["adc_delay"])
 
 
 def test_words_from_a_given_allocator():

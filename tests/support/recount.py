@@ -1,4 +1,4 @@
-"""Counter values recounted with numpy from the rows on disk, and the same read from a scrape.
+"""Counters and packet words recounted with numpy from the rows; counters read from a scrape.
 
 Independent of the monitor: the rows come from h5py (packet files) or from
 larpix-control's own conversion of raw files.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from exporter.packets import PACKET_TYPE_NAMES
+from exporter.packets import DELAY_BUCKETS, DELAY_EDGES, NOT_DATA, PACKET_TYPE_NAMES
 from support.service import Samples, series
 
 
@@ -82,18 +82,33 @@ def channel_columns(packets: np.ndarray) -> dict[tuple[int, ...], dict[str, floa
             for i, k in enumerate(keys.tolist())}
 
 
-def words_recount(rows: np.ndarray) -> dict[str, np.ndarray]:
-    """The words the hot paths read (``PacketWords``), from the rows' fields byte by byte."""
+
+def words_recount(rows: np.ndarray, has_receipt: bool = True) -> dict[str, np.ndarray | None]:
+    """The words the hot paths read (``PacketWords``), from the rows' fields byte by byte:
+    readout delays of data rows, and their (io_group, delay bucket, dataword) index, the
+    bucket counted as the delay edges below the delay (``DELAY_BUCKETS`` without receipt
+    times)."""
     def word(*names: str) -> np.ndarray:
         out = np.zeros(len(rows), np.uint32)
         for i, name in enumerate(names):
             out |= rows[name].astype(np.uint32) << np.uint32(8 * i)
         return out
+    data = rows["packet_type"] == 0
+    delay = None
+    bucket = np.full(len(rows), DELAY_BUCKETS)
+    if has_receipt:
+        delay = np.where(data, rows["receipt_timestamp"].astype(np.int64) % 2**31
+                         - rows["timestamp"].astype(np.int64), 0)
+        bucket = np.searchsorted(DELAY_EDGES, delay, side="left")
+    index = ((rows["io_group"].astype(np.int64) * (DELAY_BUCKETS + 1) + bucket) * 256
+             + rows["dataword"])
     return {
         "ids": word("io_group", "io_channel", "chip_id", "packet_type"),
         "flags": word("downstream_marker", "parity", "valid_parity", "channel_id"),
         "word": word("dataword", "trigger_type", "local_fifo", "shared_fifo"),
-        "other": np.flatnonzero(rows["packet_type"] != 0),
+        "other": np.flatnonzero(~data),
         "flagged": np.flatnonzero((rows["valid_parity"] == 0) | (rows["local_fifo"] & 3 > 0)
                                   | (rows["shared_fifo"] & 3 > 0)),
+        "delay": delay,
+        "adc_delay": np.where(data, index, NOT_DATA),
     }
