@@ -54,6 +54,11 @@ _MAX_MESSAGES_PER_READ = 4096
 #: progress (an HDF5 writer's chunks can point past the end it has flushed so far).
 SETTLE_SECONDS = 2.0
 
+#: Rows that have read as unreadable, the same way at the same place, for this long are
+#: damage even in a file that keeps changing: no writer leaves a chunk half-written that
+#: long, and a live run must not stop being monitored at one bad chunk.
+PERSIST_SECONDS = 10.0
+
 #: Largest block read when looking backwards for the last filled row.
 _MAX_TAIL_BLOCK = 1 << 16
 
@@ -91,8 +96,9 @@ class FileReader:
     in memory besides those a consumer keeps.
 
     Rows that will not read are skipped as damage once two reads find them so
-    at the same place in a file that has settled (``SETTLE_SECONDS``), or at
-    once with ``at_rest``: a finished file (once mode, a reference run).
+    at the same place in a file that has settled (``SETTLE_SECONDS``), in a
+    file still changing once reads have found them so for ``PERSIST_SECONDS``,
+    or at once with ``at_rest``: a finished file (once mode, a reference run).
     """
 
     def __init__(self, path: str | os.PathLike, cursor: Cursor | None = None,
@@ -107,6 +113,8 @@ class FileReader:
         #: The next chunk being read while the consumer holds one (None: nothing ahead).
         self.ahead: Future[_Batch] | None = None
         self._packets_per_message = float(_INITIAL_PACKETS_PER_MESSAGE)
+        #: The damage the last reads found, and when a read first found it (monotonic).
+        self._damage_since: tuple[list[Damage], float] | None = None
 
     def read_new(self) -> Iterator[Chunk]:
         """New rows in chunks. The cursor covers a chunk as soon as it is handed out: the
@@ -166,8 +174,8 @@ class FileReader:
         for delay in (*RETRY_DELAYS, None):
             try:
                 batch = self._fetch(start, inode, known_format, created)
-                if not batch.damage or (batch.damage == seen
-                                        and (batch.settled or self.at_rest)):
+                if not batch.damage or (batch.damage == seen and (
+                        batch.settled or self.at_rest or self._persisted(batch.damage))):
                     return batch
                 seen = batch.damage
                 failure = TransientReadError(self.path, "busy", "; ".join(
@@ -185,6 +193,13 @@ class FileReader:
                 self.path, "busy",
                 f"file is being written; {len(RETRY_DELAYS) + 1} reads failed ({failure.detail})")
         raise failure
+
+    def _persisted(self, damage: list[Damage]) -> bool:
+        """Whether reads have found ``damage`` since at least ``PERSIST_SECONDS`` ago."""
+        now = time.monotonic()
+        if self._damage_since is None or self._damage_since[0] != damage:
+            self._damage_since = (damage, now)
+        return now - self._damage_since[1] >= PERSIST_SECONDS
 
     def _fetch(self, start: int, inode: int, known_format: str | None,
                created: float | None) -> _Batch:

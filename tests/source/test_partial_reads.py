@@ -9,6 +9,8 @@ rows it wrote.
 
 from __future__ import annotations
 
+import time
+
 import h5py
 import numpy as np
 import pytest
@@ -22,6 +24,7 @@ from support.damage import (
 )
 from support.damage import raw_file as larpix_raw_file
 from support.larpix import convert_messages
+from support.waiting import wait_for
 
 from exporter.errors import TransientReadError
 from exporter.packets import PACKET_DTYPE
@@ -179,3 +182,42 @@ def test_unreadable_rows_of_a_file_still_changing_are_not_skipped(tmp_path, fmt)
         assert [text.split(": ", 1)[1].split(" (")[0] for _, text in errors_of(chunks)] == [
             f"rows 1024-2047 of '{'msgs' if fmt == 'raw' else 'packets'}' unreadable"]
     assert reader.cursor.rows == 3 * CHUNK and drain(reader) == []
+
+
+def test_damage_in_a_file_that_keeps_changing_is_skipped_once_it_persists(tmp_path,
+                                                                          monkeypatch):
+    """A live run with one bad chunk: the writer keeps appending, so the file never rests.
+    Once reads have found the same rows unreadable for ``PERSIST_SECONDS`` they are skipped,
+    said once, and every row before and after them (those appended meanwhile too) is read
+    once; before that nothing is consumed."""
+    monkeypatch.setattr(reader_module, "PERSIST_SECONDS", 0.5)
+    rows = packet_file(tmp_path / "plain.h5", larpix_packets(12 * CHUNK, seed=9))
+    path = tmp_path / "run.h5"
+    gzip_packet_file(path, rows[:3 * CHUNK])
+    bad = corrupt_chunk(path, "packets", 1)
+    reader, chunks, written = FileReader(path), [], 3 * CHUNK
+    first_read = time.monotonic()
+
+    def append_then_read() -> bool:
+        nonlocal written
+        assert written < len(rows), "the bad rows were not skipped while the file changed"
+        with h5py.File(path, "a") as f:  # the file changes between any two reads
+            f["packets"].resize((written + CHUNK // 4,))
+            f["packets"][written:] = rows[written:written + CHUNK // 4]
+        written += CHUNK // 4
+        try:
+            chunks.extend(drain(reader))
+        except TransientReadError as error:
+            assert error.reason == "busy" and reader.cursor.rows == 0
+        return bool(chunks)
+
+    wait_for(append_then_read, 30, "the rows after the bad chunk", interval=0)
+    assert time.monotonic() - first_read >= 0.5
+    with h5py.File(path, "a") as f:
+        f["packets"].resize((len(rows),))
+        f["packets"][written:] = rows[written:]
+    chunks += drain(reader)
+    np.testing.assert_array_equal(packets_of(chunks), rows[np.r_[0:bad.start, bad.stop:len(rows)]])
+    assert [text.split(": ", 1)[1].split(" (")[0] for _, text in errors_of(chunks)] == [
+        "rows 1024-2047 of 'packets' unreadable"]
+    assert reader.cursor.rows == len(rows) and drain(reader) == []
