@@ -1,18 +1,29 @@
-"""A real ``larpix-monitor serve`` reading a raw file with one corrupt stored chunk: the
-readable messages are counted once each, the damage once, and the service keeps going.
-Counts are checked against larpix-control's own parsing of the readable messages."""
+"""A real ``larpix-monitor serve`` reading a file with one corrupt stored chunk: the readable
+rows are counted once each, the damage once, and the service keeps going, also past a bad
+chunk of a file the DAQ keeps appending to. Counts are checked against larpix-control's own
+parsing of the readable messages, or the rows its writer wrote."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 
-from support.damage import corrupt_chunk, raw_file
+import h5py
+from support.damage import (
+    CHUNK,
+    corrupt_chunk,
+    gzip_packet_file,
+    larpix_packets,
+    packet_file,
+    raw_file,
+)
 from support.larpix import parse_messages
 from support.service import MonitorProcess, Samples, series, value
 from support.waiting import wait_for
 
 from exporter.packets import PACKET_TYPE_NAMES
+from exporter.source.reader import PERSIST_SECONDS, SETTLE_SECONDS
 
 
 def packets_by_type(samples: Samples) -> Counter:
@@ -45,4 +56,52 @@ def test_corrupt_chunk_is_skipped_and_the_rest_counted(tmp_path: Path) -> None:
     assert packets_by_type(samples) == expected
     lines = [line for line in monitor.log_text().splitlines() if "unreadable" in line]
     assert len(lines) == 1 and f"{path}: rows 1024-2047 of 'msgs' unreadable" in lines[0]
+    assert "Traceback" not in monitor.log_text()
+
+
+def rows_read(samples: Samples, fmt: str) -> int:
+    return int(samples.get(("larpix_monitor_rows_read_total", frozenset({"format": fmt}.items())),
+                           0))
+
+
+def test_bad_chunk_of_a_file_still_growing_is_skipped_and_the_rest_counted(tmp_path: Path
+                                                                           ) -> None:
+    """The DAQ appends a quarter chunk every ~0.2 s to a packet file whose second stored
+    chunk is corrupt, so the file never rests: after ``PERSIST_SECONDS`` of finding the same
+    rows unreadable the service skips them, while the writer is still appending, and counts
+    every other row once."""
+    data, plots = tmp_path / "data", tmp_path / "plots"
+    data.mkdir()
+    rows = packet_file(tmp_path / "plain.h5", larpix_packets(32 * CHUNK, seed=11))
+    path = data / "run.h5"
+    gzip_packet_file(path, rows[:3 * CHUNK])
+    bad = corrupt_chunk(path, "packets", 1)
+    written = 3 * CHUNK
+    with MonitorProcess(data, plots, "--no-plots", interval=0.2) as monitor:
+        started = time.monotonic()
+
+        def append_until_read() -> bool:
+            nonlocal written
+            if rows_read(monitor.scrape(), "packet"):
+                return True
+            assert written < len(rows), "the bad chunk was not skipped while the file grew"
+            with h5py.File(path, "a") as f:
+                f["packets"].resize((written + CHUNK // 4,))
+                f["packets"][written:] = rows[written:written + CHUNK // 4]
+            written += CHUNK // 4
+            return False
+
+        wait_for(append_until_read, 60, "the rows around the bad chunk", interval=0.2)
+        assert time.monotonic() - started >= PERSIST_SECONDS > SETTLE_SECONDS
+        with h5py.File(path, "a") as f:
+            f["packets"].resize((len(rows),))
+            f["packets"][written:] = rows[written:]
+        wait_for(lambda: rows_read(monitor.scrape(), "packet") == len(rows) - len(bad), 30,
+                 "every readable row")
+        samples = monitor.scrape()
+    good = [*range(bad.start), *range(bad.stop, len(rows))]
+    assert packets_by_type(samples) == +Counter(rows["packet_type"][good].tolist())
+    assert value(samples, "larpix_monitor_read_errors_total", reason="corrupt_chunk") == 1
+    lines = [line for line in monitor.log_text().splitlines() if "unreadable" in line]
+    assert len(lines) == 1 and f"{path}: rows 1024-2047 of 'packets' unreadable" in lines[0]
     assert "Traceback" not in monitor.log_text()
