@@ -8,10 +8,13 @@ rows, the ingest loop has the detector's built ahead of the next scrape.
 At 2x2 scale there are ~10^4 series; prometheus_client's generic encoders
 spend ~10 us on each, so ``exposition()`` renders the same bytes (Prometheus
 text or OpenMetrics, as negotiated) from pre-sorted label tuples instead.
+Prometheus asks for gzip: the 4.9 MB of a 2x2 exposition go out as ~0.46 MB
+(level 1, ~12 ms), compressed once per change of the snapshots.
 """
 
 from __future__ import annotations
 
+import gzip
 import math
 import threading
 import time
@@ -28,7 +31,10 @@ from exporter.metrics.families import Family, detector_families, escape, health_
 from exporter.metrics.health import MonitorHealth
 
 __all__ = ["DetectorMetrics", "FamilySource", "MonitorHealth", "MetricsCollector",
-           "MonitorRegistry", "build_registry", "exposition"]
+           "MonitorRegistry", "build_registry", "exposition", "gzip_accepted"]
+
+#: zlib level of gzipped scrapes: level 6 saves another 20% of the bytes at 3.5x the time.
+GZIP_LEVEL = 1
 
 #: How long after a scrape ``MetricsCollector.prepare`` keeps building ahead of the next
 #: one (Prometheus scrapes every 1-60 s; nobody scraping, nothing is built in advance).
@@ -94,6 +100,8 @@ class MetricsCollector(Collector):
         self._detector_part: _Part | None = None
         self._health_part: _Part | None = None
         self._source_parts: list[_Part | None] = [None] * len(self._sources)
+        #: the last body of each (openmetrics, gzipped), with the parts it was made of
+        self._bodies: dict[tuple[bool, bool], tuple[list[_Part], bytes]] = {}
         self._last_scrape = -math.inf
 
     def describe(self) -> Iterable[Metric]:
@@ -103,12 +111,23 @@ class MetricsCollector(Collector):
         parts = self._current()
         yield from (family.metric() for part in parts for family in part.families)
 
-    def exposition(self, openmetrics: bool = False) -> bytes:
-        """The whole exposition, identical to prometheus_client's encoders' output."""
+    def exposition(self, openmetrics: bool = False, gzipped: bool = False) -> bytes:
+        """The whole exposition, identical to prometheus_client's encoders' output (gzipped:
+        compressed, once for as long as no snapshot changes)."""
         self._last_scrape = time.monotonic()
         parts = self._current()
-        return b"".join([*(part.exposition(openmetrics) for part in parts),
+        with self._lock:
+            made = self._bodies.get((openmetrics, gzipped))
+            if made is not None and len(made[0]) == len(parts) and all(
+                    a is b for a, b in zip(made[0], parts, strict=True)):
+                return made[1]
+        body = b"".join([*(part.exposition(openmetrics) for part in parts),
                          b"# EOF\n" if openmetrics else b""])
+        if gzipped:
+            body = gzip.compress(body, GZIP_LEVEL, mtime=0)
+        with self._lock:
+            self._bodies[(openmetrics, gzipped)] = (parts, body)
+        return body
 
     def prepare(self) -> None:
         """Build the detector's families now, if something scraped in the last
@@ -151,10 +170,23 @@ def build_registry(detector: DetectorMetrics, health: MonitorHealth,
     return MonitorRegistry(MetricsCollector(detector, health, sources))
 
 
-def exposition(registry: CollectorRegistry, accept: str | None = None) -> tuple[bytes, str]:
-    """(body, content type) for an HTTP ``Accept`` header, like prometheus_client negotiates."""
+def exposition(registry: CollectorRegistry, accept: str | None = None,
+               gzipped: bool = False) -> tuple[bytes, str]:
+    """(body, content type) for an HTTP ``Accept`` header, like prometheus_client negotiates;
+    the body gzip-compressed if ``gzipped``."""
     encoder, content_type = choose_encoder(accept or "")
     openmetrics = content_type.startswith("application/openmetrics-text")
     if isinstance(registry, MonitorRegistry):
-        return registry.collector.exposition(openmetrics), content_type
-    return encoder(registry), content_type
+        return registry.collector.exposition(openmetrics, gzipped), content_type
+    body = encoder(registry)
+    return (gzip.compress(body, GZIP_LEVEL, mtime=0) if gzipped else body), content_type
+
+
+def gzip_accepted(accept_encoding: str | None) -> bool:
+    """Whether an ``Accept-Encoding`` header takes gzip (``gzip;q=0`` refuses it)."""
+    for coding in (accept_encoding or "").split(","):
+        name, _, params = coding.partition(";")
+        if name.strip().lower() in ("gzip", "x-gzip"):
+            weight = params.strip().lower().removeprefix("q=")
+            return not params.strip() or weight.strip("0. ") != ""
+    return False

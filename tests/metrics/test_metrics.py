@@ -6,6 +6,7 @@ prometheus_client's own parser), never from internal arrays.
 
 from __future__ import annotations
 
+import gzip
 import threading
 
 import numpy as np
@@ -14,7 +15,13 @@ from prometheus_client import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.metrics import DetectorMetrics, MonitorHealth, build_registry, exposition
+from exporter.metrics import (
+    DetectorMetrics,
+    MonitorHealth,
+    build_registry,
+    exposition,
+    gzip_accepted,
+)
 from exporter.packets import PACKET_DTYPE, Chunk
 from exporter.simulate import LiveSimulation, simulate_file
 from exporter.source.reader import FileReader
@@ -194,6 +201,33 @@ def test_exposition_follows_detector_and_health_changes_apart(tmp_path):
     assert value(parse(third.decode()), "larpix_monitor_plot_render_seconds_count",
                  plot="PacketRate") == 1
     assert packets_total(third) == 20_000
+
+
+def test_gzipped_exposition_is_the_plain_one_compressed_once_per_change(tmp_path):
+    """What Prometheus gets when it asks for gzip: prometheus_client's own encoding,
+    compressed; scrapes of unchanged snapshots reuse the compressed body, a change makes a
+    new one."""
+    path, chunks = two_halves(tmp_path, seed=10)
+    detector, health = DetectorMetrics(), MonitorHealth()
+    registry = build_registry(detector, health)
+    detector.update(chunks[0], path)
+    zipped = exposition(registry, gzipped=True)[0]
+    assert gzip.decompress(zipped) == generate_latest(registry)
+    assert exposition(registry, gzipped=True)[0] is zipped  # not compressed a second time
+    om = exposition(registry, "application/openmetrics-text; version=1.0.0", gzipped=True)[0]
+    assert gzip.decompress(om) == openmetrics_latest(registry)
+    detector.update(chunks[1], path)
+    again = exposition(registry, gzipped=True)[0]
+    assert again is not zipped and gzip.decompress(again) == generate_latest(registry)
+    assert packets_total(gzip.decompress(again)) == 20_000
+
+
+@pytest.mark.parametrize(("header", "accepted"), [
+    ("gzip", True), ("gzip, deflate, br", True), ("deflate, GZIP;q=0.5", True),
+    ("x-gzip", True), ("gzip;q=0", False), ("deflate, gzip; q=0.000", False),
+    ("identity", False), ("", False), (None, False)])
+def test_gzip_is_sent_only_to_those_who_take_it(header, accepted):
+    assert gzip_accepted(header) is accepted
 
 
 def test_prepare_builds_ahead_only_while_something_scrapes(tmp_path, monkeypatch):
