@@ -8,16 +8,20 @@ rows, the ingest loop has the detector's built ahead of the next scrape.
 At 2x2 scale there are ~10^4 series; prometheus_client's generic encoders
 spend ~10 us on each, so ``exposition()`` renders the same bytes (Prometheus
 text or OpenMetrics, as negotiated) from pre-sorted label tuples instead.
-Prometheus asks for gzip: the 4.9 MB of a 2x2 exposition go out as ~0.46 MB
-(level 1, ~12 ms), compressed once per change of the snapshots.
+Prometheus asks for gzip: the 4.9 MB of a 2x2 exposition go out as ~0.46 MB.
+Each part is deflated once, the detector's ahead of the scrape with its text,
+into raw deflate blocks that end on a byte boundary; a scrape joins them into
+one gzip member (RFC 1952), so a change of the monitor's own few lines does
+not compress the detector's 4.9 MB again.
 """
 
 from __future__ import annotations
 
-import gzip
 import math
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -35,6 +39,9 @@ __all__ = ["DetectorMetrics", "FamilySource", "MonitorHealth", "MetricsCollector
 
 #: zlib level of gzipped scrapes: level 6 saves another 20% of the bytes at 3.5x the time.
 GZIP_LEVEL = 1
+#: A gzip member's header: deflate, no name, no modification time, OS unknown.
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+_OPENMETRICS_END = b"# EOF\n"
 
 #: How long after a scrape ``MetricsCollector.prepare`` keeps building ahead of the next
 #: one (Prometheus scrapes every 1-60 s; nobody scraping, nothing is built in advance).
@@ -59,6 +66,7 @@ class _Part:
     families: list[Family]
     lines: list[str]
     text: dict[bool, bytes] = field(default_factory=dict)
+    deflated: dict[bool, bytes] = field(default_factory=dict)
 
     def exposition(self, openmetrics: bool) -> bytes:
         if openmetrics not in self.text:
@@ -67,6 +75,32 @@ class _Part:
                 header(f) + lines for f, lines in zip(self.families, self.lines, strict=True)
             ).encode()
         return self.text[openmetrics]
+
+    def deflate(self, openmetrics: bool) -> bytes:
+        if openmetrics not in self.deflated:
+            self.deflated[openmetrics] = _deflated(self.exposition(openmetrics))
+        return self.deflated[openmetrics]
+
+
+def _deflated(text: bytes) -> bytes:
+    """``text`` as raw deflate blocks ending on a byte boundary (a sync flush): such pieces,
+    joined and closed by an empty final block, are one deflate stream."""
+    deflate = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return deflate.compress(text) + deflate.flush(zlib.Z_SYNC_FLUSH)
+
+
+_OPENMETRICS_END_DEFLATED = _deflated(_OPENMETRICS_END)
+_FINAL_BLOCK = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS).flush()
+
+
+def _gzip_member(texts: list[bytes], pieces: list[bytes]) -> bytes:
+    """One gzip member of ``texts``, joined, from their ``_deflated`` pieces."""
+    crc = 0
+    for text in texts:
+        crc = zlib.crc32(text, crc)
+    size = sum(len(text) for text in texts)
+    return b"".join([_GZIP_HEADER, *pieces, _FINAL_BLOCK,
+                     struct.pack("<II", crc, size & 0xFFFF_FFFF)])
 
 
 def _part(version: int, families: list[Family]) -> _Part:
@@ -100,9 +134,8 @@ class MetricsCollector(Collector):
         self._detector_part: _Part | None = None
         self._health_part: _Part | None = None
         self._source_parts: list[_Part | None] = [None] * len(self._sources)
-        #: the last body of each (openmetrics, gzipped), with the parts it was made of
-        self._bodies: dict[tuple[bool, bool], tuple[list[_Part], bytes]] = {}
         self._last_scrape = -math.inf
+        self._last_format = (False, False)  # (openmetrics, gzipped) of the last scrape
 
     def describe(self) -> Iterable[Metric]:
         return []
@@ -112,30 +145,33 @@ class MetricsCollector(Collector):
         yield from (family.metric() for part in parts for family in part.families)
 
     def exposition(self, openmetrics: bool = False, gzipped: bool = False) -> bytes:
-        """The whole exposition, identical to prometheus_client's encoders' output (gzipped:
-        compressed, once for as long as no snapshot changes)."""
+        """The whole exposition, identical to prometheus_client's encoders' output; gzipped,
+        one gzip member of it."""
         self._last_scrape = time.monotonic()
+        self._last_format = (openmetrics, gzipped)
         parts = self._current()
-        with self._lock:
-            made = self._bodies.get((openmetrics, gzipped))
-            if made is not None and len(made[0]) == len(parts) and all(
-                    a is b for a, b in zip(made[0], parts, strict=True)):
-                return made[1]
-        body = b"".join([*(part.exposition(openmetrics) for part in parts),
-                         b"# EOF\n" if openmetrics else b""])
-        if gzipped:
-            body = gzip.compress(body, GZIP_LEVEL, mtime=0)
-        with self._lock:
-            self._bodies[(openmetrics, gzipped)] = (parts, body)
-        return body
+        texts = [part.exposition(openmetrics) for part in parts]
+        if openmetrics:
+            texts.append(_OPENMETRICS_END)
+        if not gzipped:
+            return b"".join(texts)
+        pieces = [part.deflate(openmetrics) for part in parts]
+        if openmetrics:
+            pieces.append(_OPENMETRICS_END_DEFLATED)
+        return _gzip_member(texts, pieces)
 
     def prepare(self) -> None:
         """Build the detector's families now, if something scraped in the last
         ``PREPARE_AFTER_SCRAPE_SECONDS``: called after new rows were counted, so that the
-        next scrape finds them ready instead of building them while Prometheus waits."""
+        next scrape finds them ready (as text, and deflated if the last scrape was gzipped)
+        instead of building them while Prometheus waits."""
         if time.monotonic() - self._last_scrape <= PREPARE_AFTER_SCRAPE_SECONDS:
             with self._lock:
-                self._detector_current()
+                part = self._detector_current()
+            openmetrics, gzipped = self._last_format  # as the next scrape will likely ask
+            part.exposition(openmetrics)
+            if gzipped:
+                part.deflate(openmetrics)
 
     def _current(self) -> list[_Part]:
         """The detector's part, the sources' parts, the monitor's own part."""
@@ -179,7 +215,7 @@ def exposition(registry: CollectorRegistry, accept: str | None = None,
     if isinstance(registry, MonitorRegistry):
         return registry.collector.exposition(openmetrics, gzipped), content_type
     body = encoder(registry)
-    return (gzip.compress(body, GZIP_LEVEL, mtime=0) if gzipped else body), content_type
+    return (_gzip_member([body], [_deflated(body)]) if gzipped else body), content_type
 
 
 def gzip_accepted(accept_encoding: str | None) -> bool:

@@ -6,8 +6,8 @@ prometheus_client's own parser), never from internal arrays.
 
 from __future__ import annotations
 
-import gzip
 import threading
+import zlib
 
 import numpy as np
 import pytest
@@ -203,23 +203,43 @@ def test_exposition_follows_detector_and_health_changes_apart(tmp_path):
     assert packets_total(third) == 20_000
 
 
-def test_gzipped_exposition_is_the_plain_one_compressed_once_per_change(tmp_path):
-    """What Prometheus gets when it asks for gzip: prometheus_client's own encoding,
-    compressed; scrapes of unchanged snapshots reuse the compressed body, a change makes a
-    new one."""
+def test_gzipped_exposition_is_the_plain_one_each_part_deflated_once(tmp_path, monkeypatch):
+    """What Prometheus gets when it asks for gzip: prometheus_client's own encoding, as one
+    gzip member (Python's decoder reads one member only with ``zlib``'s gzip mode, as
+    httpx does). A change of the monitor's own lines deflates those, not the detector's."""
+    import exporter.metrics.collector as collector_module
+
+    deflated = []
+    real = collector_module._deflated
+    monkeypatch.setattr(collector_module, "_deflated",
+                        lambda text: deflated.append(len(text)) or real(text))
     path, chunks = two_halves(tmp_path, seed=10)
     detector, health = DetectorMetrics(), MonitorHealth()
     registry = build_registry(detector, health)
     detector.update(chunks[0], path)
-    zipped = exposition(registry, gzipped=True)[0]
-    assert gzip.decompress(zipped) == generate_latest(registry)
-    assert exposition(registry, gzipped=True)[0] is zipped  # not compressed a second time
+
+    def inflate(body: bytes) -> bytes:
+        one_member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        text = one_member.decompress(body)
+        assert one_member.eof and one_member.unused_data == b""
+        return text
+
     om = exposition(registry, "application/openmetrics-text; version=1.0.0", gzipped=True)[0]
-    assert gzip.decompress(om) == openmetrics_latest(registry)
+    assert inflate(om) == openmetrics_latest(registry)
+    assert inflate(exposition(registry, gzipped=True)[0]) == generate_latest(registry)
+    detector_bytes = max(deflated)
+    health.observe_render("PacketRate", 0.3)  # the monitor's part only
+    deflated.clear()
+    assert inflate(exposition(registry, gzipped=True)[0]) == generate_latest(registry)
+    assert 0 < sum(deflated) < detector_bytes / 10
     detector.update(chunks[1], path)
-    again = exposition(registry, gzipped=True)[0]
-    assert again is not zipped and gzip.decompress(again) == generate_latest(registry)
-    assert packets_total(gzip.decompress(again)) == 20_000
+    deflated.clear()
+    registry.collector.prepare()  # after new rows: deflated ahead, as the last scrape asked
+    assert sum(deflated) > detector_bytes / 2
+    deflated.clear()
+    again = inflate(exposition(registry, gzipped=True)[0])
+    assert sum(deflated) == 0
+    assert again == generate_latest(registry) and packets_total(again) == 20_000
 
 
 @pytest.mark.parametrize(("header", "accepted"), [
