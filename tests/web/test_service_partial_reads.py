@@ -73,12 +73,13 @@ def test_bad_chunk_of_a_file_still_growing_is_skipped_and_the_rest_counted(tmp_p
     data, plots = tmp_path / "data", tmp_path / "plots"
     data.mkdir()
     rows = packet_file(tmp_path / "plain.h5", larpix_packets(32 * CHUNK, seed=11))
-    path = data / "run.h5"
-    gzip_packet_file(path, rows[:3 * CHUNK])
-    bad = corrupt_chunk(path, "packets", 1)
-    written = 3 * CHUNK
+    path, written = data / "run.h5", 3 * CHUNK
     with MonitorProcess(data, plots, "--no-plots", interval=0.2) as monitor:
+        made = tmp_path / "run.h5"  # made apart and moved in, so it is fresh when first seen
+        gzip_packet_file(made, rows[:written])
+        bad = corrupt_chunk(made, "packets", 1)
         started = time.monotonic()
+        made.rename(path)
 
         def append_until_read() -> bool:
             nonlocal written
