@@ -7,14 +7,12 @@ from exporter.metrics.collector import (
     MonitorRegistry,
     build_registry,
     exposition,
-    gzip_accepted,
 )
 from exporter.metrics.detector import DetectorMetrics
 from exporter.metrics.health import MonitorHealth
 
 __all__ = ["ChannelTable", "ChannelTables", "DetectorMetrics", "MetricsCollector",
-           "MonitorHealth", "MonitorRegistry", "build_registry", "exposition",
-           "gzip_accepted"]
+           "MonitorHealth", "MonitorRegistry", "build_registry", "exposition"]
 
 # Families made downstream (the quality checks' results) join the exposition through this.
 from exporter.metrics.collector import FamilySource  # noqa: E402

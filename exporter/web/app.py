@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CollectorRegistry
 
 from exporter import __version__
-from exporter.metrics import DetectorMetrics, exposition, gzip_accepted
+from exporter.metrics import DetectorMetrics, exposition
 from exporter.web.channels import channels_router
 from exporter.web.gallery import CONTENT_SECURITY_POLICY, plot_listing, render_gallery
 from exporter.web.login import TokenAuth, login_router
@@ -105,12 +105,8 @@ def create_app(registry: CollectorRegistry, monitor: MonitorSource,
     @route("/metrics", response_class=Response,
            summary="Prometheus exposition (OpenMetrics when the Accept header asks)")
     def metrics(request: Request) -> Response:
-        gzipped = gzip_accepted(request.headers.get("accept-encoding"))
-        body, content_type = exposition(registry, request.headers.get("accept"), gzipped)
-        headers = {"Vary": "Accept-Encoding"}
-        if gzipped:
-            headers["Content-Encoding"] = "gzip"
-        return Response(body, media_type=content_type, headers=headers)
+        body, content_type = exposition(registry, request.headers.get("accept"))
+        return Response(body, media_type=content_type)
 
     @route("/", response_class=HTMLResponse,
            summary="Gallery of the latest plots of every file")

@@ -6,8 +6,8 @@ prometheus_client's own parser), never from internal arrays.
 
 from __future__ import annotations
 
+import gc
 import threading
-import zlib
 
 import numpy as np
 import pytest
@@ -15,13 +15,7 @@ from prometheus_client import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.metrics import (
-    DetectorMetrics,
-    MonitorHealth,
-    build_registry,
-    exposition,
-    gzip_accepted,
-)
+from exporter.metrics import DetectorMetrics, MonitorHealth, build_registry, exposition
 from exporter.packets import PACKET_DTYPE, Chunk
 from exporter.simulate import LiveSimulation, simulate_file
 from exporter.source.reader import FileReader
@@ -203,51 +197,30 @@ def test_exposition_follows_detector_and_health_changes_apart(tmp_path):
     assert packets_total(third) == 20_000
 
 
-def test_gzipped_exposition_is_the_plain_one_each_part_deflated_once(tmp_path, monkeypatch):
-    """What Prometheus gets when it asks for gzip: prometheus_client's own encoding, as one
-    gzip member (Python's decoder reads one member only with ``zlib``'s gzip mode, as
-    httpx does). A change of the monitor's own lines deflates those, not the detector's."""
-    import exporter.metrics.collector as collector_module
+@pytest.mark.parametrize("collector_on", [True, False])
+def test_families_are_built_with_the_cycle_collector_paused(tmp_path, monkeypatch,
+                                                            collector_on):
+    """The build pauses Python's cycle collector (a 2x2 build would set off full
+    collections) and leaves it as it found it; the exposition is unchanged."""
+    import exporter.metrics.collector as metrics_module
 
-    deflated = []
-    real = collector_module._deflated
-    monkeypatch.setattr(collector_module, "_deflated",
-                        lambda text: deflated.append(len(text)) or real(text))
+    seen = []
+    real = metrics_module.detector_families
+    monkeypatch.setattr(metrics_module, "detector_families",
+                        lambda snapshot: seen.append(gc.isenabled()) or real(snapshot))
     path, chunks = two_halves(tmp_path, seed=10)
-    detector, health = DetectorMetrics(), MonitorHealth()
-    registry = build_registry(detector, health)
+    detector = DetectorMetrics()
     detector.update(chunks[0], path)
-
-    def inflate(body: bytes) -> bytes:
-        one_member = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        text = one_member.decompress(body)
-        assert one_member.eof and one_member.unused_data == b""
-        return text
-
-    om = exposition(registry, "application/openmetrics-text; version=1.0.0", gzipped=True)[0]
-    assert inflate(om) == openmetrics_latest(registry)
-    assert inflate(exposition(registry, gzipped=True)[0]) == generate_latest(registry)
-    detector_bytes = max(deflated)
-    health.observe_render("PacketRate", 0.3)  # the monitor's part only
-    deflated.clear()
-    assert inflate(exposition(registry, gzipped=True)[0]) == generate_latest(registry)
-    assert 0 < sum(deflated) < detector_bytes / 10
-    detector.update(chunks[1], path)
-    deflated.clear()
-    registry.collector.prepare()  # after new rows: deflated ahead, as the last scrape asked
-    assert sum(deflated) > detector_bytes / 2
-    deflated.clear()
-    again = inflate(exposition(registry, gzipped=True)[0])
-    assert sum(deflated) == 0
-    assert again == generate_latest(registry) and packets_total(again) == 20_000
-
-
-@pytest.mark.parametrize(("header", "accepted"), [
-    ("gzip", True), ("gzip, deflate, br", True), ("deflate, GZIP;q=0.5", True),
-    ("x-gzip", True), ("gzip;q=0", False), ("deflate, gzip; q=0.000", False),
-    ("identity", False), ("", False), (None, False)])
-def test_gzip_is_sent_only_to_those_who_take_it(header, accepted):
-    assert gzip_accepted(header) is accepted
+    registry = build_registry(detector, MonitorHealth())
+    was_on = gc.isenabled()
+    (gc.enable if collector_on else gc.disable)()
+    try:
+        text = exposition(registry)[0]
+        after = gc.isenabled()
+    finally:
+        (gc.enable if was_on else gc.disable)()
+    assert seen == [False] and after is collector_on
+    assert text == generate_latest(registry) and packets_total(text) == 10_000
 
 
 def test_prepare_builds_ahead_only_while_something_scrapes(tmp_path, monkeypatch):

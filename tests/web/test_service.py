@@ -180,28 +180,6 @@ def test_metrics_speak_openmetrics_when_asked(dirs) -> None:
             assert value(samples, "larpix_packets_total", **labels) == timestamps[0]
 
 
-def test_metrics_go_out_gzipped_to_whoever_asks(dirs) -> None:
-    """Prometheus asks for gzip: it gets the same exposition, compressed on the wire; a client
-    that does not ask gets plain text."""
-    data, plots = dirs
-    truth = simulate_file(data / "gz.h5", "packet", n_packets=20_000, seed=7, io_groups=(3,))
-    with MonitorProcess(data, plots, "--no-plots") as monitor:
-        wait_for(lambda: rows_read(monitor.scrape(), "packet") == truth["rows"], 10, "the file")
-        plain = monitor.get("/metrics", headers={"Accept-Encoding": "identity"})
-        zipped = monitor.get("/metrics", headers={"Accept-Encoding": "gzip"})
-    assert "content-encoding" not in plain.headers
-    assert plain.num_bytes_downloaded == len(plain.content)
-    assert zipped.headers["content-encoding"] == "gzip"
-    assert zipped.headers["vary"] == "Accept-Encoding"
-    assert zipped.num_bytes_downloaded < len(zipped.content) / 4  # httpx inflated it
-    expected = {(e["labels"]["io_channel"], e["labels"]["packet_type"]): e["value"]
-                for e in truth["metrics"]["larpix_packets_total"]}
-    for response in (plain, zipped):
-        got = series(parse_exposition(response.text), "larpix_packets_total")
-        assert {(dict(k)["io_channel"], dict(k)["packet_type"]): v for k, v in got.items()
-                } == expected
-
-
 def larpix_data_packets(n: int, seed: int) -> list[Packet_v2]:
     rng = np.random.default_rng(seed)
     packets = []
