@@ -11,8 +11,9 @@ import gc
 
 import numpy as np
 import pytest
+from support.damage import append_rows
 from support.recount import words_recount
-from test_reader import append_rows, new_packet_file, random_rows
+from test_reader import new_packet_file, random_rows
 
 from exporter.packets import DELAY_BUCKETS, DELAY_EDGES, STEP_ROWS, Chunk, PacketWords
 from exporter.source.buffers import ArrayPool

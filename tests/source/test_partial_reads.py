@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from support.damage import (
     CHUNK,
+    append_rows,
     at_rest,
     corrupt_chunk,
     gzip_packet_file,
@@ -201,9 +202,7 @@ def test_damage_in_a_file_that_keeps_changing_is_skipped_once_it_persists(tmp_pa
     def append_then_read() -> bool:
         nonlocal written
         assert written < len(rows), "the bad rows were not skipped while the file changed"
-        with h5py.File(path, "a") as f:  # the file changes between any two reads
-            f["packets"].resize((written + CHUNK // 4,))
-            f["packets"][written:] = rows[written:written + CHUNK // 4]
+        append_rows(path, rows[written:written + CHUNK // 4])  # a change before every read
         written += CHUNK // 4
         try:
             chunks.extend(drain(reader))
@@ -213,9 +212,7 @@ def test_damage_in_a_file_that_keeps_changing_is_skipped_once_it_persists(tmp_pa
 
     wait_for(append_then_read, 30, "the rows after the bad chunk", interval=0)
     assert time.monotonic() - first_read >= 0.5
-    with h5py.File(path, "a") as f:
-        f["packets"].resize((len(rows),))
-        f["packets"][written:] = rows[written:]
+    append_rows(path, rows[written:])
     chunks += drain(reader)
     np.testing.assert_array_equal(packets_of(chunks), rows[np.r_[0:bad.start, bad.stop:len(rows)]])
     assert [text.split(": ", 1)[1].split(" (")[0] for _, text in errors_of(chunks)] == [

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from larpix import Packet_v2, SyncPacket, TriggerPacket
 from larpix.format import hdf5format, pacman_msg_format, rawhdf5format
-from support.damage import at_rest
+from support.damage import append_rows, at_rest
 from support.larpix import convert_messages
 
 from exporter.errors import InputError
@@ -37,15 +37,6 @@ def random_rows(rng: np.random.Generator, n: int) -> np.ndarray:
 def new_packet_file(path: Path) -> None:
     """An empty packet file exactly as larpix-control creates it (its dtype, its chunking)."""
     hdf5format.to_file(str(path), packet_list=[], version="2.4")
-
-
-def append_rows(path: Path, rows: np.ndarray) -> None:
-    """Append the way larpix-control's to_file does: resize, then write."""
-    with h5py.File(path, "a") as f:
-        dset = f["packets"]
-        start = dset.shape[0]
-        dset.resize(start + len(rows), axis=0)
-        dset[start:] = rows
 
 
 def drain(reader: FileReader) -> list:

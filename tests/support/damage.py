@@ -55,6 +55,15 @@ def packet_file(path: Path, packets: list) -> np.ndarray:
         return f["packets"][:]
 
 
+def append_rows(path: Path, rows: np.ndarray) -> None:
+    """Append the way larpix-control's to_file does: resize, then write."""
+    with h5py.File(path, "a") as f:
+        dset = f["packets"]
+        start = dset.shape[0]
+        dset.resize(start + len(rows), axis=0)
+        dset[start:] = rows
+
+
 def gzip_packet_file(path: Path, rows: np.ndarray) -> None:
     """The rows larpix-control wrote, in a packet file laid out as its own but with the
     ``packets`` dataset gzip-compressed in chunks of ``CHUNK`` rows."""

@@ -82,7 +82,6 @@ def channel_columns(packets: np.ndarray) -> dict[tuple[int, ...], dict[str, floa
             for i, k in enumerate(keys.tolist())}
 
 
-
 def words_recount(rows: np.ndarray, has_receipt: bool = True) -> dict[str, np.ndarray | None]:
     """The words the hot paths read (``PacketWords``), from the rows' fields byte by byte:
     readout delays of data rows, and their (io_group, delay bucket, dataword) index, the

@@ -9,9 +9,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import h5py
 from support.damage import (
     CHUNK,
+    append_rows,
     corrupt_chunk,
     gzip_packet_file,
     larpix_packets,
@@ -86,17 +86,13 @@ def test_bad_chunk_of_a_file_still_growing_is_skipped_and_the_rest_counted(tmp_p
             if rows_read(monitor.scrape(), "packet"):
                 return True
             assert written < len(rows), "the bad chunk was not skipped while the file grew"
-            with h5py.File(path, "a") as f:
-                f["packets"].resize((written + CHUNK // 4,))
-                f["packets"][written:] = rows[written:written + CHUNK // 4]
+            append_rows(path, rows[written:written + CHUNK // 4])
             written += CHUNK // 4
             return False
 
         wait_for(append_until_read, 60, "the rows around the bad chunk", interval=0.2)
         assert time.monotonic() - started >= PERSIST_SECONDS > SETTLE_SECONDS
-        with h5py.File(path, "a") as f:
-            f["packets"].resize((len(rows),))
-            f["packets"][written:] = rows[written:]
+        append_rows(path, rows[written:])
         wait_for(lambda: rows_read(monitor.scrape(), "packet") == len(rows) - len(bad), 30,
                  "every readable row")
         samples = monitor.scrape()
