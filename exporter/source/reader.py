@@ -21,6 +21,7 @@ import numpy as np
 from exporter.errors import InputError, TransientReadError
 from exporter.packets import PACKET_DTYPE, STEP_ROWS, Chunk, PacketWords, WordsBuilder
 from exporter.source.buffers import CHUNK_ARRAYS
+from exporter.source.chunk_map import ChunkMap, worth_mapping
 from exporter.source.cursor import Cursor
 from exporter.source.formats import (
     PACKET_FORMAT,
@@ -115,6 +116,9 @@ class FileReader:
         self._packets_per_message = float(_INITIAL_PACKETS_PER_MESSAGE)
         #: The damage the last reads found, and when a read first found it (monotonic).
         self._damage_since: tuple[list[Damage], float] | None = None
+        #: Where this pass's packet chunks lie (None: HDF5 reads each chunk), made when a
+        #: pass has enough of a file to read (``worth_mapping``) and dropped when it ends.
+        self.chunk_map: ChunkMap | None = None
 
     def read_new(self) -> Iterator[Chunk]:
         """New rows in chunks. The cursor covers a chunk as soon as it is handed out: the
@@ -147,6 +151,7 @@ class FileReader:
         finally:
             if ahead is not None:
                 ahead.shutdown(cancel_futures=True)
+            self.chunk_map = None  # trusted for one pass only
 
     def _reset(self) -> None:
         self.cursor.rows = 0
@@ -224,7 +229,7 @@ class FileReader:
             settled = time.time() - opened.st_mtime > SETTLE_SECONDS
             if packets:
                 rows, data, words, more = self._fetch_packets(datasets[0], layout, start,
-                                                              damage)
+                                                              damage, opened)
                 io_groups = None
             else:
                 rows, data, io_groups, more = self._fetch_messages(*datasets, start, available,
@@ -237,7 +242,7 @@ class FileReader:
         return batch
 
     def _fetch_packets(self, dset: h5py.Dataset, layout: Layout, start: int,
-                       damage: list[Damage]
+                       damage: list[Damage], opened: os.stat_result
                        ) -> tuple[int, np.ndarray | None, PacketWords | None, bool]:
         """Rows read, the rows, their words (None: to be made from the rows), whether
         filled rows remain."""
@@ -249,11 +254,17 @@ class FileReader:
             slab = read_slab(dset, start, stop, None, end)
             damage += slab.damage
             return len(slab.rows), slab.rows, None, start + len(slab.rows) < end
+        chunk_map = self._map(dset, start, end, opened)
+        fd = dset.file.id.get_vfd_handle()
         # a step at a time, its words copied while its rows are in the CPU cache
         rows = CHUNK_ARRAYS.empty(stop - start, PACKET_DTYPE)
         words = WordsBuilder(stop - start, layout.has_receipt_timestamp, CHUNK_ARRAYS.empty)
         for low, high in _steps(dset, start, stop):
             step = rows[low - start:high - start]
+            if chunk_map is not None and chunk_map.read_into(fd, step, low, high):
+                if words is not None:
+                    words.add(low - start, step)
+                continue
             slab = read_slab(dset, low, high, PACKET_DTYPE, end if high == stop else None,
                              lambda n, dtype, step=step: step)  # into the chunk's array
             if slab.damage:  # its rows go: the words are made from the rows kept
@@ -265,6 +276,17 @@ class FileReader:
             elif words is not None:
                 words.add(low - start, step)
         return len(rows), rows, words.finish() if words else None, start + len(rows) < end
+
+    def _map(self, dset: h5py.Dataset, start: int, end: int,
+             opened: os.stat_result) -> ChunkMap | None:
+        """This pass's chunk map of the packets, made if the rows left to read are worth it."""
+        known = self.chunk_map
+        if known is not None and known.fits(dset, opened.st_ino, opened.st_size):
+            return known
+        self.chunk_map = None
+        if worth_mapping(dset, start, end):
+            self.chunk_map = ChunkMap.of(dset, PACKET_DTYPE, opened.st_ino, opened.st_size)
+        return self.chunk_map
 
     def _fetch_messages(self, msgs: h5py.Dataset, headers: h5py.Dataset, start: int,
                         available: int, settled: bool, damage: list[Damage]
