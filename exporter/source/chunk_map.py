@@ -59,6 +59,7 @@ class ChunkMap:
     def fits(self, dset: h5py.Dataset, inode: int, file_size: int) -> bool:
         """Whether the map still describes ``dset`` in the file as now opened."""
         return (inode == self.inode and file_size >= self.file_size
+                and dset.chunks is not None and dset.chunks[0] == self.rows_per_chunk
                 and _object_address(dset) == self.dataset_address)
 
     def read_into(self, fd: int, out: np.ndarray, start: int, stop: int) -> bool:

@@ -225,6 +225,7 @@ class FileReader:
             reset = reset or available < start  # the file now holds fewer rows
             if reset:
                 start = 0
+                self.chunk_map = None  # of the file as it was
             damage: list[Damage] = []
             settled = time.time() - opened.st_mtime > SETTLE_SECONDS
             if packets:

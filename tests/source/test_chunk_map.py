@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -133,6 +134,8 @@ def test_a_map_fits_only_the_file_and_dataset_it_was_made_for(tmp_path):
         assert not chunk_map.fits(f["packets"], info.st_ino, info.st_size - 1)  # rewritten
         assert not chunk_map.fits(f["packets"], info.st_ino + 1, info.st_size)  # replaced
         assert not chunk_map.fits(f["copy"], info.st_ino, info.st_size)  # another dataset
+        other_chunks = replace(chunk_map, rows_per_chunk=chunk_map.rows_per_chunk + 1)
+        assert not other_chunks.fits(f["packets"], info.st_ino, info.st_size)
 
 
 def test_a_map_is_made_when_most_of_the_file_is_left_to_read(tmp_path):
@@ -160,3 +163,31 @@ def test_a_map_is_made_when_most_of_the_file_is_left_to_read(tmp_path):
         mapped.append(reader.chunk_map is not None)
     assert mapped == [False]  # ten new rows: HDF5 reads them
     np.testing.assert_array_equal(np.concatenate(second), rows[:10])
+
+
+def test_a_file_rewritten_in_place_during_a_pass_is_read_afresh_not_through_the_old_map(
+        tmp_path):
+    path = tmp_path / "run.h5"
+    written_in_calls(path, calls=40, per_call=1000)
+    new = tmp_path / "new.h5"  # the same writes, with other data stored after the first
+    hdf5format.to_file(str(new), packet_list=larpix_packets(1000, seed=0))
+    with h5py.File(new, "a") as f:
+        f.create_dataset("spacer", data=np.arange(2000))
+    for call in range(1, 40):
+        hdf5format.to_file(str(new), packet_list=larpix_packets(1000, seed=100 + call))
+    with h5py.File(new, "r") as f:
+        new_rows = f["packets"][:]
+    old_map, new_map = map_of(path), map_of(new)
+    assert old_map.rows_per_chunk == new_map.rows_per_chunk
+    assert (old_map.addresses != new_map.addresses).any()
+    assert os.stat(new).st_size > os.stat(path).st_size
+    reader = FileReader(path, chunk_rows=1000, read_ahead=False)
+    chunks = reader.read_new()
+    next(chunks)
+    assert reader.chunk_map is not None
+    inode = os.stat(path).st_ino
+    shutil.copyfile(new, path)  # truncated and rewritten: same inode, another file
+    assert os.stat(path).st_ino == inode
+    rest = np.concatenate([c.packets for c in chunks])
+    assert reader.resets == 1
+    np.testing.assert_array_equal(rest, new_rows)
