@@ -271,12 +271,12 @@ def bench_raw(path: Path, repeat: int) -> bool:
     with h5py.File(path, "r") as f:
         n_msgs = f["msgs"].shape[0]
     print(f"\nraw file: {path.name} ({path.stat().st_size / 1e6:.0f} MB, {n_msgs:,} messages)")
-    results = run_phases(["reader", "plain-h5py-raw", "reader+metrics"], path, repeat)
+    results = run_phases(["reader", "plain-h5py-raw", "reader+metrics", "larpix-control"], path,
+                         repeat)
     reader = show("(a) reader", results["reader"])
     show("(b) reader + DetectorMetrics.update", results["reader+metrics"])
     show("(c) plain h5py read of msgs (no decoding)", results["plain-h5py-raw"])
-    larpix = show(f"(d) larpix-control, {LARPIX_MESSAGES} messages",
-                  run_phases(["larpix-control"], path, 1)["larpix-control"])
+    larpix = show(f"(d) larpix-control, {LARPIX_MESSAGES} messages", results["larpix-control"])
     if not larpix:
         return False
     print(f"  reader / larpix-control: {reader / larpix:.0f}x (target >= 200x)")
