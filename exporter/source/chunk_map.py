@@ -22,6 +22,10 @@ import numpy as np
 #: the rows to read span at least this share of the dataset's chunks.
 WORTH_SHARE = 0.25
 
+#: Most chunks a map lists (8 bytes each: 16 MB, a 24 GB file of 313-row chunks), so
+#: that its memory stays bounded whatever the file; a bigger dataset is read by HDF5.
+MAX_CHUNKS = 1 << 21
+
 
 @dataclass(frozen=True)
 class ChunkMap:
@@ -84,11 +88,12 @@ class ChunkMap:
 
 
 def worth_mapping(dset: h5py.Dataset, start: int, end: int) -> bool:
-    """Whether rows ``start:end`` span enough of ``dset``'s chunks to pay for a map."""
+    """Whether rows ``start:end`` span enough of ``dset``'s chunks to pay for a map, and the
+    map would not be too big."""
     if not dset.chunks or end <= start:
         return False
     stored = -(-dset.shape[0] // dset.chunks[0])
-    return (end - start) / dset.chunks[0] >= WORTH_SHARE * stored
+    return stored <= MAX_CHUNKS and (end - start) / dset.chunks[0] >= WORTH_SHARE * stored
 
 
 def _plain_rows(dset: h5py.Dataset, dtype: np.dtype) -> bool:

@@ -191,3 +191,20 @@ def test_a_file_rewritten_in_place_during_a_pass_is_read_afresh_not_through_the_
     rest = np.concatenate([c.packets for c in chunks])
     assert reader.resets == 1
     np.testing.assert_array_equal(rest, new_rows)
+
+
+def test_a_dataset_of_more_chunks_than_a_map_may_list_is_read_by_hdf5(tmp_path, monkeypatch):
+    path = tmp_path / "run.h5"
+    rows = written_in_calls(path, calls=1, per_call=4000)
+    with h5py.File(path, "r") as f:
+        stored = -(-len(rows) // f["packets"].chunks[0])
+        assert worth_mapping(f["packets"], 0, len(rows))
+        monkeypatch.setattr("exporter.source.chunk_map.MAX_CHUNKS", stored - 1)
+        assert not worth_mapping(f["packets"], 0, len(rows))
+    reader = FileReader(path, chunk_rows=1000)
+    got, mapped = [], []
+    for chunk in reader.read_new():
+        got.append(chunk.packets)
+        mapped.append(reader.chunk_map is not None)
+    assert not any(mapped)
+    np.testing.assert_array_equal(np.concatenate(got), rows)
