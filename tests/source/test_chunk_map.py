@@ -24,8 +24,8 @@ from exporter.source.reader import FileReader
 
 def written_in_calls(path: Path, calls: int, per_call: int) -> np.ndarray:
     """A packet file made by ``calls`` calls of larpix-control's ``to_file``, as a DAQ
-    appends: its stored chunks are interleaved with other data (runs of several
-    back-to-back chunks, then a jump). The rows HDF5 reads back."""
+    appends: with enough calls, runs of back-to-back chunks, each ended by a jump where
+    HDF5 stored something else. The rows HDF5 reads back."""
     for call in range(calls):
         hdf5format.to_file(str(path), packet_list=larpix_packets(per_call, seed=call))
     with h5py.File(path, "r") as f:
