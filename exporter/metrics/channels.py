@@ -33,6 +33,7 @@ import numpy as np
 
 from exporter.metrics.channel_counts import CHANNELS_PER_CHIP, ChannelCounts
 from exporter.metrics.chips import ChipSlots
+from exporter.metrics.clock import sorted_unique
 from exporter.packets import tile_of
 
 #: A channel is ``quiet`` when it has fewer than this fraction of the median count of
@@ -247,7 +248,7 @@ class ChannelTables:
         """``source`` feeds ``groups`` now: a file that fed one of them before keeps the window
         counts of its chips there (``window_counts()`` gives them per flat channel)."""
         current = None
-        for g in np.unique(groups).tolist():
+        for g in sorted_unique(groups).tolist():
             owner = self.window_owner.get(g)
             if owner is not None and owner != source and owner in self._files:
                 current = window_counts() if current is None else current

@@ -275,7 +275,9 @@ class SyncGaps:
         if len(keys) == 0:
             return
         group, second = keys >> 40, keys & ((1 << 40) - 1)
-        has_sync = np.isin(keys, synced) | np.isin(keys, old[self.pending_synced[waiting]])
+        # distinct keys all three: np.isin need not sort them apart first
+        has_sync = (np.isin(keys, synced, assume_unique=True)
+                    | np.isin(keys, old[self.pending_synced[waiting]], assume_unique=True))
         latest = self.pending.copy()
         np.maximum.at(latest, group, second)
         final = second < latest[group]
