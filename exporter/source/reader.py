@@ -256,7 +256,7 @@ class FileReader:
             damage += slab.damage
             return len(slab.rows), slab.rows, None, start + len(slab.rows) < end
         chunk_map = self._map(dset, start, end, opened)
-        fd = dset.file.id.get_vfd_handle()
+        fd = dset.file.id.get_vfd_handle() if chunk_map is not None else -1
         # a step at a time, its words copied while its rows are in the CPU cache
         rows = CHUNK_ARRAYS.empty(stop - start, PACKET_DTYPE)
         words = WordsBuilder(stop - start, layout.has_receipt_timestamp, CHUNK_ARRAYS.empty)
