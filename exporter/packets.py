@@ -122,7 +122,8 @@ class PacketWords:
     is being counted (``Chunk.words``).
     """
 
-    #: io_group, io_channel, chip_id, packet_type (one byte each, low byte first)
+    #: io_group, io_channel, chip_id, packet_type (one byte each, high byte first: ``ids >>
+    #: 8`` is the chip key ``chip_id | io_channel << 8 | io_group << 16``)
     ids: np.ndarray
     #: downstream_marker, parity, valid_parity, channel_id
     flags: np.ndarray
@@ -171,12 +172,13 @@ class WordsBuilder:
         raw-file decoder has them contiguous (``row_words(packets).T`` is a strided view)."""
         n = columns.shape[1]
         ids, flags, word, adc_delay = (row[start:start + n] for row in self._out[:4])
-        for out, column in ((ids, _IDS), (flags, _FLAGS), (word, _WORD)):
-            np.copyto(out, columns[column])
-        other = np.flatnonzero(ids >= np.uint32(1 << 24))
+        np.copyto(ids, columns[_IDS].view(">u4"))  # the bytes reversed, in the same pass
+        np.copyto(flags, columns[_FLAGS])
+        np.copyto(word, columns[_WORD])
+        other = np.flatnonzero(ids.view(">u4") >= np.uint32(1 << 24))  # packet_type != 0
         self._other.append(other + start)
         self._flagged.append(_flagged(flags, word) + start)
-        np.bitwise_and(ids, np.uint32(0xFF), out=adc_delay)
+        np.right_shift(ids, np.uint32(24), out=adc_delay)  # io_group
         adc_delay *= np.uint32(DELAY_BUCKETS + 1)
         if len(self._out) == 5:
             adc_delay += delay_bucket(self._add_delays(start, columns, other))

@@ -306,9 +306,8 @@ class ChannelTables:
             for i, source in enumerate(state["channels.files"].tolist()):
                 part = {name.split(".", 2)[2]: v for name, v in state.items()
                         if name.startswith(f"channels.{i}.")}
-                key = part.pop("chip_key").astype(np.int64)
-                ids = (key >> 16 & 0xFF | (key >> 8 & 0xFF) << 8 | (key & 0xFF) << 16)
-                slot = self._chips.lookup(ids.astype(np.uint32)).astype(np.int64)
+                ids = part.pop("chip_key").astype(np.uint32) << np.uint32(8)  # as in words
+                slot = self._chips.lookup(ids).astype(np.int64)
                 self._grow(self._chips.capacity)
                 # the checkpoint's files had tables: they keep them, whatever this limit
                 self.waiting.pop(source, None)

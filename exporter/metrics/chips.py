@@ -21,8 +21,8 @@ _NEW_IN_CHUNK = -1
 
 
 def chip_keys(ids: np.ndarray) -> np.ndarray:
-    """chip_id | io_channel << 8 | io_group << 16 of first words (bytes 2, 1, 0)."""
-    return np.right_shift(ids.byteswap(), 8, dtype=np.intp)
+    """chip_id | io_channel << 8 | io_group << 16 of ``PacketWords.ids``."""
+    return np.right_shift(ids, np.uint32(8), dtype=np.intp)
 
 
 class ChipSlots:

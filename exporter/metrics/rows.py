@@ -25,8 +25,8 @@ class Rows:
         #: non-data rows, ascending
         self.other = self._words.other
         ids = self.ids.view(np.uint8).reshape(n, 4)
-        self.group = ids[:, 0]
-        self.packet_type = ids[:, 3]
+        self.group = ids[:, 3]
+        self.packet_type = ids[:, 0]
         self._bytes = packets.view(np.uint8).reshape(n, PACKET_DTYPE.itemsize)
         self.trigger_type = self._bytes[:, 17]
         words = row_words(packets)

@@ -134,7 +134,7 @@ def test_chunks_kept_by_the_consumer_stay_intact(tmp_path):
     assert np.array_equal(packets, rows)
     for chunk in kept[::2]:
         assert np.array_equal(chunk.words.ids,
-                              chunk.packets.view(np.uint32).reshape(-1, 9)[:, 0])
+                              chunk.packets.view(np.uint32).reshape(-1, 9)[:, 0].byteswap())
 
 
 def test_chunks_let_go_are_read_into_the_same_arrays(tmp_path):

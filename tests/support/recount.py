@@ -102,7 +102,7 @@ def words_recount(rows: np.ndarray, has_receipt: bool = True) -> dict[str, np.nd
     index = ((rows["io_group"].astype(np.int64) * (DELAY_BUCKETS + 1) + bucket) * 256
              + rows["dataword"])
     return {
-        "ids": word("io_group", "io_channel", "chip_id", "packet_type"),
+        "ids": word("packet_type", "chip_id", "io_channel", "io_group"),
         "flags": word("downstream_marker", "parity", "valid_parity", "channel_id"),
         "word": word("dataword", "trigger_type", "local_fifo", "shared_fifo"),
         "other": np.flatnonzero(~data),
