@@ -16,9 +16,9 @@ dense arrays (no per-packet Python):
   ``np.add.at`` (a scattered add a row: the histogram is far bigger than the
   cache, so nothing that touches it twice a row is cheaper). A bin never
   wraps for good. Each channel's bins stay below
-  ``2**15 + (count - checked)``, ``checked`` being its count when its bins
-  were last made smaller than 2**15. A channel whose ``count - checked`` could
-  reach 2**15 in a chunk (a hot channel, every few chunks) is *settled*: its
+  ``2**15 + unchecked``, ``unchecked`` being its rows since its bins were last
+  made smaller than 2**15. A channel whose ``unchecked`` could reach 2**15 in
+  a chunk (a hot channel, every few chunks) is *settled*: its
   bins are read before and after the add; fewer than 2**16 rows of the chunk
   can have wrapped a bin at most once, so ``after - before`` (mod 2**16) is
   the exact increment. Every whole 2**15 of its bins then moves to ``spill``
@@ -38,7 +38,7 @@ import numpy as np
 
 from exporter.metrics.chips import grow_axis, room_for
 from exporter.metrics.memory import populate, zeros
-from exporter.metrics.packed import PACKED_ROWS, unpack
+from exporter.metrics.packed import PACKED_ROWS, unpack_into
 from exporter.packets import DATA
 
 CHANNELS_PER_CHIP = 64
@@ -56,7 +56,7 @@ class ChannelCounts:
         self.bins = zeros((ADC_BINS, n * CHANNELS_PER_CHIP), np.uint16)
         self.spill: dict[int, int] = {}
         self.count = np.zeros(n * CHANNELS_PER_CHIP, np.int64)
-        self.checked = np.zeros(n * CHANNELS_PER_CHIP, np.int64)
+        self.unchecked = np.zeros(n * CHANNELS_PER_CHIP, np.int64)
         self.adc_sum = np.zeros(n * CHANNELS_PER_CHIP, np.int64)
         self.adc_squares = np.zeros(n * CHANNELS_PER_CHIP, np.int64)
         self.parity_errors = np.zeros(n * CHANNELS_PER_CHIP, np.int64)
@@ -72,7 +72,7 @@ class ChannelCounts:
 
     _SAVED = ("count", "adc_sum", "adc_squares", "parity_errors", "fifo_half", "fifo_full",
               "frozen_window")
-    _PER_CHANNEL = ("checked", "pending_sums", *_SAVED)
+    _PER_CHANNEL = ("unchecked", "pending_sums", *_SAVED)
 
     @property
     def slots(self) -> int:
@@ -110,7 +110,8 @@ class ChannelCounts:
         """
         n = len(self.count)
         added = np.bincount(channel, minlength=n)
-        settle = np.flatnonzero(self.count - self.checked + added >= _SPILL_AT)
+        self.unchecked += added  # in place: a per-channel temporary is fresh pages a chunk
+        settle = np.flatnonzero(self.unchecked >= _SPILL_AT)
         if len(settle) and settle[0] == 0:  # the non-data rows' channel: never read, may wrap
             settle = settle[1:]
         self.count += added
@@ -142,10 +143,7 @@ class ChannelCounts:
         self._pending_rows += len(channel)
 
     def _unpack_sums(self) -> None:
-        total, squares = unpack(self.pending_sums)  # dense: most channels have rows
-        self.adc_sum += total
-        self.adc_squares += squares
-        self.pending_sums.fill(0)
+        unpack_into(self.pending_sums, self.adc_sum, self.adc_squares)  # dense: most have rows
         self._pending_rows = 0
 
     def rows(self, channels: np.ndarray) -> np.ndarray:
@@ -171,7 +169,7 @@ class ChannelCounts:
             self.spill[key_of_bin] = self.spill.get(key_of_bin, 0) + value - value % _SPILL_AT
         rows %= _SPILL_AT
         self.bins[:, channels] = rows.reshape(-1, ADC_BINS).T
-        self.checked[channels] = self.count[channels]
+        self.unchecked[channels] = 0
 
     def add_rare(self, slot: np.ndarray, packet_type: np.ndarray, valid_parity: np.ndarray,
                  word: np.ndarray, channel_id: np.ndarray) -> None:
@@ -218,7 +216,7 @@ class ChannelCounts:
         self.grow(int(channel.max(initial=0)) // CHANNELS_PER_CHIP + 1)
         for name in self._SAVED:
             np.add.at(getattr(self, name), channel, state[name])
-        self.checked[channel] = self.count[channel]   # every bin below 2**15 again, below
+        self.unchecked[channel] = 0   # every bin below 2**15 again, below
         total = self.histograms(channel).astype(np.int64) + state["histogram"]
         low = total % _SPILL_AT
         self.bins[:, channel] = low.T

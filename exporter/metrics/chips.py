@@ -20,9 +20,10 @@ _LOOKUP_ROWS = 1 << 16
 _NEW_IN_CHUNK = -1
 
 
-def chip_keys(ids: np.ndarray) -> np.ndarray:
-    """chip_id | io_channel << 8 | io_group << 16 of ``PacketWords.ids``."""
-    return np.right_shift(ids, np.uint32(8), dtype=np.intp)
+def chip_keys(ids: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """chip_id | io_channel << 8 | io_group << 16 of ``PacketWords.ids`` (into ``out``, intp,
+    if given)."""
+    return np.right_shift(ids, np.uint32(8), out=out, dtype=np.intp)
 
 
 class ChipSlots:
@@ -35,6 +36,7 @@ class ChipSlots:
         # Small pages, mapped lazily: only those keys touch are materialised.
         self._slot_of = zeros(CHIP_KEYS, np.int32)
         self.keys = np.zeros(1, np.int64)
+        self._block_keys = np.empty(_LOOKUP_ROWS, np.intp)  # a fresh one would be new pages
 
     @property
     def capacity(self) -> int:
@@ -51,7 +53,7 @@ class ChipSlots:
         incomplete, new = [], []
         for start in range(0, len(ids), _LOOKUP_ROWS):
             block = slice(start, start + _LOOKUP_ROWS)
-            keys = chip_keys(ids[block])
+            keys = chip_keys(ids[block], self._block_keys[:len(ids[block])])
             found = self._slot_of.take(keys, out=slots[block])
             if found.min() <= 0:  # 0: a new chip; _NEW_IN_CHUNK: one an earlier block found
                 incomplete.append(block)

@@ -241,14 +241,15 @@ class DetectorMetrics(PublishedSnapshots):
             self._window.grow(room)
             self._detail.grow(room)
 
-    @staticmethod
-    def _count_channel_rows(channels: ChannelCounts | UncountedChannels, block: Block,
+    def _count_channel_rows(self, channels: ChannelCounts | UncountedChannels, block: Block,
                             slot: np.ndarray, other: np.ndarray, channel: np.ndarray,
                             key: np.ndarray) -> np.ndarray:
         """A block's flat channels and histogram keys into ``channel`` and ``key`` (counted
         with the chunk's), its ADC sums into ``channels``; returns its packed datawords."""
         block.channels_into(slot, other, channel, key, len(channels.count))
-        adc = packed_datawords(block.word, other)
+        n = len(channel)
+        adc = packed_datawords(block.word, other, self._scratch.take("packed", n, np.uint64),
+                               self._scratch.take("square", n, np.uint64))
         channels.add_sums(channel, adc)
         return adc
 

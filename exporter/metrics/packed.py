@@ -17,17 +17,31 @@ _SHIFT = np.uint64(28)
 _LOW = np.uint64((1 << 28) - 1)
 
 
-def packed_datawords(word: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """``d | d*d << 28`` (uint64) of the dataword ``d`` in each first data word (its low
-    byte); 0 for the ``other`` (non-data) rows."""
-    value = np.bitwise_and(word, np.uint32(0xFF), dtype=np.uint64)
-    square = value * value
+def packed_datawords(word: np.ndarray, other: np.ndarray, out: np.ndarray,
+                     square: np.ndarray) -> np.ndarray:
+    """``d | d*d << 28`` of the dataword ``d`` in each first data word (its low byte), into
+    ``out`` (uint64); 0 for the ``other`` (non-data) rows. ``square`` (uint64, as long) is
+    scratch: arrays kept from call to call, not fresh pages (see ``memory``)."""
+    np.bitwise_and(word, np.uint32(0xFF), out=out, dtype=np.uint64)
+    np.multiply(out, out, out=square)
     square <<= _SHIFT
-    value |= square
-    value[other] = 0
-    return value
+    out |= square
+    out[other] = 0
+    return out
 
 
-def unpack(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sum of datawords and sum of their squares (int64) of packed accumulators."""
-    return (packed & _LOW).view(np.int64), (packed >> _SHIFT).view(np.int64)
+def unpack_into(packed: np.ndarray, total: np.ndarray, squares: np.ndarray) -> None:
+    """Add packed accumulators to the sums of datawords and of their squares (int64), and
+    empty them.
+
+    Everything happens in place, with the sums seen as uint64 (they are never
+    negative): a temporary the size of the accumulators would be fresh pages at
+    every call once the allocator has handed its memory back.
+    """
+    total, squares = total.view(np.uint64), squares.view(np.uint64)
+    total += packed                              # the sum, plus the squares' part << 28
+    np.right_shift(packed, _SHIFT, out=packed)
+    squares += packed
+    packed <<= _SHIFT
+    total -= packed                              # exact: uint64 arithmetic wraps
+    packed.fill(0)

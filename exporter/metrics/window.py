@@ -16,7 +16,7 @@ from exporter.metrics.checkpoint import State, dense, sparse
 from exporter.metrics.chips import grow_axis
 from exporter.metrics.clock import N_GROUPS, NO_TIME, Segments, sorted_unique
 from exporter.metrics.memory import zeros
-from exporter.metrics.packed import PACKED_ROWS, unpack
+from exporter.metrics.packed import PACKED_ROWS, unpack_into
 from exporter.packets import DATA
 
 #: channel_id is a 6-bit field of the LArPix v2 word.
@@ -154,10 +154,8 @@ class SlidingWindow:
     def unpack_adc(self) -> None:
         """Move the packed datawords into ``adc_sums`` (before they are read or zeroed)."""
         for slot in np.flatnonzero(self._pending_slot).tolist():
-            total, squares = unpack(self.pending_adc[slot])
-            self.adc_sums[slot, :, 0] += total
-            self.adc_sums[slot, :, 1] += squares
-            self.pending_adc[slot] = 0
+            unpack_into(self.pending_adc[slot], self.adc_sums[slot, :, 0],
+                        self.adc_sums[slot, :, 1])
         self._pending_slot[:] = False
         self._pending_rows = 0
 
