@@ -14,7 +14,6 @@ import numpy as np
 #: Rows an accumulator may take between unpackings.
 PACKED_ROWS = 1 << 20
 _SHIFT = np.uint64(28)
-_LOW = np.uint64((1 << 28) - 1)
 
 
 def packed_datawords(word: np.ndarray, other: np.ndarray, out: np.ndarray,
