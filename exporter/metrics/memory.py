@@ -4,11 +4,12 @@ A fresh array costs more than the work done in it: the kernel maps and
 zeroes each page on first touch, and the allocator hands big blocks back to
 the kernel when they are freed. So the chunk-sized arrays of an update are
 kept (``Scratch``): they grow to the largest chunk seen, so their memory is
-bounded by the chunk size. Temporaries of a block of rows or of the
-per-channel arrays are avoided too (written ``out=`` or in place): glibc gives
-the top of its heap back to the kernel once enough of it is free, so a few MB
-of temporaries an update came back as fresh pages every chunk (about 1,000
-faults, 3-5 ms an update on the benchmark machine).
+bounded by the chunk size. The larger temporaries of an update are avoided
+too (the per-channel sums unpacked in place, a block's packed datawords and
+chip keys written into kept arrays): glibc gives the top of its heap back to
+the kernel once enough of it is free, so a few MB of temporaries an update
+came back as fresh pages every chunk (about 1,000 faults, 3-5 ms an update on
+the benchmark machine). A few remain (the per-channel ``np.bincount``).
 
 numpy asks for transparent huge pages (2 MB) for every array of 4 MB or
 more. For an array touched at scattered places (the per-channel ADC
