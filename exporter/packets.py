@@ -207,11 +207,13 @@ class WordsBuilder:
         delay[other] = 0
         return delay
 
-    def finish(self) -> PacketWords:
-        ids, flags, word, adc_delay = self._out[:4]
+    def finish(self, n: int | None = None) -> PacketWords:
+        """The words of the first ``n`` rows (all rows by default): the ones added."""
+        out = self._out[:, :n]
+        ids, flags, word, adc_delay = out[:4]
         delay = None
-        if len(self._out) == 5:
-            delay = self._out[4].view(np.int32) if self._wide is None else self._wide
+        if len(out) == 5:
+            delay = out[4].view(np.int32) if self._wide is None else self._wide[:n]
         none = np.zeros(0, np.intp)
         return PacketWords(ids, flags, word, delay, adc_delay,
                            np.concatenate(self._other) if self._other else none,

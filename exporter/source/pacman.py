@@ -7,6 +7,8 @@ per data, sync or trigger word.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from exporter.packets import (
@@ -83,38 +85,89 @@ def decode_messages(msgs: np.ndarray, io_groups: np.ndarray, empty: Empty = np.e
     followed by one packet per word, as larpix-control converts it. A message
     whose length disagrees with its word count, whose type is not DATA, or
     that holds a word other than data/sync/trigger is skipped whole. The
-    words' arrays come from ``empty``.
+    packets' and words' arrays come from ``empty``.
     """
-    n_msgs = len(msgs)
-    lengths = np.fromiter((m.size for m in msgs), dtype=np.int64, count=n_msgs)
-    keep = (lengths >= HEADER_LEN) & ((lengths - HEADER_LEN) % WORD_LEN == 0)
-    while True:
-        stream = _Stream(msgs if keep.all() else msgs[keep], lengths[keep])
-        bad = stream.malformed()
-        if not bad.any():
-            break
-        keep[np.flatnonzero(keep)[bad]] = False
-    return *stream.packets(io_groups[keep], empty), n_msgs - int(keep.sum())
+    lengths = np.fromiter((m.size for m in msgs), dtype=np.int64, count=len(msgs))
+    sized = (lengths >= HEADER_LEN) & ((lengths - HEADER_LEN) % WORD_LEN == 0)
+    rows_per_msg = np.where(sized, (lengths - HEADER_LEN) // WORD_LEN + 1, 0)
+    decoder = _Decoder(int(rows_per_msg.sum()), empty)
+    for block in _message_blocks(rows_per_msg):
+        keep = sized[block]
+        decoder.add(msgs[block][keep], lengths[block][keep], io_groups[block][keep])
+    packets, words = decoder.finish()
+    return packets, words, len(msgs) - decoder.messages
+
+
+def _message_blocks(rows_per_msg: np.ndarray) -> Iterator[slice]:
+    """Runs of messages holding at most ``_BLOCK_ROWS`` rows (or one bigger message)."""
+    ends = np.cumsum(rows_per_msg)
+    first, done = 0, 0
+    while first < len(ends):
+        last = max(first + 1, int(np.searchsorted(ends, done + _BLOCK_ROWS, side="right")))
+        yield slice(first, last)
+        first, done = last, int(ends[last - 1])
+
+
+class _Decoder:
+    """Blocks of messages -> one chunk's packets and words.
+
+    Only the output is chunk-sized: each block of messages is laid out,
+    checked and decoded in buffers reused from block to block, which stay in
+    the CPU cache, where a chunk-sized layout of every message would
+    first-touch tens of fresh megabytes a chunk.
+    """
+
+    def __init__(self, most_rows: int, empty: Empty) -> None:
+        self._out = empty(most_rows, PACKET_DTYPE)
+        self._words = WordsBuilder(most_rows, True, empty)
+        self._packer = _Packer(min(most_rows, _BLOCK_ROWS))
+        self._units = np.empty(2 * min(most_rows, _BLOCK_ROWS), np.uint64)
+        self.rows = 0
+        self.messages = 0
+
+    def add(self, msgs: np.ndarray, lengths: np.ndarray, io_groups: np.ndarray) -> None:
+        """Messages of one block, each of a whole number of words; malformed ones dropped."""
+        while True:
+            stream = _Stream(msgs, lengths, self._units)
+            bad = stream.malformed()
+            if not bad.any():
+                break
+            msgs, lengths, io_groups = msgs[~bad], lengths[~bad], io_groups[~bad]
+        n = len(stream.rows)
+        if not n:
+            return
+        self._words.add_columns(self.rows, self._packer.pack(
+            stream.rows, np.repeat(io_groups.astype(np.uint32), stream.rows_per_msg),
+            stream.kinds(), self._out[self.rows:self.rows + n]))
+        self.rows += n
+        self.messages += len(msgs)
+
+    def finish(self) -> tuple[np.ndarray, PacketWords]:
+        return self._out[:self.rows], self._words.finish(self.rows)
 
 
 class _Stream:
-    """Messages laid out as 16-byte rows in packet order: each header, then its words.
+    """A block's messages laid out as 16-byte rows in packet order: each header, then its
+    words.
 
     Every message is 8 + 16 k bytes, so the concatenated bytes are whole 8-byte
     units; one zero unit inserted after each header aligns every row.
     """
 
-    def __init__(self, msgs: np.ndarray, lengths: np.ndarray) -> None:
+    def __init__(self, msgs: np.ndarray, lengths: np.ndarray, units: np.ndarray) -> None:
         self.n_words = (lengths - HEADER_LEN) // WORD_LEN
         self.rows_per_msg = self.n_words + 1
         self.header_row = np.zeros(len(lengths), np.int64)
         np.cumsum(self.rows_per_msg[:-1], out=self.header_row[1:])
         n_rows = int(self.rows_per_msg.sum())
-        units = np.zeros(2 * n_rows, np.uint64)
+        units = units[:2 * n_rows] if len(units) >= 2 * n_rows else np.empty(2 * n_rows,
+                                                                               np.uint64)
         if n_rows:
             filled = np.ones(units.size, bool)
-            filled[2 * self.header_row + 1] = False
+            pads = 2 * self.header_row + 1
+            filled[pads] = False
             units[filled] = np.concatenate(list(msgs)).view("<u8")
+            units[pads] = 0
         self.rows = units.view(_ROW)
 
     def malformed(self) -> np.ndarray:
@@ -128,26 +181,11 @@ class _Stream:
             bad[np.searchsorted(self.header_row, unknown, side="right") - 1] = True
         return bad
 
-    def packets(self, io_groups: np.ndarray, empty: Empty) -> tuple[np.ndarray, PacketWords]:
-        """PACKET_DTYPE rows of well-formed messages, and their words (``empty``'s arrays).
-
-        Every row is decoded as a data word; then the few header, sync and
-        trigger rows are overwritten. The words are taken block by block from
-        the decoder's columns, contiguous, not from the packed rows.
-        """
-        rows = self.rows
-        n = len(rows)
-        group = np.repeat(io_groups.astype(np.uint32), self.rows_per_msg)
-        kind = rows["kind"].copy()
+    def kinds(self) -> np.ndarray:
+        """Each row's kind: its word's type, ``_HEADER_KIND`` for a header."""
+        kind = self.rows["kind"].copy()
         kind[self.header_row] = _HEADER_KIND
-        out = np.empty(n, PACKET_DTYPE)
-        words = WordsBuilder(n, True, empty)
-        packer = _Packer(min(n, _BLOCK_ROWS))
-        for start in range(0, n, _BLOCK_ROWS):
-            block = slice(start, start + _BLOCK_ROWS)
-            words.add_columns(start, packer.pack(rows[block], group[block], kind[block],
-                                                 out[block]))
-        return out, words.finish()
+        return kind
 
 
 def _marker_packets(rows: np.ndarray, kind: np.ndarray, io_groups: np.ndarray) -> np.ndarray:
@@ -169,10 +207,13 @@ class _Packer:
     contiguous row of a (words, block) array, which is then transposed into the
     records in one copy: numpy moves it blockwise, where writing each field
     into 36-byte records would cost a slow strided pass per field. All buffers
-    are reused from block to block.
+    are reused from block to block (grown for a message bigger than a block).
     """
 
     def __init__(self, block_rows: int) -> None:
+        self._allocate(block_rows)
+
+    def _allocate(self, block_rows: int) -> None:
         self.words = np.empty((4, block_rows), np.uint32)
         self.columns = np.zeros((PACKET_DTYPE.itemsize // 4, block_rows), np.uint32)
         self.odd = np.empty(block_rows, np.uint32)
@@ -183,6 +224,8 @@ class _Packer:
         """``out``'s records from the rows of a block (``kind``: their stream kinds, headers
         ``_HEADER_KIND``); returns the records' words as (word, row) columns."""
         n = len(rows)
+        if n > len(self.odd):
+            self._allocate(n)
         words, columns = self.words[:, :n], self.columns[:, :n]
         odd, part = self.odd[:n], self.part[:n]
         np.copyto(words, rows.view("<u4").reshape(n, 4).T)

@@ -165,6 +165,32 @@ def test_many_messages_of_mixed_sizes_in_order():
     assert packets["timestamp"][packets["packet_type"] == 4].tolist() == list(range(300))
 
 
+def test_blocks_of_messages_bigger_ones_and_malformed_ones_anywhere():
+    """The decoder works through blocks of about 2**14 rows: messages across block
+    edges, messages bigger than a block and malformed ones in several blocks."""
+    rng = np.random.default_rng(1)
+    sizes = [int(n) for n in rng.integers(0, 400, size=300)]
+    sizes[60] = sizes[150] = 20_000
+    broken = {3, 59, 60, 61, 120, 150, 299}  # 60 and 150 are the big ones
+    msgs, expected_chips, groups = [], [], []
+    for m, size in enumerate(sizes):
+        chips = rng.integers(0, 256, size=size)
+        words = [data_word(1, 0, larpix_word(chip_id=int(c))) for c in chips]
+        bad = m in broken
+        msgs.append(message(m, *words, count=size + 1 if bad else None))
+        groups.append(m % 5 + 1)
+        if not bad:
+            expected_chips += [0, *chips.tolist()]
+    packets, malformed = decode(*msgs, io_groups=groups)
+    assert malformed == len(broken)
+    assert sum(size + 1 for m, size in enumerate(sizes) if m not in broken) > 3 * 2**14
+    assert packets["chip_id"].tolist() == expected_chips
+    stamps = packets["timestamp"][packets["packet_type"] == 4].tolist()
+    assert stamps == [m for m in range(len(sizes)) if m not in broken]
+    assert packets["io_group"][packets["packet_type"] == 4].tolist() == [
+        m % 5 + 1 for m in stamps]
+
+
 def test_normalise_older_dtype_by_field_name():
     older = np.dtype([("timestamp", "<u8"), ("io_group", "u1"), ("packet_type", "u1"),
                       ("chip_id", "u1")])
