@@ -130,24 +130,27 @@ class FileReader:
         elif info.st_size < self.cursor.size:
             self._reset()
         self.cursor.inode, self.cursor.size = info.st_ino, info.st_size
-        ahead: ThreadPoolExecutor | None = None
+        # With read-ahead every read of the pass, the first too, runs on the one helper
+        # thread: glibc gives each thread its own heap, and a chunk read on another thread
+        # than the last would first-touch a fresh heap's worth of pages.
+        ahead = ThreadPoolExecutor(1, thread_name_prefix="read-ahead") if self.read_ahead else None
         try:
-            batch = self._fetch_retrying(self.cursor.rows, self.cursor.inode, self.cursor.format,
-                                         self.cursor.created)
+            following = (self.cursor.rows, self.cursor.inode, self.cursor.format,
+                         self.cursor.created)
+            pending = ahead.submit(self._fetch_retrying, *following) if ahead else None
             while True:
+                batch = pending.result() if pending else self._fetch_retrying(*following)
                 self._observe(batch)
                 if batch.chunk is None:
                     return
                 following = (batch.start + batch.rows, batch.inode, batch.layout.format,
                              batch.created)
-                pending: Future[_Batch] | None = None
-                if batch.more and self.read_ahead:
-                    ahead = ahead or ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
+                pending = None
+                if batch.more and ahead is not None:
                     pending = ahead.submit(self._fetch_retrying, *following)
                 self.ahead = pending
                 self.cursor.rows = following[0]
                 yield batch.chunk
-                batch = pending.result() if pending else self._fetch_retrying(*following)
         finally:
             if ahead is not None:
                 ahead.shutdown(cancel_futures=True)
