@@ -231,7 +231,7 @@ class _Packer:
         np.copyto(words, rows.view("<u4").reshape(n, 4).T)
         head, second, low, high = words
         np.bitwise_xor(low, high, out=odd)
-        _fold_parity(odd, part)
+        np.bitwise_count(odd, out=odd)  # bit 0: the parity of all 64 bits
         sources = {"head": head, "second": second, "low": low, "high": high, "group": group,
                    "odd": odd}
         filled = set()
@@ -263,9 +263,3 @@ def _shifted_bits(value: np.ndarray, right: int, mask: int, left: int, out: np.n
         value = np.left_shift(value, left, out=out)
     return value
 
-
-def _fold_parity(words: np.ndarray, scratch: np.ndarray) -> None:
-    """In place: bit 0 of each 32-bit word becomes the parity of all its bits."""
-    for shift in (16, 8, 4, 2, 1):
-        np.right_shift(words, shift, out=scratch)
-        np.bitwise_xor(words, scratch, out=words)
