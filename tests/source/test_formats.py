@@ -15,7 +15,7 @@ from support.recount import words_recount
 
 from exporter.packets import PACKET_DTYPE
 from exporter.source.formats import detect, normalise_packets
-from exporter.source.pacman import decode_messages
+from exporter.source.pacman import _BLOCK_ROWS, decode_messages
 
 
 def larpix_word(packet_type=0, chip_id=0, channel_id=0, timestamp=0, first_packet=0,
@@ -166,12 +166,12 @@ def test_many_messages_of_mixed_sizes_in_order():
 
 
 def test_blocks_of_messages_bigger_ones_and_malformed_ones_anywhere():
-    """The decoder works through blocks of about 2**14 rows: messages across block
+    """The decoder works through blocks of ``_BLOCK_ROWS`` rows: messages across block
     edges, messages bigger than a block and malformed ones in several blocks."""
     rng = np.random.default_rng(1)
-    sizes = [int(n) for n in rng.integers(0, 400, size=300)]
-    sizes[60] = sizes[150] = 20_000
-    broken = {3, 59, 60, 61, 120, 150, 299}  # 60 and 150 are the big ones
+    sizes = [int(n) for n in rng.integers(0, 400, size=600)]
+    sizes[60] = sizes[150] = sizes[400] = 40_000
+    broken = {3, 59, 60, 61, 120, 150, 599}  # 60 and 150 are big ones, 400 is a good one
     msgs, expected_chips, groups = [], [], []
     for m, size in enumerate(sizes):
         chips = rng.integers(0, 256, size=size)
@@ -183,7 +183,8 @@ def test_blocks_of_messages_bigger_ones_and_malformed_ones_anywhere():
             expected_chips += [0, *chips.tolist()]
     packets, malformed = decode(*msgs, io_groups=groups)
     assert malformed == len(broken)
-    assert sum(size + 1 for m, size in enumerate(sizes) if m not in broken) > 3 * 2**14
+    assert 40_000 > _BLOCK_ROWS
+    assert sum(size + 1 for m, size in enumerate(sizes) if m not in broken) > 4 * _BLOCK_ROWS
     assert packets["chip_id"].tolist() == expected_chips
     stamps = packets["timestamp"][packets["packet_type"] == 4].tolist()
     assert stamps == [m for m in range(len(sizes)) if m not in broken]
