@@ -1,4 +1,4 @@
-"""Raw-file PACMAN messages -> packet rows, whole chunks at a time, no per-word Python.
+"""Raw-file PACMAN messages -> packet rows, a block of messages at a time, no per-word Python.
 
 The rows are the ones larpix-control's ``pacman_msg_format.parse`` +
 ``hdf5format.to_file`` write: one timestamp packet per message, then one packet
