@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from exporter import DEFAULT_PORT, __version__
 from exporter.config import (
@@ -236,7 +237,23 @@ def main(argv: list[str] | None = None) -> int:
     _export_network_dir(args)
     logging.basicConfig(level=getattr(args, "log_level", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return _run(args)
+    code = _run(args)
+    if args.command in ("serve", "demo"):
+        _end_service_process(code)
+    return code
+
+
+def _end_service_process(code: int) -> NoReturn:
+    """Leave a service process once ``serve`` has saved its state, without the
+    interpreter's teardown. A daemon thread still at work then (a quality evaluation
+    opening a data file for its ASIC masks, an ingest thread that did not stop in time)
+    may be inside h5py: the teardown frees h5py objects, which waits for h5py's global
+    lock, and that thread never gives it back. The process would hang, or crash, instead
+    of exiting."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def build_seed_parser() -> argparse.ArgumentParser:
@@ -266,7 +283,7 @@ def run_monitor_main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from exporter.service import serve
-    return serve(_serve_config(args))
+    _end_service_process(serve(_serve_config(args)))
 
 
 if __name__ == "__main__":
