@@ -4,9 +4,11 @@ HDF5 reads larpix-control's 313-row chunks one at a time, at a fixed cost per ch
 that is most of a packet file's read time, and holds the GIL while it does. An
 uncompressed chunk holds its rows byte for byte as they lie in memory once the
 stored type equals ours, HDF5 never moves such a chunk once written, and a
-writer lays most chunks back to back: the rows of such a run are read with one
-``os.preadv``, which lets go of the GIL. Whatever the map cannot vouch for (a
-chunk it does not list, a read that comes short) is left to HDF5.
+writer lays most chunks back to back, in runs a few kB apart (where HDF5 stored
+something else). The rows of a read are taken with one ``os.preadv``, which
+lets go of the GIL: the bytes between two runs go to a scratch buffer that is
+never read. Whatever the map cannot vouch for (a chunk it does not list, a read
+that comes short) is left to HDF5.
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ import numpy as np
 #: (1 against 4.4 us, 10 M packets in 313-row chunks): a map pays for itself when
 #: the rows to read span at least this share of the dataset's chunks.
 WORTH_SHARE = 0.25
+
+#: Most bytes between two runs of chunks read and dropped rather than skipped by another
+#: read (larpix-control's files have 13-21 kB: the chunk index's nodes).
+MAX_GAP = 1 << 18
+#: Where those bytes go; only ever written, so readers on any thread may share it.
+_GAP = memoryview(bytearray(MAX_GAP))
+#: Most buffers one ``os.preadv`` takes (Linux's ``IOV_MAX``).
+_MAX_BUFFERS = 1024
 
 #: Most chunks a map lists (8 bytes each: 16 MB, a 24 GB file of 313-row chunks), so
 #: that its memory stays bounded whatever the file; a bigger dataset is read by HDF5.
@@ -67,23 +77,40 @@ class ChunkMap:
                 and _object_address(dset) == self.dataset_address)
 
     def read_into(self, fd: int, out: np.ndarray, start: int, stop: int) -> bool:
-        """Rows ``start:stop`` into ``out``, a run of back-to-back chunks per read; False
-        (``out`` then holds nothing to use) if a chunk is not listed or a read came short."""
+        """Rows ``start:stop`` into ``out``, in one read where the runs of back-to-back
+        chunks lie in order and close together; False (``out`` then holds nothing to use)
+        if a chunk is not listed or a read came short."""
         first, last = start // self.rows_per_chunk, (stop - 1) // self.rows_per_chunk + 1
         addresses = self.addresses[first:last]
         if last > len(self.addresses) or (addresses < 0).any():
             return False
-        chunk_bytes = self.rows_per_chunk * self.row_bytes
-        breaks = np.flatnonzero(np.diff(addresses) != chunk_bytes) + 1
-        view = out.view(np.uint8)
-        for run_start, run_stop in zip(np.r_[0, breaks], np.r_[breaks, len(addresses)],
-                                       strict=True):
-            low = max(start, (first + int(run_start)) * self.rows_per_chunk)
-            high = min(stop, (first + int(run_stop)) * self.rows_per_chunk)
-            into_chunk = (low - (first + int(run_start)) * self.rows_per_chunk) * self.row_bytes
-            wanted = view[(low - start) * self.row_bytes:(high - start) * self.row_bytes]
-            if os.preadv(fd, [wanted], int(addresses[run_start]) + into_chunk) != wanted.size:
+        # each run of back-to-back chunks: its first chunk, the rows wanted from it, where
+        # they lie in the file, and the bytes from the end of the run to the next one
+        jumps = np.diff(addresses) != self.rows_per_chunk * self.row_bytes
+        run = np.concatenate(([0], np.flatnonzero(jumps) + 1))
+        run_row = (first + run) * self.rows_per_chunk
+        low = np.maximum(run_row, start)
+        high = np.append(run_row[1:], stop)
+        where = addresses[run] + (low - run_row) * self.row_bytes
+        size = (high - low) * self.row_bytes
+        gap = np.append(where[1:] - where[:-1] - size[:-1], -1)  # -1: no run follows
+        view = memoryview(out.view(np.uint8))
+        buffers: list[memoryview] = []
+        at = wanted = 0
+        for offset, n, skip in zip(where.tolist(), size.tolist(), gap.tolist(), strict=True):
+            if not buffers:
+                read_at = offset
+            buffers.append(view[at:at + n])
+            at += n
+            wanted += n
+            if 0 <= skip <= MAX_GAP and len(buffers) < _MAX_BUFFERS - 1:
+                if skip:
+                    buffers.append(_GAP[:skip])
+                    wanted += skip
+                continue
+            if os.preadv(fd, buffers, read_at) != wanted:
                 return False
+            buffers, wanted = [], 0
         return True
 
 

@@ -18,7 +18,7 @@ from larpix.format import hdf5format
 from support.damage import append_rows, gzip_packet_file, larpix_packets
 
 from exporter.packets import PACKET_DTYPE
-from exporter.source.chunk_map import WORTH_SHARE, ChunkMap, worth_mapping
+from exporter.source.chunk_map import MAX_GAP, WORTH_SHARE, ChunkMap, worth_mapping
 from exporter.source.reader import FileReader
 
 
@@ -61,6 +61,65 @@ def test_any_rows_read_as_bytes_equal_hdf5s_read_across_runs_of_chunks(tmp_path)
         got = read(chunk_map, path, int(start), int(stop))
         assert got is not None, (start, stop)
         np.testing.assert_array_equal(got, rows[start:stop])
+
+
+def test_rows_across_runs_close_together_take_one_read(tmp_path, monkeypatch):
+    path = tmp_path / "run.h5"
+    rows = written_in_calls(path, calls=40, per_call=1000)
+    chunk_map = map_of(path)
+    chunk_bytes = chunk_map.rows_per_chunk * PACKET_DTYPE.itemsize
+    gaps = np.diff(chunk_map.addresses) - chunk_bytes
+    assert (gaps > 0).sum() >= 2 and (gaps >= 0).all() and gaps.max() <= MAX_GAP
+    reads, real_preadv = [], os.preadv
+
+    def preadv(fd, buffers, offset):  # the real read, noted
+        reads.append(offset)
+        return real_preadv(fd, buffers, offset)
+
+    monkeypatch.setattr(os, "preadv", preadv)
+    got = read(chunk_map, path, 5, len(rows) - 5)
+    np.testing.assert_array_equal(got, rows[5:-5])
+    assert reads == [chunk_map.addresses[0] + 5 * PACKET_DTYPE.itemsize]
+
+
+def test_chunks_stored_out_of_order_or_far_apart_are_read_run_by_run(tmp_path):
+    rows = written_in_calls(tmp_path / "source.h5", calls=1, per_call=8000)
+    path = tmp_path / "scattered.h5"
+    # no chunk cache: each chunk is stored as it is written
+    with h5py.File(path, "w", rdcc_nbytes=0) as f:  # last to first, big datasets between
+        dset = f.create_dataset("packets", shape=rows.shape, dtype=PACKET_DTYPE, chunks=(313,),
+                                maxshape=(None,))
+        starts = list(range(0, len(rows), 313))
+        for k, start in enumerate(reversed(starts)):
+            dset[start:start + 313] = rows[start:start + 313]
+            if k % 4 == 3:
+                f.create_dataset(f"spacer{k}", data=np.ones(MAX_GAP + 1000, np.uint8))
+    chunk_map = map_of(path)
+    assert chunk_map is not None and (chunk_map.addresses >= 0).all()
+    step = np.diff(chunk_map.addresses)
+    assert (step < 0).all() and (-step > MAX_GAP).any()  # every run lies before the last
+    rng = np.random.default_rng(11)
+    spans = [(0, len(rows))]
+    spans += [tuple(sorted(rng.choice(len(rows) + 1, 2, replace=False))) for _ in range(100)]
+    for start, stop in spans:
+        np.testing.assert_array_equal(read(chunk_map, path, int(start), int(stop)),
+                                      rows[start:stop])
+    in_order = tmp_path / "in_order.h5"
+    with h5py.File(in_order, "w", rdcc_nbytes=0) as f:  # first to last, big datasets between
+        dset = f.create_dataset("packets", shape=rows.shape, dtype=PACKET_DTYPE, chunks=(313,),
+                                maxshape=(None,))
+        for k, start in enumerate(starts):  # and a small one now and then
+            dset[start:start + 313] = rows[start:start + 313]
+            if k % 4 == 3:
+                size = MAX_GAP + 1000 if k % 8 == 7 else 5000
+                f.create_dataset(f"spacer{k}", data=np.ones(size, np.uint8))
+    chunk_map = map_of(in_order)
+    gaps = np.diff(chunk_map.addresses) - 313 * PACKET_DTYPE.itemsize
+    assert (gaps > MAX_GAP).any() and ((gaps > 0) & (gaps <= MAX_GAP)).any()
+    assert (gaps >= 0).all()
+    for start, stop in spans:
+        np.testing.assert_array_equal(read(chunk_map, in_order, int(start), int(stop)),
+                                      rows[start:stop])
 
 
 def test_only_plain_rows_of_our_type_are_mapped(tmp_path):
