@@ -28,9 +28,7 @@ written whole every chunk, and the histogram bins of the chips a file has.
 
 from __future__ import annotations
 
-import ctypes
 import mmap
-from collections.abc import Callable
 
 import numpy as np
 
@@ -66,18 +64,17 @@ def populate(array: np.ndarray, ranges: np.ndarray) -> None:
     """Map the pages of byte ranges ``(start, stop)`` of a ``zeros`` array now, a call a
     range, rather than a fault a page on first touch (~5 us a 4 kB page on the benchmark
     machine). Where the kernel cannot (Linux before 5.14, other systems), pages are
-    mapped on first touch as before.
-
-    The calls go through ctypes, which lets go of the GIL (``mmap.madvise`` keeps it):
-    a reader thread goes on while the histogram of a new file is mapped."""
-    if _madvise is None or _mapping(array) is None:
+    mapped on first touch as before."""
+    buffer = _mapping(array)
+    if buffer is None:
         return
-    base = array.__array_interface__["data"][0]
     page = mmap.PAGESIZE
-    for start, stop in ranges.tolist():
-        first = base + start - (base + start) % page
-        if _madvise(first, base + stop - first, _MADV_POPULATE_WRITE) != 0:
-            return
+    try:
+        for start, stop in ranges.tolist():
+            first = start - start % page
+            buffer.madvise(_MADV_POPULATE_WRITE, first, stop - first)
+    except (OSError, AttributeError):
+        pass
 
 
 def _mapping(array: np.ndarray) -> mmap.mmap | None:
@@ -89,18 +86,6 @@ def _mapping(array: np.ndarray) -> mmap.mmap | None:
     return owner if isinstance(owner, mmap.mmap) else None
 
 
-def _libc_madvise() -> Callable[[int, int, int], int] | None:
-    """The C library's ``madvise``, or None where there is none to call."""
-    try:
-        call = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError, TypeError):
-        return None
-    call.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-    call.restype = ctypes.c_int
-    return call
-
-
 _MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 #: Linux's madvise(MADV_POPULATE_WRITE) (5.14+); Python 3.11's mmap does not name it.
 _MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)
-_madvise = _libc_madvise()
