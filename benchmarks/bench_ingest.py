@@ -7,7 +7,7 @@ h5py read and larpix-control.
 Files are simulated once in larpix-control's layouts (packet file: its tiny
 HDF5 chunks; raw file: gzip, ~225-word PACMAN messages) and cached under
 benchmarks/data/. Every run of a phase is a fresh process of this script, so its
-peak RSS (``ru_maxrss``) is its own; the phases take turns, ``--repeat`` times
+peak RSS (``ru_maxrss``) is its own; the phases take turns in a rotated order, ``--repeat`` times
 each, and each reports its best time. FileReader reads the next chunk on a
 helper thread while DetectorMetrics counts the current one (read-ahead); the
 same pass without read-ahead is shown as well. The packet file's target is
@@ -188,10 +188,13 @@ def run_phase(name: str, path: Path, repeat: int = 1) -> dict:
 
 def run_phases(names: list[str], path: Path, repeat: int) -> dict[str, dict]:
     """Each phase ``repeat`` times, interleaved, so that a machine busy with other work
-    slows all of them alike; best time and largest peak RSS per phase."""
+    slows all of them alike, and in a rotated order, so that no phase always runs after
+    the same one (on a VM, a run after one that freed much memory first-touches pages the
+    host has taken back); best time and largest peak RSS per phase."""
     results: dict[str, dict] = {}
-    for _ in range(repeat):
-        for name in names:
+    for round_ in range(repeat):
+        turn = round_ % len(names)
+        for name in names[turn:] + names[:turn]:
             new = run_phase(name, path)
             old = results.get(name)
             if old is None or "error" in new:
