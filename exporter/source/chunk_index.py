@@ -16,11 +16,8 @@ import os
 
 import numpy as np
 
-#: Object header message types (HDF5 file format, section IV.A.2).
+#: The layout message's type in an object header (HDF5 file format, section IV.A.2.i).
 _LAYOUT = 0x0008
-_CONTINUATION = 0x0010
-#: Most object header blocks followed (a dataset's header has one or two).
-_MAX_HEADER_BLOCKS = 16
 _UNDEFINED_ADDRESS = (1 << 64) - 1
 _MAX_LEVELS = 16
 
@@ -76,33 +73,24 @@ def _chunk_tree(fd: int, header_address: int, rows_per_chunk: int,
 
 
 def _layout_message(fd: int, header_address: int) -> bytes | None:
-    """The data of the layout message of a version-1 object header, following its
-    continuation blocks."""
+    """The data of the layout message in the first block of a version-1 object header
+    (where HDF5 writes it when it makes the dataset; elsewhere, HDF5 lists the chunks)."""
     prefix = os.pread(fd, 16, header_address)
     if len(prefix) < 16 or prefix[0] != 1:
         return None
-    messages_left = int.from_bytes(prefix[2:4], "little")
-    blocks = [(header_address + 16, int.from_bytes(prefix[8:12], "little"))]
-    for _ in range(_MAX_HEADER_BLOCKS):
-        if not blocks or messages_left <= 0:
+    messages = int.from_bytes(prefix[2:4], "little")
+    block = os.pread(fd, int.from_bytes(prefix[8:12], "little"), header_address + 16)
+    position = 0
+    for _ in range(messages):
+        if position + 8 > len(block):
             return None
-        at, length = blocks.pop(0)
-        block = os.pread(fd, length, at)
-        position = 0
-        while position + 8 <= len(block) and messages_left > 0:
-            kind = int.from_bytes(block[position:position + 2], "little")
-            size = int.from_bytes(block[position + 2:position + 4], "little")
+        kind = int.from_bytes(block[position:position + 2], "little")
+        size = int.from_bytes(block[position + 2:position + 4], "little")
+        data = block[position + 8:position + 8 + size]
+        if kind == _LAYOUT:
             shared = block[position + 4] & 2
-            data = block[position + 8:position + 8 + size]
-            if len(data) < size:
-                return None
-            if kind == _LAYOUT:
-                return None if shared else data
-            if kind == _CONTINUATION and size >= 16:
-                blocks.append((int.from_bytes(data[:8], "little"),
-                               int.from_bytes(data[8:16], "little")))
-            position += 8 + size
-            messages_left -= 1
+            return None if shared or len(data) < size else data
+        position += 8 + size
     return None
 
 
