@@ -314,6 +314,33 @@ def test_io_channel_zero_and_message_io_group_zero_labels_and_data_time_by_group
     assert value(s, "larpix_sync_gaps_total", io_group="2") == 1     # second 900 had none
 
 
+def test_ring_slots_reused_chunk_after_chunk_keep_each_second_apart():
+    """Each chunk spans more seconds than the window, so every ring slot is reused in each
+    io_group: io_group 0 sends timestamps only, and io_group 2 runs a second behind, so a
+    slot holds different seconds in different io_groups. io_group 3 sends nothing in the
+    last chunk: its window stays where its data time stopped."""
+    detector = DetectorMetrics(rate_window=2)
+    for first in range(100, 112, 4):
+        rows = []
+        for second in range(first, first + 4):
+            rows += [ts(0, second), ts(1, second), *[data(1, 3)] * (second % 5 + 1),
+                     ts(2, second - 1), *[data(2, 4)] * (second % 3 + 1)]
+            if first < 108:
+                rows += [ts(3, second), data(3, 5), data(3, 5)]
+        detector.update(chunk(packets(*rows)), "f")
+        s = scrape(detector)
+        assert value(s, "larpix_packet_rate_hz", io_group="3", packet_type="data") == 2
+        last = first + 3  # the window: the two complete seconds before the last one
+        assert value(s, "larpix_packet_rate_hz", io_group="0",
+                     packet_type="timestamp") == 1
+        assert value(s, "larpix_packet_rate_hz", io_group="1", packet_type="data") == sum(
+            second % 5 + 1 for second in (last - 2, last - 1)) / 2
+        assert value(s, "larpix_packet_rate_hz", io_group="2", packet_type="data") == sum(
+            second % 3 + 1 for second in (last - 2, last - 1)) / 2  # its seconds - 1
+        assert value(s, "larpix_packets_total", io_group="0", io_channel="0",
+                     packet_type="timestamp") == last - 99
+
+
 def test_chip_labels_follow_each_detector_as_chips_are_added():
     def chip(group: int, channel: int, chip_id: int) -> tuple[tuple[str, str], ...]:
         return (("chip_id", str(chip_id)), ("io_channel", str(channel)), ("io_group", str(group)))
