@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -26,17 +28,23 @@ def listed(path: Path, dataset: str = "packets") -> tuple[np.ndarray | None, np.
     with h5py.File(path, "r", locking=False) as f:
         dset = f[dataset]
         rows_per_chunk = dset.chunks[0]
-        chunks = -(-dset.shape[0] // rows_per_chunk)
-        by_hdf5 = np.full(chunks, -1, np.int64)
+        by_hdf5 = np.full(-(-dset.shape[0] // rows_per_chunk), -1, np.int64)
 
         def note(info: h5py.h5d.StoreInfo) -> None:
             by_hdf5[info.chunk_offset[0] // rows_per_chunk] = info.byte_offset
 
         dset.id.chunk_iter(note)
+    return ours_listed(path, dataset), by_hdf5
+
+
+def ours_listed(path: Path, dataset: str = "packets") -> np.ndarray | None:
+    with h5py.File(path, "r", locking=False) as f:
+        dset = f[dataset]
+        rows_per_chunk = dset.chunks[0]
         header = f.id.links.get_info(dset.name.encode()).u
-        ours = stored_chunk_addresses(f.id.get_vfd_handle(), header, rows_per_chunk,
-                                      PACKET_DTYPE.itemsize, chunks, os.path.getsize(path))
-    return ours, by_hdf5
+        fd = f.id.get_vfd_handle()
+        return stored_chunk_addresses(fd, header, rows_per_chunk, PACKET_DTYPE.itemsize,
+                                      -(-dset.shape[0] // rows_per_chunk), os.fstat(fd).st_size)
 
 
 def root_level(path: Path) -> int:
@@ -144,3 +152,47 @@ def test_a_damaged_index_is_not_listed(tmp_path, field):
         ours = stored_chunk_addresses(f.id.get_vfd_handle(), header, dset.chunks[0],
                                       PACKET_DTYPE.itemsize, 100, os.path.getsize(damaged))
     assert ours is None
+
+
+#: larpix-control's to_file appending batch after batch, as a DAQ's packet logger does.
+APPENDING_WRITER = r"""
+import sys
+from larpix import Packet_v2, TimestampPacket
+from larpix.format import hdf5format
+
+path, batches = sys.argv[1], int(sys.argv[2])
+for i in range(batches):
+    packets = [TimestampPacket(timestamp=1_700_000_000 + i)]
+    packets += [Packet_v2(bytes([i % 256, 0, j % 256, 0, 0, 0, 0, 0])) for j in range(2000)]
+    hdf5format.to_file(path, packet_list=packets)
+"""
+
+
+def test_listings_made_while_larpix_control_appends_never_give_a_wrong_address(tmp_path):
+    """A listing made mid-append may miss the newest chunks or not parse (None); every
+    address it gives is where the chunk lies once the writer is done (HDF5 never moves
+    a stored chunk)."""
+    path = tmp_path / "live.h5"
+    hdf5format.to_file(str(path), packet_list=larpix_packets(313 * 3, seed=1))
+    writer = subprocess.Popen([sys.executable, "-c", APPENDING_WRITER, str(path), "150"])
+    seen: dict[int, set[int]] = {}
+    listings = 0
+    try:
+        while writer.poll() is None:
+            try:
+                ours = ours_listed(path)
+            except (OSError, KeyError):  # caught mid-write: HDF5 cannot open it
+                continue
+            if ours is None:
+                continue
+            listings += 1
+            for chunk in np.flatnonzero(ours >= 0).tolist():
+                seen.setdefault(chunk, set()).add(int(ours[chunk]))
+    finally:
+        writer.wait(timeout=120)
+    assert writer.returncode == 0
+    final, by_hdf5 = listed(path)
+    np.testing.assert_array_equal(final, by_hdf5)
+    assert listings >= 20 and len(seen) > 100
+    wrong = {c: a for c, a in seen.items() if a != {int(by_hdf5[c])}}
+    assert wrong == {}
