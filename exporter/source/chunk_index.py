@@ -19,6 +19,7 @@ import numpy as np
 #: The layout message's type in an object header (HDF5 file format, section IV.A.2.i).
 _LAYOUT = 0x0008
 _UNDEFINED_ADDRESS = (1 << 64) - 1
+#: Deepest tree followed (64**16 chunks: far more than any file holds).
 _MAX_LEVELS = 16
 
 #: A key and the child after it, in a B-tree node of a 1-D dataset's chunks.
@@ -31,6 +32,9 @@ NODE = np.dtype([("signature", "S4"), ("type", "u1"), ("level", "u1"), ("entries
                  ("left", "<u8"), ("right", "<u8"),
                  ("entry", ENTRY, (_NODE_ENTRIES,)), ("last_key", "u1", (24,))])
 _HEAD_BYTES = NODE.fields["entry"][1]
+#: Nodes read at a time (2 MB): a level of a big file's tree is read in batches, so that
+#: memory stays at the map's own 8 bytes a chunk.
+_BATCH_NODES = 1024
 
 
 def stored_chunk_addresses(fd: int, header_address: int, rows_per_chunk: int,
@@ -45,19 +49,44 @@ def stored_chunk_addresses(fd: int, header_address: int, rows_per_chunk: int,
     addresses = np.full(chunks, -1, np.int64)
     if root == _UNDEFINED_ADDRESS:  # nothing stored yet
         return addresses
-    leaves = _leaf_entries(fd, root, chunks, file_size)
-    if leaves is None:
-        return None
-    chunk_bytes = rows_per_chunk * row_bytes
-    index = leaves["row"] // rows_per_chunk
-    if not ((leaves["chunk_bytes"] == chunk_bytes).all() and (leaves["filters"] == 0).all()
-            and (leaves["byte"] == 0).all() and (leaves["row"] % rows_per_chunk == 0).all()
-            and (index < chunks).all() and (leaves["child"] <= file_size - chunk_bytes).all()):
-        return None
-    addresses[index] = leaves["child"]
-    if np.count_nonzero(addresses >= 0) != len(leaves):  # a chunk listed twice
-        return None
-    return addresses
+    chunk = _Chunks(rows_per_chunk, rows_per_chunk * row_bytes, file_size)
+    nodes, expected = np.array([root], np.uint64), None
+    for _ in range(_MAX_LEVELS):  # a level at a time, from the root down
+        children, listed, level = [], 0, expected
+        for first in range(0, len(nodes), _BATCH_NODES):
+            entries, level = _entries(fd, nodes[first:first + _BATCH_NODES], level, file_size)
+            if entries is None:
+                return None
+            if level > 0:
+                children.append(entries["child"])
+            elif not chunk.note(entries, addresses):
+                return None
+            listed += len(entries)
+        if level == 0:  # every chunk listed once
+            return addresses if np.count_nonzero(addresses >= 0) == listed else None
+        nodes, expected = np.concatenate(children), level - 1
+        if len(nodes) > chunks:
+            return None
+    return None
+
+
+class _Chunks:
+    """What a leaf entry must say of its chunk."""
+
+    def __init__(self, rows: int, nbytes: int, file_size: int) -> None:
+        self.rows, self.nbytes, self.file_size = rows, nbytes, file_size
+
+    def note(self, entries: np.ndarray, addresses: np.ndarray) -> bool:
+        """Put leaf entries in ``addresses``; False unless each is a whole unfiltered chunk,
+        on a chunk boundary, inside the dataset and the file."""
+        index = entries["row"] // self.rows
+        if not ((entries["chunk_bytes"] == self.nbytes).all() and (entries["filters"] == 0).all()
+                and (entries["byte"] == 0).all() and (entries["row"] % self.rows == 0).all()
+                and (index < len(addresses)).all()
+                and (entries["child"] <= self.file_size - self.nbytes).all()):
+            return False
+        addresses[index] = entries["child"]
+        return True
 
 
 def _chunk_tree(fd: int, header_address: int, rows_per_chunk: int,
@@ -94,27 +123,22 @@ def _layout_message(fd: int, header_address: int) -> bytes | None:
     return None
 
 
-def _leaf_entries(fd: int, root: int, chunks: int, file_size: int) -> np.ndarray | None:
-    """Every entry of the tree's leaves (level 0), read a level at a time: each node's
-    signature, type, level and entry count checked before its children are followed."""
-    nodes = [root]
-    level_above = None
-    for _ in range(_MAX_LEVELS):
-        if len(nodes) > chunks or max(nodes) >= file_size:
-            return None
-        level = np.zeros(len(nodes), NODE)
-        raw = level.view(np.uint8).reshape(len(nodes), NODE.itemsize)
-        got = np.array([os.preadv(fd, [row], at) for row, at in zip(raw, nodes, strict=True)])
-        entries = level["entries"].astype(np.int64)
-        if ((level["signature"] != b"TREE").any() or (level["type"] != 1).any()
-                or (level["level"] != level["level"][0]).any()
-                or (level_above is not None and level["level"][0] != level_above - 1)
-                or (entries < 1).any() or (entries > _NODE_ENTRIES).any()
-                or (got < _HEAD_BYTES + entries * ENTRY.itemsize).any()):
-            return None
-        used = level["entry"][np.arange(_NODE_ENTRIES) < entries[:, None]]
-        if level["level"][0] == 0:
-            return used
-        level_above = int(level["level"][0])
-        nodes = used["child"].tolist()
-    return None
+def _entries(fd: int, nodes: np.ndarray, level: int | None, file_size: int
+             ) -> tuple[np.ndarray | None, int]:
+    """The entries of some nodes of one level and that level (``level``: the one expected,
+    None for the root): None unless each node's signature, type, level and entry count
+    check out."""
+    if nodes.max() >= file_size:
+        return None, -1
+    read = np.zeros(len(nodes), NODE)
+    raw = read.view(np.uint8).reshape(len(nodes), NODE.itemsize)
+    got = np.array([os.preadv(fd, [row], at) for row, at in zip(raw, nodes.tolist(),
+                                                               strict=True)])
+    found = int(read["level"][0])
+    used = read["entries"].astype(np.int64)
+    if ((read["signature"] != b"TREE").any() or (read["type"] != 1).any()
+            or (read["level"] != found).any() or (level is not None and found != level)
+            or (used < 1).any() or (used > _NODE_ENTRIES).any()
+            or (got < _HEAD_BYTES + used * ENTRY.itemsize).any()):
+        return None, -1
+    return read["entry"][np.arange(_NODE_ENTRIES) < used[:, None]], found

@@ -19,6 +19,7 @@ from larpix.format import hdf5format
 from support.damage import larpix_packets
 
 from exporter.packets import PACKET_DTYPE
+from exporter.source import chunk_index
 from exporter.source.chunk_index import ENTRY, NODE, stored_chunk_addresses
 from exporter.source.chunk_map import ChunkMap
 
@@ -75,7 +76,10 @@ def test_listing_equals_hdf5s_for_files_larpix_control_wrote(tmp_path, calls, pe
     np.testing.assert_array_equal(ours, by_hdf5)
 
 
-def test_a_tree_of_three_levels_and_chunks_stored_out_of_order(tmp_path):
+@pytest.mark.parametrize("batch", [1024, 7, 1])
+def test_a_tree_of_three_levels_and_chunks_stored_out_of_order(tmp_path, monkeypatch, batch):
+    """Also with each level's nodes read in small batches (a big file's leaves are)."""
+    monkeypatch.setattr(chunk_index, "_BATCH_NODES", batch)
     path = tmp_path / "deep.h5"
     rows = np.zeros(6000, PACKET_DTYPE)
     rows["timestamp"] = np.arange(len(rows))
