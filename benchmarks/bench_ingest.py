@@ -4,16 +4,16 @@ h5py read and larpix-control.
     .venv/bin/python benchmarks/bench_ingest.py [--packets 10000000] [--raw-packets 2000000]
                                                 [--repeat 5] [--pairs 9]
 
-Files are simulated once in larpix-control's layouts (packet file: its tiny
-HDF5 chunks; raw file: gzip, ~225-word PACMAN messages) and cached under
+Files are simulated once in larpix-control's layouts (packet file: its tiny HDF5
+chunks; raw file: gzip, ~225-word PACMAN messages) and cached under
 benchmarks/data/. Every run of a phase is a fresh process of this script, so its
-peak RSS (``ru_maxrss``) is its own; the phases take turns in a rotated order, ``--repeat`` times
-each, and each reports its best time. FileReader reads the next chunk on a
-helper thread while DetectorMetrics counts the current one (read-ahead); the
-same pass without read-ahead is shown as well. The packet file's target is
-about ``--pairs`` paired whole runs: ours with every metric, then the plain
-read (the plain read first in every other pair), each in a fresh process; the
-median of the pairs' ratios.
+peak RSS (``ru_maxrss``) is its own; the phases take turns, in an order rotated
+each round, ``--repeat`` times each, and each reports its best time. FileReader
+reads the next chunk on a helper thread while DetectorMetrics counts the current
+one (read-ahead); the same pass without read-ahead is shown as well. The packet
+file's target is about ``--pairs`` paired whole runs: ours with every metric,
+then the plain read (the plain read first in every other pair), each in a fresh
+process; the median of the pairs' ratios.
 """
 
 from __future__ import annotations
