@@ -7,7 +7,7 @@ h5py read and larpix-control.
 Files are simulated once in larpix-control's layouts (packet file: its tiny HDF5
 chunks; raw file: gzip, ~225-word PACMAN messages) and cached under
 benchmarks/data/. Every run of a phase is a fresh process of this script, so its
-peak RSS (``ru_maxrss``) is its own; the phases take turns, in an order rotated
+peak RSS (``ru_maxrss``) is its own; the phases take turns, in a balanced order
 each round, ``--repeat`` times each, and each reports its best time. FileReader
 reads the next chunk on a helper thread while DetectorMetrics counts the current
 one (read-ahead); the same pass without read-ahead is shown as well. The packet
@@ -186,15 +186,28 @@ def run_phase(name: str, path: Path, repeat: int = 1) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def balanced_orders(names: list[str]) -> list[list[str]]:
+    """Orders of ``names`` in which each name comes right after every other one equally
+    often (the rows of a Williams design: 0, 1, n-1, 2, n-2, ... shifted by the row;
+    mirrored rows too when there is an odd number of names)."""
+    n = len(names)
+    first = [0]
+    for i in range(1, n):
+        first.append((i + 1) // 2 if i % 2 else n - i // 2)
+    rows = [[names[(k + shift) % n] for k in first] for shift in range(n)]
+    return rows + ([row[::-1] for row in rows] if n % 2 else [])
+
+
 def run_phases(names: list[str], path: Path, repeat: int) -> dict[str, dict]:
     """Each phase ``repeat`` times, interleaved, so that a machine busy with other work
-    slows all of them alike, and in a rotated order, so that no phase always runs after
-    the same one (on a VM, a run after one that freed much memory first-touches pages the
-    host has taken back); best time and largest peak RSS per phase."""
+    slows all of them alike, each round in another order of a balanced design, so that
+    no phase mostly runs right after the same one (on this VM a run right after
+    larpix-control's phase was slow in 4 of 6 tries, after the plain read in 1 of 6);
+    best time and largest peak RSS per phase."""
     results: dict[str, dict] = {}
+    orders = balanced_orders(names)
     for round_ in range(repeat):
-        turn = round_ % len(names)
-        for name in names[turn:] + names[:turn]:
+        for name in orders[round_ % len(orders)]:
             new = run_phase(name, path)
             old = results.get(name)
             if old is None or "error" in new:
