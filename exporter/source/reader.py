@@ -31,6 +31,7 @@ from exporter.source.formats import (
     detect,
     normalise_packets,
 )
+from exporter.source.global_heap import read_messages
 from exporter.source.opening import (
     classify,
     open_file,
@@ -47,7 +48,7 @@ RETRY_DELAYS = (0.01, 0.03, 0.1)
 #: First guess of packets per raw message, before a file has shown its own.
 _INITIAL_PACKETS_PER_MESSAGE = 256
 
-#: Raw messages per h5py read: bounds a chunk's overshoot when message sizes jump.
+#: Raw messages per read: bounds a chunk's overshoot when message sizes jump.
 _MAX_MESSAGES_PER_READ = 4096
 
 #: A file unchanged this long is not being written: a raw file has every header written
@@ -237,7 +238,8 @@ class FileReader:
                 io_groups = None
             else:
                 rows, data, io_groups, more = self._fetch_messages(*datasets, start, available,
-                                                                   settled, damage)
+                                                                   settled, damage,
+                                                                   opened.st_size)
                 words = None
         batch = _Batch(start, rows, reset, opened.st_ino, opened.st_size, layout, more,
                        settled, made, damage)
@@ -293,21 +295,26 @@ class FileReader:
         return self.chunk_map
 
     def _fetch_messages(self, msgs: h5py.Dataset, headers: h5py.Dataset, start: int,
-                        available: int, settled: bool, damage: list[Damage]
+                        available: int, settled: bool, damage: list[Damage], file_size: int
                         ) -> tuple[int, np.ndarray | None, np.ndarray | None, bool]:
         """Messages holding about ``chunk_rows`` packets, read in blocks sized by the
         packets per message seen so far (a block is at most ``_MAX_MESSAGES_PER_READ``):
-        messages read, the messages, their io_groups, whether filled messages remain."""
+        messages read, the messages, their io_groups, whether filled messages remain.
+        A block is read from the heap's bytes where it can be, through HDF5 otherwise."""
         end = _filled_end(msgs, start, available, _empty_messages)
         end = _headers_written_end(headers, start, end, settled)
         blocks, stop, packets = [], start, 0
+        fd = msgs.file.id.get_vfd_handle()
         while stop < end and stop - start < self.chunk_rows and packets < self.chunk_rows:
             wanted = math.ceil((self.chunk_rows - packets) / self._packets_per_message)
             step = min(end - stop, self.chunk_rows - (stop - start), _MAX_MESSAGES_PER_READ,
                        wanted)
-            slab = read_slab(msgs, stop, stop + step, limit=end)
-            block, step = slab.rows, len(slab.rows)
-            damage += slab.damage
+            block = read_messages(msgs, stop, stop + step, fd, file_size)
+            if block is None:
+                slab = read_slab(msgs, stop, stop + step, limit=end)
+                block = slab.rows
+                damage += slab.damage
+            step = len(block)
             block_packets = sum((m.size + HEADER_LEN) // WORD_LEN for m in block)
             self._packets_per_message = max(1.0, block_packets / step)
             blocks.append(block)
