@@ -72,10 +72,13 @@ def _references(dset: h5py.Dataset, start: int, stop: int) -> np.ndarray | None:
     for low in range(start - start % step, stop, step):
         try:
             skipped, stored = dset.id.read_direct_chunk((low,))
-            raw = zlib.decompress(stored) if deflated and not skipped & 1 else stored
+            expected = step * REFERENCE.itemsize
+            # one byte more than a chunk holds at most, however much damaged bytes inflate
+            raw = (zlib.decompressobj().decompress(stored, expected + 1)
+                   if deflated and not skipped & 1 else stored)
         except (OSError, RuntimeError, ValueError, zlib.error):
             return None
-        if len(raw) != step * REFERENCE.itemsize:
+        if len(raw) != expected:
             return None
         parts.append(np.frombuffer(raw, REFERENCE)[max(start - low, 0):stop - low])
     return np.concatenate(parts) if parts else np.zeros(0, REFERENCE)
@@ -157,7 +160,8 @@ class _Collections:
             header = self.data[at[:, None] + header_bytes].view(OBJECT)[:, 0]
             size = header["size"].astype(np.int64)
             data_start = at + OBJECT.itemsize
-            real = (header["index"] != 0) & (data_start + size <= ends[walking])
+            real = ((header["index"] != 0) & (size >= 0)  # not 2**63 or more, as uint64
+                    & (data_start + size <= ends[walking]))
             walking, data_start, size = walking[real], data_start[real], size[real]
             keys.append(walking * _INDEXES + header["index"][real])
             starts.append(data_start)

@@ -15,7 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from larpix.format import rawhdf5format
+from larpix.format import pacman_msg_format, rawhdf5format
 from support.damage import corrupt_chunk, larpix_packets, raw_file
 
 from exporter.source import global_heap, reader
@@ -53,8 +53,6 @@ def windows(n: int, seed: int) -> list[tuple[int, int]]:
 def write_messages(path: Path, sizes: list[int], seed: int) -> list[bytes]:
     """PACMAN DATA messages of the given word counts, appended by larpix-control's
     to_rawfile a few hundred at a time, as its file worker does."""
-    from larpix.format import pacman_msg_format
-
     packets = larpix_packets(max(sizes), seed)
     msgs = [pacman_msg_format.format(packets[:words], msg_type="DATA") for words in sizes]
     for first in range(0, len(msgs), 300):
@@ -67,7 +65,7 @@ def write_messages(path: Path, sizes: list[int], seed: int) -> list[bytes]:
 @pytest.mark.parametrize("sizes", [
     [1, 2, 3] * 800,                       # tiny messages: hundreds to a collection
     [225] * 2500,                          # as the DAQ's: ~15 to a collection
-    [225, 4100, 1, 0, 60] * 300,           # one bigger than a collection, empty ones
+    [225, 4100, 1, 0, 60] * 300,           # one bigger than a collection, header-only ones
 ])
 def test_messages_equal_hdf5s_for_files_larpix_control_wrote(tmp_path, sizes):
     path = tmp_path / "raw.h5"
@@ -146,7 +144,8 @@ def first_object(path: Path, message: bytes) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("damage", ["collection signature", "collection size",
-                                    "object index", "object size", "references"])
+                                    "object index", "object size", "object size past 2**63",
+                                    "references"])
 def test_damage_is_left_to_hdf5(tmp_path, damage):
     path = tmp_path / "raw.h5"
     msgs = write_messages(path, [3, 1, 2] * 400, seed=5)
@@ -160,6 +159,7 @@ def test_damage_is_left_to_hdf5(tmp_path, damage):
             "collection size": (collection + 8, (path.stat().st_size).to_bytes(8, "little")),
             "object index": (header, (60000).to_bytes(2, "little")),
             "object size": (header + 8, (7).to_bytes(8, "little")),
+            "object size past 2**63": (header + 8, (2**64 - 16).to_bytes(8, "little")),
         }[damage]
         with open(path, "r+b") as f:
             f.seek(offset)
