@@ -5,9 +5,10 @@ message, its length and where it lies in the file's global heap, and the bytes
 lie in heap collections of ~64 kB, one after another. HDF5 reads them one
 message at a time through its metadata cache, into a fresh buffer each
 (40-60 ms for the benchmark file's 8,866 messages, a third of the whole raw
-read, decoding included). Here a block's references are read from the dataset's chunks,
-each collection they name is read whole with one ``os.preadv`` (which lets go
-of the GIL), and the messages are views of those bytes. Whatever does not
+read, decoding included). Here a block's references are read from the
+dataset's chunks, each collection they name is read whole with one
+``os.preadv`` (which lets go of the GIL), and the messages are views of those
+bytes. Whatever does not
 parse as the format says (another filter, a collection or an object that is
 not what its reference expects) gets None, and the caller asks HDF5 instead.
 """
@@ -69,10 +70,10 @@ def _references(dset: h5py.Dataset, start: int, stop: int) -> np.ndarray | None:
     if dset.chunks is None or dset.ndim != 1 or deflated is None or sizes != (8, 8):
         return None
     step, parts = dset.chunks[0], []
+    expected = step * REFERENCE.itemsize
     for low in range(start - start % step, stop, step):
         try:
             skipped, stored = dset.id.read_direct_chunk((low,))
-            expected = step * REFERENCE.itemsize
             # one byte more than a chunk holds at most, however much damaged bytes inflate
             raw = (zlib.decompressobj().decompress(stored, expected + 1)
                    if deflated and not skipped & 1 else stored)
